@@ -1,0 +1,23 @@
+"""The ``citywatch`` command line: one entry point for the stack, the pipeline and the tools.
+
+Example:
+    $ citywatch stack up && citywatch stack status
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    help="citywatch: municipal sensor ingestion (MQTT -> Kafka -> processors -> InfluxDB).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

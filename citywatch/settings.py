@@ -1,0 +1,132 @@
+"""One typed settings object for every part of citywatch.
+
+Values come, highest priority first, from: keyword arguments, ``CITYWATCH_*`` environment
+variables (nested with ``__``, e.g. ``CITYWATCH_KAFKA__BOOTSTRAP=127.0.0.1:9092``), a TOML
+file (``CITYWATCH_CONFIG`` or ``./citywatch.toml``), then the defaults below.
+
+Example:
+    >>> from citywatch.settings import Settings
+    >>> Settings().kafka.readings_topic
+    'citywatch.readings'
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _home(*parts: str) -> Path:
+    return Path.home().joinpath(*parts)
+
+
+class CitySettings(BaseModel):
+    """Where the city is: sunrise/sunset for the lamp rules are computed here."""
+
+    name: str = "Riverton"
+    latitude: float = 31.23
+    longitude: float = 121.47
+    districts: list[str] = Field(default_factory=lambda: ["central", "north", "harbour"])
+
+
+class MqttSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 1883
+    # Mosquitto drops QoS 1 messages past this per-client queue length *silently*
+    # (see DESIGN.md); it is set deliberately large and the gateway keeps its queue short.
+    max_queued_messages: int = 200_000
+    max_inflight_messages: int = 1000
+    keepalive_s: int = 30
+    version: str = "2.0"
+
+
+class KafkaSettings(BaseModel):
+    version: str = "4.3.1"
+    bootstrap: str = "127.0.0.1:9092"
+    controller_port: int = 9093
+    cluster_id: str = "Y2l0eXdhdGNoLWxvY2Fs"  # fixed so the formatted storage stays valid
+    heap: str = "768m"
+    readings_topic: str = "citywatch.readings"
+    deadletter_topic: str = "citywatch.deadletter"
+    alerts_topic: str = "citywatch.alerts"
+    commands_topic: str = "citywatch.commands"
+    presence_topic: str = "citywatch.presence"
+    readings_partitions: int = 6
+    retention_ms: int = 7 * 24 * 3600 * 1000
+    deadletter_retention_ms: int = 30 * 24 * 3600 * 1000
+
+
+class InfluxSettings(BaseModel):
+    version: str = "v1.12.4"
+    pkg_config_version: str = "v0.2.14"
+    host: str = "127.0.0.1"
+    port: int = 8086
+    rpc_port: int = 8088
+    database: str = "citywatch"
+    retention_policy: str = "autogen"
+    retention: str = "90d"
+    admin_user: str = "citywatch"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def bucket(self) -> str:
+        return f"{self.database}/{self.retention_policy}"
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Secrets not given here are generated once under state_dir."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CITYWATCH_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    cache_dir: Path = Field(default_factory=lambda: _home(".cache", "citywatch"))
+    state_dir: Path = Field(default_factory=lambda: _home(".local", "state", "citywatch"))
+    city: CitySettings = Field(default_factory=CitySettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    influx: InfluxSettings = Field(default_factory=InfluxSettings)
+    # Optional overrides of generated secrets (role -> password); see citywatch.secrets.
+    passwords: dict[str, SecretStr] = Field(default_factory=dict)
+    health_timeout_s: float = 60.0
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("CITYWATCH_CONFIG", "citywatch.toml"))
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+        )
+
+    @property
+    def repo_dir(self) -> Path:
+        """The project checkout (deploy/ scripts and templates live there)."""
+        return Path(__file__).resolve().parent.parent
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
