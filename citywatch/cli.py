@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import typer
 
+from citywatch.stack.cli import app as stack_app
+
 app = typer.Typer(
     help="citywatch: municipal sensor ingestion (MQTT -> Kafka -> processors -> InfluxDB).",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
+
+app.add_typer(stack_app, name="stack")
 
 
 def main() -> None:

@@ -72,8 +72,10 @@ class InfluxSettings(BaseModel):
     port: int = 8086
     rpc_port: int = 8088
     database: str = "citywatch"
-    retention_policy: str = "autogen"
+    retention_policy: str = "raw"
     retention: str = "90d"
+    kpi_retention_policy: str = "kpi"
+    kpi_retention: str = "730d"
     admin_user: str = "citywatch"
 
     @property

@@ -29,6 +29,8 @@ flux_dir=$(go mod download -json "github.com/influxdata/flux@$flux_version" | se
 sed -i 's/^default = \["strict"\]/default = []/' "$flux_dir/libflux/flux-core/Cargo.toml"
 sed -i 's/^default = \["strict", "cffi"\]/default = ["cffi"]/' "$flux_dir/libflux/flux/Cargo.toml"
 echo "building influxd $INFLUX_VERSION (first build takes a while on 2 cores)..."
-go install "github.com/influxdata/influxdb/cmd/influxd@$INFLUX_VERSION"
+# The release version is stamped in so /ping and `influxd version` report it.
+go install -ldflags "-X main.version=${INFLUX_VERSION#v} -X main.branch=$INFLUX_VERSION -X main.commit=go-module" \
+  "github.com/influxdata/influxdb/cmd/influxd@$INFLUX_VERSION"
 cp "$GOBIN/influxd" "$BIN"
 echo "built $BIN"
