@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from citywatch.stack.cli import app as stack_app
+from ingest.cli import gateway
 
 app = typer.Typer(
     help="citywatch: municipal sensor ingestion (MQTT -> Kafka -> processors -> InfluxDB).",
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 
 app.add_typer(stack_app, name="stack")
+app.command("gateway")(gateway)
 
 
 def main() -> None:

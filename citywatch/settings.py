@@ -87,6 +87,29 @@ class InfluxSettings(BaseModel):
         return f"{self.database}/{self.retention_policy}"
 
 
+class GatewaySettings(BaseModel):
+    """The MQTT -> Kafka gateway (``citywatch gateway``)."""
+
+    instance: str = "gw1"  # part of the MQTT client id: keep it stable across restarts
+    share_group: str = "citywatch"
+    uplink_filter: str = "city/+/+/+/up"
+    status_filter: str = "city/+/+/+/status"
+    session_expiry_s: int = 7 * 24 * 3600
+    # MQTT 5 Receive Maximum: how many unacked QoS 1 messages the broker may have in flight to us.
+    receive_maximum: int = 4000
+    queue_max: int = 8000  # decoded-but-unstored messages before the socket is paused
+    max_payload_bytes: int = 65536
+    late_after_s: float = 3600.0
+    linger_ms: int = 10
+    max_batch_bytes: int = 512 * 1024
+    compression: str = "lz4"
+    request_timeout_ms: int = 10000
+    kafka_stall_s: float = 3.0  # oldest unacked Kafka send older than this -> spool
+    spool_max_bytes: int = 2 * 1024**3
+    spool_segment_bytes: int = 64 * 1024**2
+    metrics_port: int = 9310  # 0 disables the Prometheus endpoint
+
+
 class Settings(BaseSettings):
     """Everything configurable. Secrets not given here are generated once under state_dir."""
 
@@ -102,6 +125,7 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     # Optional overrides of generated secrets (role -> password); see citywatch.secrets.
     passwords: dict[str, SecretStr] = Field(default_factory=dict)
     health_timeout_s: float = 60.0

@@ -1,0 +1,33 @@
+"""``citywatch gateway``: run one MQTT -> Kafka gateway process.
+
+Example:
+    $ citywatch gateway --instance gw2 --metrics-port 9311
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import typer
+from rich.console import Console
+
+from citywatch.settings import get_settings
+
+console = Console()
+
+
+def gateway(
+    instance: str = typer.Option(None, help="stable instance name (MQTT client id, spool dir)"),
+    metrics_port: int = typer.Option(None, help="Prometheus port (0 disables)"),
+    log_level: str = typer.Option("INFO", help="logging level"),
+) -> None:
+    """Forward device readings from Mosquitto to Kafka, acking MQTT only once stored."""
+    from ingest.gateway import serve
+
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    s = get_settings()
+    if metrics_port is not None:
+        s = s.model_copy(update={"gateway": s.gateway.model_copy(update={"metrics_port": metrics_port})})
+    stats = asyncio.run(serve(s, instance))
+    console.print(f"gateway stopped: {stats}")

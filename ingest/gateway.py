@@ -1,0 +1,342 @@
+"""The MQTT -> Kafka gateway: validate and decode, forward, and acknowledge only once stored.
+
+Each MQTT message (QoS 1, manual ack) is acknowledged only after Kafka acknowledged all its
+records (readings and dead letters) or, while Kafka is unreachable, after the raw message was
+fsync'ed to the local spool (ingest.spool), which is drained into Kafka when Kafka is back.
+So a crash anywhere between receive and store loses nothing: the broker redelivers what was
+not acknowledged. Memory stays bounded: past ``queue_max`` waiting messages the MQTT socket is
+no longer read, which slows the broker rather than growing a queue here.
+
+Several gateways share the load through the MQTT 5 shared subscription ``$share/<group>/...``.
+
+Example:
+    $ citywatch gateway --instance gw1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+
+import paho.mqtt.client as mqtt
+
+from citywatch import secrets
+from citywatch.mqtt import AsyncMqtt
+from citywatch.settings import Settings
+from ingest.decode import decode_message
+from ingest.kafka_sink import KafkaSink
+from ingest.metrics import GatewayMetrics
+from ingest.spool import Spool, SpoolFull, SpoolRecord
+
+log = logging.getLogger("citywatch.gateway")
+
+
+class Mode(Enum):
+    DIRECT = "direct"  # straight to Kafka, ack on Kafka ack
+    SPOOL = "spool"  # Kafka unreachable: ack on fsync to the spool, drain later
+
+
+@dataclass(slots=True)
+class Inbound:
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    received_at_ns: int
+
+
+@dataclass(slots=True)
+class _Pending:
+    item: Inbound
+    remaining: int
+    families: list[str] = field(default_factory=list)
+    failed: bool = False
+    t0: float = field(default_factory=time.monotonic)
+
+
+class Gateway:
+    """One gateway process; ``run`` until ``stop`` is set (SIGTERM/SIGINT set it)."""
+
+    def __init__(self, settings: Settings, instance: str | None = None) -> None:
+        self.s = settings
+        g = settings.gateway
+        self.instance = instance or g.instance
+        self.metrics = GatewayMetrics()
+        self.sink = KafkaSink(settings, client_id=f"citywatch-{self.instance}")
+        self.spool = Spool(
+            settings.state_dir / "spool" / self.instance, g.spool_segment_bytes, g.spool_max_bytes
+        )
+        self.mode = Mode.SPOOL if not self.spool.empty else Mode.DIRECT
+        self.inbox: asyncio.Queue[Inbound] = asyncio.Queue()
+        self.high, self.low = g.queue_max, g.queue_max // 2
+        self._pending: dict[int, _Pending] = {}
+        self._next = 0
+        self._kafka_ready = asyncio.Event()
+        self._busy_since: float | None = None
+        self.mqtt = AsyncMqtt(
+            host=settings.mqtt.host,
+            port=settings.mqtt.port,
+            client_id=f"citywatch-{self.instance}",
+            username="gateway",
+            password=secrets.password(settings, "gateway"),
+            clean_start=False,  # persistent session: the broker keeps what we did not ack
+            session_expiry_s=g.session_expiry_s,
+            receive_maximum=g.receive_maximum,
+            manual_ack=True,
+            keepalive_s=settings.mqtt.keepalive_s,
+            on_message=self._on_message,
+        )
+        self.stats = {"messages": 0, "readings": 0, "dead": 0, "spooled": 0, "drained": 0}
+
+    # -- MQTT in ---------------------------------------------------------------------
+    def _on_message(self, msg: mqtt.MQTTMessage) -> None:
+        self.inbox.put_nowait(
+            Inbound(msg.mid, msg.qos, msg.topic, msg.payload, time.time_ns())
+        )
+        if self.inbox.qsize() >= self.high:
+            self.mqtt.pause_reading()
+
+    def _ack(self, item: Inbound) -> None:
+        if item.qos > 0:
+            self.mqtt.ack(item.mid, item.qos)
+
+    # -- forwarding ------------------------------------------------------------------
+    async def _forward(self, item: Inbound) -> None:
+        """Decode and send one message's records; the ack follows the last Kafka ack."""
+        futs, families = await self._send_records(item)
+        pend = _Pending(item, len(futs), families)
+        key = self._next
+        self._next += 1
+        self._pending[key] = pend
+        self.metrics.inflight.inc()
+        for fut in futs:
+            fut.add_done_callback(lambda f, k=key: self._record_done(k, f))
+
+    async def _send_records(self, item: Inbound) -> tuple[list[asyncio.Future[object]], list[str]]:
+        topic = item.topic
+        rat = item.received_at_ns
+        if topic.endswith("/status"):
+            return await self._send_presence(item), []
+        received_at = datetime.fromtimestamp(rat / 1e9, UTC)
+        res = decode_message(
+            topic, item.payload, received_at, max_payload_bytes=self.s.gateway.max_payload_bytes
+        )
+        futs: list[asyncio.Future[object]] = []
+        families: list[str] = []
+        for reading in res.readings:
+            futs.append(await self.sink.send_reading(reading))
+            families.append(reading.family)
+            self.metrics.received(reading.family)
+        for rej in res.rejects:
+            futs.append(
+                await self.sink.send_deadletter(item.payload, topic, rej.reason, rej.detail, rat)
+            )
+            self.metrics.dead(rej.reason)
+            self.stats["dead"] += 1
+        return futs, families
+
+    async def _send_presence(self, item: Inbound) -> list[asyncio.Future[object]]:
+        parts = item.topic.split("/")
+        status = item.payload.decode("utf-8", "replace").strip().strip('"').lower()
+        if len(parts) != 5 or parts[0] != "city" or status not in ("online", "offline"):
+            self.metrics.dead("bad_presence")
+            return [
+                await self.sink.send_deadletter(
+                    item.payload, item.topic, "bad_presence", "expected online/offline",
+                    item.received_at_ns,
+                )
+            ]
+        _, district, family, device_id, _ = parts
+        return [
+            await self.sink.send_presence(device_id, family, district, status, item.received_at_ns)
+        ]
+
+    def _record_done(self, key: int, fut: asyncio.Future[object]) -> None:
+        pend = self._pending.get(key)
+        if pend is None:
+            return
+        if fut.cancelled() or fut.exception() is not None:
+            pend.failed = True
+        pend.remaining -= 1
+        if pend.remaining > 0:
+            return
+        del self._pending[key]
+        self.metrics.inflight.dec()
+        if pend.failed:
+            # Kafka did not take it: keep it on disk, ack after fsync, forward later.
+            self._enter_spool_mode("a Kafka send failed")
+            self._spool(pend.item)
+            return
+        self._ack(pend.item)
+        self.metrics.produce_latency.observe(time.monotonic() - pend.t0)
+        self.stats["readings"] += len(pend.families)
+        for fam in pend.families:
+            self.metrics.forwarded(fam)
+
+    # -- spool -----------------------------------------------------------------------
+    def _enter_spool_mode(self, why: str) -> None:
+        if self.mode is Mode.DIRECT:
+            log.warning("Kafka unavailable (%s): spooling to %s", why, self.spool.dir)
+            self.mode = Mode.SPOOL
+
+    def _spool(self, item: Inbound) -> None:
+        try:
+            fut = self.spool.append_nowait(SpoolRecord(item.topic, item.payload, item.received_at_ns))
+        except SpoolFull as exc:
+            # Last resort: leave it unacknowledged; the broker keeps it in our session.
+            log.error("%s; leaving message unacknowledged", exc)
+            self.mqtt.pause_reading()
+            return
+        self.stats["spooled"] += 1
+        self.metrics.spooled.inc()
+        fut.add_done_callback(lambda f: None if f.exception() else self._ack(item))
+
+    async def _drain(self, stop: asyncio.Event) -> None:
+        """Forward spooled messages to Kafka, oldest first; back to DIRECT when empty."""
+        backoff = 0.2
+        while not stop.is_set() or not self.spool.empty:
+            self.metrics.spool_bytes.set(self.spool.bytes_on_disk)
+            if self.spool.empty:
+                if self.mode is Mode.SPOOL and not self._pending:
+                    log.warning("spool drained; forwarding directly again")
+                    self.mode = Mode.DIRECT
+                if stop.is_set():
+                    return
+                await asyncio.sleep(0.1)
+                continue
+            await self._kafka_ready.wait()
+            recs, pos = await self.spool.read(2000)
+            if not recs:
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                futs: list[asyncio.Future[object]] = []
+                n_readings = 0
+                for rec in recs:
+                    item = Inbound(0, 0, rec.topic, rec.payload, rec.received_at_ns)
+                    f, fams = await asyncio.wait_for(
+                        self._send_records(item), self.s.gateway.request_timeout_ms / 1000
+                    )
+                    futs.extend(f)
+                    n_readings += len(fams)
+                    for fam in fams:
+                        self.metrics.forwarded(fam)
+                await asyncio.wait_for(
+                    asyncio.gather(*futs), self.s.gateway.request_timeout_ms / 1000 + 5
+                )
+            except Exception as exc:  # noqa: BLE001 - Kafka still away: retry the same batch
+                log.warning("spool drain paused: %r", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.2
+            await self.spool.commit(pos)
+            self.stats["drained"] += len(recs)
+            self.stats["readings"] += n_readings
+
+    # -- loops -----------------------------------------------------------------------
+    async def _work(self) -> None:
+        while True:
+            item = await self.inbox.get()
+            if self.mqtt.paused and self.inbox.qsize() <= self.low:
+                self.mqtt.resume_reading()
+            self.stats["messages"] += 1
+            self.metrics.messages.inc()
+            if self.mode is Mode.SPOOL or not self._kafka_ready.is_set():
+                self._spool(item)
+                continue
+            self._busy_since = time.monotonic()
+            try:
+                await self._forward(item)
+            except asyncio.CancelledError:
+                self._spool(item)
+                raise
+            except Exception as exc:  # noqa: BLE001 - e.g. KafkaTimeoutError from a full buffer
+                self._enter_spool_mode(repr(exc))
+                self._spool(item)
+            finally:
+                self._busy_since = None
+
+    async def _watchdog(self, restart_worker: Callable[[], None]) -> None:
+        stall = self.s.gateway.kafka_stall_s
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            if self._pending and now - next(iter(self._pending.values())).t0 > stall:
+                self._enter_spool_mode(f"no Kafka ack for {stall:.0f}s")
+            if self._busy_since is not None and now - self._busy_since > stall:
+                self._enter_spool_mode(f"Kafka send blocked for {stall:.0f}s")
+                restart_worker()
+
+    async def _start_kafka(self, stop: asyncio.Event) -> None:
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                await self.sink.start()
+                self._kafka_ready.set()
+                return
+            except Exception as exc:  # noqa: BLE001 - keep spooling until Kafka answers
+                log.warning("Kafka not reachable yet (%r); spooling", exc)
+                with contextlib.suppress(Exception):
+                    await self.sink.stop()
+                self.sink = KafkaSink(self.s, client_id=f"citywatch-{self.instance}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def run(self, stop: asyncio.Event) -> dict[str, int]:
+        g = self.s.gateway
+        kafka_task = asyncio.create_task(self._start_kafka(stop))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._kafka_ready.wait()), 10)
+        await self.mqtt.connect()
+        await self.mqtt.subscribe(
+            [(f"$share/{g.share_group}/{g.uplink_filter}", 1),
+             (f"$share/{g.share_group}/{g.status_filter}", 1)]
+        )
+        holder: dict[str, asyncio.Task[None]] = {"w": asyncio.create_task(self._work())}
+
+        def restart_worker() -> None:
+            holder["w"].cancel()
+            holder["w"] = asyncio.create_task(self._work())
+
+        watchdog = asyncio.create_task(self._watchdog(restart_worker))
+        drain_stop = asyncio.Event()
+        drainer = asyncio.create_task(self._drain(drain_stop))
+        log.info("gateway %s up (mode %s)", self.instance, self.mode.value)
+        await stop.wait()
+        # Shutdown: take nothing new, finish what was received, then leave.
+        self.mqtt.pause_reading()
+        deadline = time.monotonic() + 20
+        while (self.inbox.qsize() or self._pending) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        watchdog.cancel()
+        holder["w"].cancel()
+        drain_stop.set()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(drainer, 10 if self._kafka_ready.is_set() else 0.1)
+        drainer.cancel()
+        kafka_task.cancel()
+        await self.spool.close()
+        await asyncio.sleep(0.05)  # let the last PUBACKs leave the socket
+        await self.mqtt.close()
+        with contextlib.suppress(Exception):
+            await self.sink.stop()
+        return dict(self.stats)
+
+
+async def serve(settings: Settings, instance: str | None = None) -> dict[str, int]:
+    """Run a gateway until SIGTERM/SIGINT; returns its counters."""
+    gw = Gateway(settings, instance)
+    gw.metrics.serve(settings.gateway.metrics_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return await gw.run(stop)
