@@ -10,6 +10,7 @@ import typer
 
 from citywatch.stack.cli import app as stack_app
 from ingest.cli import gateway
+from processors.cli import process
 
 app = typer.Typer(
     help="citywatch: municipal sensor ingestion (MQTT -> Kafka -> processors -> InfluxDB).",
@@ -19,6 +20,7 @@ app = typer.Typer(
 
 app.add_typer(stack_app, name="stack")
 app.command("gateway")(gateway)
+app.command("process")(process)
 
 
 def main() -> None:

@@ -110,6 +110,23 @@ class GatewaySettings(BaseModel):
     metrics_port: int = 9310  # 0 disables the Prometheus endpoint
 
 
+class ProcessorSettings(BaseModel):
+    """The Kafka -> rules/detectors -> InfluxDB processors (``citywatch process``)."""
+
+    group_id: str = "citywatch-processors"
+    instance: str = "p1"
+    max_batch: int = 5000  # points per InfluxDB write / records per poll
+    batch_ms: int = 200  # ...or this long, whichever comes first
+    # After an assignment, replay this much of each partition's recent past (before the
+    # committed offset) with outputs suppressed, to rebuild rule and detector state.
+    warmup_s: float = 900.0
+    warmup_max_records: int = 200_000
+    max_poll_interval_ms: int = 900_000  # InfluxDB may be down this long before a rebalance
+    rules_file: Path | None = None
+    city_model: Path | None = None
+    metrics_port: int = 9320
+
+
 class Settings(BaseSettings):
     """Everything configurable. Secrets not given here are generated once under state_dir."""
 
@@ -126,6 +143,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
     # Optional overrides of generated secrets (role -> password); see citywatch.secrets.
     passwords: dict[str, SecretStr] = Field(default_factory=dict)
     health_timeout_s: float = 60.0

@@ -22,6 +22,24 @@ from ingest.readings import ReadingBase, reading_key, to_record
 Ack = asyncio.Future[object]
 
 
+def partition_key(reading: ReadingBase) -> bytes:
+    """The Kafka key: which readings must meet in one processor.
+
+    Fleet rules judge a whole lamp circuit (cable theft) and a dust sensor against the other
+    sensors of its district, so those readings are keyed by circuit / district; everything
+    else by device id. A device never changes circuit or district, so each device's readings
+    still stay in order on one partition.
+    """
+    family = reading.family
+    if family == "streetlight":
+        circuit = getattr(reading, "circuit_id", None)
+        if circuit:
+            return f"circuit:{circuit}".encode()
+    elif family == "dust":
+        return f"district:{reading.district}".encode()
+    return reading_key(reading)
+
+
 class KafkaSink:
     """One aiokafka producer shared by readings, dead letters and presence."""
 
@@ -48,7 +66,7 @@ class KafkaSink:
 
     async def send_reading(self, reading: ReadingBase) -> Ack:
         return await self.producer.send(
-            self.topics.readings_topic, to_record(reading), key=reading_key(reading)
+            self.topics.readings_topic, to_record(reading), key=partition_key(reading)
         )
 
     async def send_deadletter(

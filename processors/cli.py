@@ -1,0 +1,40 @@
+"""``citywatch process``: run one processor of the consumer group.
+
+Example:
+    $ citywatch process --instance p2 --metrics-port 0
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from citywatch.settings import get_settings
+
+console = Console()
+
+
+def process(
+    instance: str = typer.Option(None, help="instance name (Kafka client id)"),
+    metrics_port: int = typer.Option(None, help="Prometheus port (0 disables)"),
+    city_model: Path = typer.Option(None, help="city model JSON written by `citywatch simulate`"),
+    log_level: str = typer.Option("INFO", help="logging level"),
+) -> None:
+    """Consume readings, run rules and detectors, write InfluxDB, publish alerts."""
+    from processors.app import serve
+
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    s = get_settings()
+    upd: dict[str, object] = {}
+    if metrics_port is not None:
+        upd["metrics_port"] = metrics_port
+    if city_model is not None:
+        upd["city_model"] = city_model
+    if upd:
+        s = s.model_copy(update={"processor": s.processor.model_copy(update=upd)})
+    stats = asyncio.run(serve(s, instance))
+    console.print(f"processor stopped: {stats}")

@@ -1,0 +1,55 @@
+"""What a rule is: a small synchronous object that turns readings into *conditions*.
+
+A condition says "fault ``kind`` on ``target`` is (or is no longer) present at event time
+``ts``". Rules do no I/O and know nothing of alert ids, hysteresis or notification — the
+alert manager (processors.alerts) turns conditions into alert events.
+
+Example:
+    >>> c = Condition("bin_overflow", "bin-1", "device", True, 0, "warning", "bin", "north",
+    ...               "fill 0.95 >= 0.90", value=0.95)
+    >>> c.key
+    ('bin_overflow', 'bin-1')
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+Record = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Condition:
+    kind: str
+    target: str
+    target_type: str  # device | circuit | site
+    active: bool
+    ts: int  # event time, ns
+    severity: str  # info | warning | major | critical
+    family: str
+    district: str
+    message: str
+    value: float | None = None
+    suggested_command: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.kind, self.target)
+
+
+class Rule(ABC):
+    """One rule; ``families`` says which readings it sees (empty = all)."""
+
+    name: ClassVar[str]
+    families: ClassVar[tuple[str, ...]] = ()
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def on_reading(self, rec: Record, out: list[Condition]) -> None:
+        """Judge one reading (event time ``rec['ts']``, ns); append conditions to ``out``."""
+
+    def on_tick(self, now_ns: int, out: list[Condition]) -> None:
+        """Called as event time advances (after each batch): for time-based rules."""
+        return None

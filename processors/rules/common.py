@@ -1,0 +1,88 @@
+"""Rules for every family: device silence (offline) and values outside a plausible range.
+
+Example:
+    >>> r = DeviceSilence({"bin": 900.0}, k=3.0)
+    >>> out = []
+    >>> r.on_reading({"device_id": "bin-1", "family": "bin", "district": "n", "ts": 0}, out)
+    >>> r.on_tick(2701 * 10**9, out)
+    >>> [(c.kind, c.active) for c in out]
+    [('device_silence', True)]
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from processors.rules.base import Condition, Record, Rule
+
+_NS = 1_000_000_000
+
+
+class DeviceSilence(Rule):
+    """Nothing from a device for k x its expected interval -> offline; a new reading clears it."""
+
+    name: ClassVar[str] = "device_silence"
+    description: ClassVar[str] = "no reading for k x the expected interval"
+
+    def __init__(self, intervals_s: dict[str, float], k: float = 3.0) -> None:
+        self.limit_ns = {fam: int(k * s * _NS) for fam, s in intervals_s.items()}
+        # device_id -> [last ts, family, district, silent?]
+        self.last: dict[str, list[object]] = {}
+
+    def on_reading(self, rec: Record, out: list[Condition]) -> None:
+        dev = rec["device_id"]
+        st = self.last.get(dev)
+        ts = rec["ts"]
+        if st is None:
+            self.last[dev] = [ts, rec["family"], rec["district"], False]
+            return
+        if ts > st[0]:  # type: ignore[operator]
+            st[0] = ts
+        if st[3]:
+            st[3] = False
+            out.append(
+                Condition("device_silence", dev, "device", False, ts, "warning",
+                          rec["family"], rec["district"], "reporting again")
+            )
+
+    def on_tick(self, now_ns: int, out: list[Condition]) -> None:
+        for dev, st in self.last.items():
+            last, fam, district, silent = st
+            limit = self.limit_ns.get(fam)  # type: ignore[call-overload]
+            if limit is None or silent:
+                continue
+            if now_ns - last > limit:  # type: ignore[operator]
+                st[3] = True
+                out.append(
+                    Condition("device_silence", dev, "device", True, last + limit,  # type: ignore[operator]
+                              "warning", fam, district,  # type: ignore[arg-type]
+                              f"no reading for {(now_ns - last) / _NS:.0f}s")  # type: ignore[operator]
+                )
+
+
+class OutOfRange(Rule):
+    """A measured value outside its plausible range (tighter than the gateway's hard bounds)."""
+
+    name: ClassVar[str] = "out_of_range"
+    description: ClassVar[str] = "value outside the plausible range configured per metric"
+
+    def __init__(self, ranges: dict[str, tuple[float, float]]) -> None:
+        self.ranges = ranges
+        self.bad: set[str] = set()
+
+    def on_reading(self, rec: Record, out: list[Condition]) -> None:
+        dev = rec["device_id"]
+        worst: str | None = None
+        for metric, (lo, hi) in self.ranges.items():
+            v = rec.get(metric)
+            if v is not None and not (lo <= v <= hi):
+                worst = f"{metric}={v} outside [{lo}, {hi}]"
+                break
+        if worst is not None:
+            self.bad.add(dev)
+            out.append(Condition("out_of_range", dev, "device", True, rec["ts"], "info",
+                                 rec["family"], rec["district"], worst))
+        elif dev in self.bad:
+            self.bad.discard(dev)
+            out.append(Condition("out_of_range", dev, "device", False, rec["ts"], "info",
+                                 rec["family"], rec["district"], "back in range"))
