@@ -91,6 +91,12 @@ class GatewaySettings(BaseModel):
     """The MQTT -> Kafka gateway (``citywatch gateway``)."""
 
     instance: str = "gw1"  # part of the MQTT client id: keep it stable across restarts
+    # "shared": $share/<group>/... so gateways split the load dynamically. Mosquitto 2.0.11
+    # (Debian 12) does not restore shared subscriptions after a broker restart, so messages
+    # published before the gateways resubscribe are lost to them (tests/integration pins this).
+    # "exclusive": a plain persistent subscription that survives broker restarts; scale out
+    # by giving each gateway its own filters (e.g. one district each).
+    subscription: str = "exclusive"
     share_group: str = "citywatch"
     uplink_filter: str = "city/+/+/+/up"
     status_filter: str = "city/+/+/+/status"

@@ -7,11 +7,11 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import typer
 from rich.console import Console
 
+from citywatch.logs import setup as setup_logging
 from citywatch.settings import get_settings
 
 console = Console()
@@ -25,7 +25,7 @@ def gateway(
     """Forward device readings from Mosquitto to Kafka, acking MQTT only once stored."""
     from ingest.gateway import serve
 
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level)
     s = get_settings()
     if metrics_port is not None:
         s = s.model_copy(update={"gateway": s.gateway.model_copy(update={"metrics_port": metrics_port})})

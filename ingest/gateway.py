@@ -7,7 +7,9 @@ So a crash anywhere between receive and store loses nothing: the broker redelive
 not acknowledged. Memory stays bounded: past ``queue_max`` waiting messages the MQTT socket is
 no longer read, which slows the broker rather than growing a queue here.
 
-Several gateways share the load through the MQTT 5 shared subscription ``$share/<group>/...``.
+Several gateways share the load through the MQTT 5 shared subscription ``$share/<group>/...``
+(``gateway.subscription = "shared"``) or through disjoint topic filters (``"exclusive"``,
+the default, which unlike shared subscriptions on Mosquitto 2.0.11 survives broker restarts).
 
 Example:
     $ citywatch gateway --instance gw1
@@ -80,6 +82,7 @@ class Gateway:
         self._next = 0
         self._kafka_ready = asyncio.Event()
         self._busy_since: float | None = None
+        self._kafka_task: asyncio.Task[None] | None = None
         self.mqtt = AsyncMqtt(
             host=settings.mqtt.host,
             port=settings.mqtt.port,
@@ -233,6 +236,10 @@ class Gateway:
                 )
             except Exception as exc:  # noqa: BLE001 - Kafka still away: retry the same batch
                 log.warning("spool drain paused: %r", exc)
+                # An idempotent producer whose batches expired during the outage is left with
+                # a sequence gap (OutOfOrderSequenceNumber) it cannot recover from: start a
+                # fresh producer (new producer id) before retrying the same batch.
+                await self._reset_kafka(stop)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -275,6 +282,21 @@ class Gateway:
                 self._enter_spool_mode(f"Kafka send blocked for {stall:.0f}s")
                 restart_worker()
 
+    async def _reset_kafka(self, stop: asyncio.Event) -> None:
+        self._kafka_ready.clear()
+        self._enter_spool_mode("producer reset")
+        # Whatever the old producer still holds may never be acknowledged: spool it now
+        # (a late ack of the same records only makes duplicates, which are merged downstream).
+        stranded, self._pending = self._pending, {}
+        for pend in stranded.values():
+            self.metrics.inflight.dec()
+            self._spool(pend.item)
+        old = self.sink
+        self.sink = KafkaSink(self.s, client_id=f"citywatch-{self.instance}")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(old.stop(), 5)
+        self._kafka_task = asyncio.create_task(self._start_kafka(stop))
+
     async def _start_kafka(self, stop: asyncio.Event) -> None:
         delay = 0.5
         while not stop.is_set():
@@ -292,14 +314,12 @@ class Gateway:
 
     async def run(self, stop: asyncio.Event) -> dict[str, int]:
         g = self.s.gateway
-        kafka_task = asyncio.create_task(self._start_kafka(stop))
+        self._kafka_task = asyncio.create_task(self._start_kafka(stop))
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._kafka_ready.wait()), 10)
         await self.mqtt.connect()
-        await self.mqtt.subscribe(
-            [(f"$share/{g.share_group}/{g.uplink_filter}", 1),
-             (f"$share/{g.share_group}/{g.status_filter}", 1)]
-        )
+        share = f"$share/{g.share_group}/" if g.subscription == "shared" else ""
+        await self.mqtt.subscribe([(share + g.uplink_filter, 1), (share + g.status_filter, 1)])
         holder: dict[str, asyncio.Task[None]] = {"w": asyncio.create_task(self._work())}
 
         def restart_worker() -> None:
@@ -322,7 +342,8 @@ class Gateway:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(drainer, 10 if self._kafka_ready.is_set() else 0.1)
         drainer.cancel()
-        kafka_task.cancel()
+        if self._kafka_task is not None:
+            self._kafka_task.cancel()
         await self.spool.close()
         await asyncio.sleep(0.05)  # let the last PUBACKs leave the socket
         await self.mqtt.close()

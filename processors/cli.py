@@ -7,12 +7,12 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
+from citywatch.logs import setup as setup_logging
 from citywatch.settings import get_settings
 
 console = Console()
@@ -27,7 +27,7 @@ def process(
     """Consume readings, run rules and detectors, write InfluxDB, publish alerts."""
     from processors.app import serve
 
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level)
     s = get_settings()
     upd: dict[str, object] = {}
     if metrics_port is not None:

@@ -1,0 +1,183 @@
+"""Helpers for integration tests: publish readings, read Kafka, run pipeline processes.
+
+Everything talks to the real servers on 127.0.0.1 started by ``citywatch stack up``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from citywatch import secrets
+from citywatch.mqtt import AsyncMqtt
+from citywatch.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def bin_payload(seq: int, fill: float = 0.5, ts: datetime | None = None) -> bytes:
+    t = (ts or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
+    return orjson.dumps({"ts": t, "fill_ratio": fill, "seq": seq})
+
+
+async def publish(
+    s: Settings,
+    messages: Iterable[tuple[str, bytes]],
+    *,
+    window: int = 500,
+    client_id: str | None = None,
+    acked_ids: set[int] | None = None,
+    rate: float | None = None,
+) -> int:
+    """Publish QoS 1 with at most ``window`` unacknowledged; returns how many were PUBACKed.
+
+    ``acked_ids`` collects the index of every message the broker acknowledged (the loss ledger
+    counts from the device's side); ``rate`` caps messages per second.
+    """
+    c = AsyncMqtt(
+        host=s.mqtt.host, port=s.mqtt.port, client_id=client_id or f"test-pub-{run_id()}",
+        username="simulator", password=secrets.password(s, "simulator"), max_inflight=window,
+    )
+    await c.connect()
+    sem = asyncio.Semaphore(window)
+    acked = 0
+
+    def done(i: int, f: asyncio.Future[None]) -> None:
+        nonlocal acked
+        sem.release()
+        if not f.cancelled() and f.exception() is None:
+            acked += 1
+            if acked_ids is not None:
+                acked_ids.add(i)
+
+    pending = []
+    t0 = time.monotonic()
+    for i, (topic, payload) in enumerate(messages):
+        await sem.acquire()
+        if rate:
+            ahead = i / rate - (time.monotonic() - t0)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        fut = c.publish_nowait(topic, payload, qos=1)
+        fut.add_done_callback(lambda f, i=i: done(i, f))
+        pending.append(fut)
+    await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), 120)
+    await c.close()
+    return acked
+
+
+async def end_offsets(s: Settings, topic: str) -> dict[TopicPartition, int]:
+    c = AIOKafkaConsumer(bootstrap_servers=s.kafka.bootstrap)
+    await c.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in (c.partitions_for_topic(topic) or set())]
+        if not tps:
+            await c._client.force_metadata_update()  # noqa: SLF001
+            tps = [TopicPartition(topic, p) for p in (c.partitions_for_topic(topic) or set())]
+        return dict(await c.end_offsets(tps))
+    finally:
+        await c.stop()
+
+
+async def read_topic(
+    s: Settings, topic: str, start: dict[TopicPartition, int], *, idle_s: float = 3.0,
+    until: Any = None, timeout_s: float = 60.0,
+) -> list[Any]:
+    """All records after ``start``; stops after ``idle_s`` without new ones (or when until(recs))."""
+    c = AIOKafkaConsumer(bootstrap_servers=s.kafka.bootstrap, enable_auto_commit=False)
+    await c.start()
+    out: list[Any] = []
+    try:
+        c.assign(list(start))
+        for tp, off in start.items():
+            c.seek(tp, off)
+        last_new = time.monotonic()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() - last_new < idle_s and time.monotonic() < deadline:
+            batch = await c.getmany(timeout_ms=300, max_records=10000)
+            for msgs in batch.values():
+                out.extend(msgs)
+                last_new = time.monotonic()
+            if until is not None and until(out):
+                break
+    finally:
+        await c.stop()
+    return out
+
+
+def bin_messages(rid: str, n: int, devices: int = 100) -> list[tuple[str, bytes]]:
+    """n readings spread over ``devices`` bins; message i has seq i (unique per run)."""
+    return [(f"city/central/bin/bin-{rid}-{i % devices}/up", bin_payload(i)) for i in range(n)]
+
+
+def seqs_for(records: list[Any], prefix: str) -> list[tuple[str, int]]:
+    out = []
+    for m in records:
+        rec = orjson.loads(m.value)
+        if rec["device_id"].startswith(prefix):
+            out.append((rec["device_id"], rec["seq"]))
+    return out
+
+
+class Proc:
+    """A citywatch command run as a real process (so tests can kill -9 it)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.args, self.env, self.log = args, env, log
+        self.p: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Proc:
+        fh = self.log.open("ab")
+        self.p = subprocess.Popen(
+            [sys.executable, "-m", "citywatch.cli", *self.args],
+            env={**os.environ, **self.env}, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO,
+        )
+        return self
+
+    def kill9(self) -> None:
+        assert self.p is not None
+        self.p.send_signal(signal.SIGKILL)
+        self.p.wait(10)
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.p is None or self.p.poll() is not None:
+            return self.p.returncode if self.p else 0
+        self.p.send_signal(signal.SIGTERM)
+        try:
+            return self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            return self.p.wait(10)
+
+    def alive(self) -> bool:
+        return self.p is not None and self.p.poll() is None
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def wait_log(proc: Proc, text: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if text in proc.log_text():
+            return
+        if not proc.alive():
+            raise AssertionError(f"process exited:\n{proc.log_text()[-3000:]}")
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} not seen in {timeout_s}s:\n{proc.log_text()[-3000:]}")
