@@ -10,6 +10,7 @@ import typer
 
 from citywatch.stack.cli import app as stack_app
 from ingest.cli import gateway
+from processors.backtest.cli import backtest
 from processors.cli import process
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.add_typer(stack_app, name="stack")
 app.command("gateway")(gateway)
 app.command("process")(process)
+app.command("backtest")(backtest)
 
 
 def main() -> None:
