@@ -69,7 +69,7 @@ class AsyncMqtt:
         self.client.max_queued_messages_set(0)
         if will:
             self.client.will_set(will[0], will[1], qos=will[2], retain=will[3])
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         if session_expiry_s:
             props.SessionExpiryInterval = session_expiry_s
         if receive_maximum:

@@ -127,6 +127,7 @@ class ProcessorSettings(BaseModel):
     # committed offset) with outputs suppressed, to rebuild rule and detector state.
     warmup_s: float = 900.0
     warmup_max_records: int = 200_000
+    idle_partition_s: float = 5.0  # see Processor.watermark
     max_poll_interval_ms: int = 900_000  # InfluxDB may be down this long before a rebalance
     rules_file: Path | None = None
     city_model: Path | None = None

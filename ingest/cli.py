@@ -28,6 +28,8 @@ def gateway(
     setup_logging(log_level)
     s = get_settings()
     if metrics_port is not None:
-        s = s.model_copy(update={"gateway": s.gateway.model_copy(update={"metrics_port": metrics_port})})
+        s = s.model_copy(
+            update={"gateway": s.gateway.model_copy(update={"metrics_port": metrics_port})}
+        )
     stats = asyncio.run(serve(s, instance))
     console.print(f"gateway stopped: {stats}")

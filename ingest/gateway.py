@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
+from typing import cast
 
 import paho.mqtt.client as mqtt
 
@@ -100,9 +102,8 @@ class Gateway:
 
     # -- MQTT in ---------------------------------------------------------------------
     def _on_message(self, msg: mqtt.MQTTMessage) -> None:
-        self.inbox.put_nowait(
-            Inbound(msg.mid, msg.qos, msg.topic, msg.payload, time.time_ns())
-        )
+        payload = cast(bytes, msg.payload)  # paho hands over bytes; typed as bytes | bytearray
+        self.inbox.put_nowait(Inbound(msg.mid, msg.qos, msg.topic, payload, time.time_ns()))
         if self.inbox.qsize() >= self.high:
             self.mqtt.pause_reading()
 
@@ -119,8 +120,9 @@ class Gateway:
         self._next += 1
         self._pending[key] = pend
         self.metrics.inflight.inc()
+        done = functools.partial(self._record_done, key)
         for fut in futs:
-            fut.add_done_callback(lambda f, k=key: self._record_done(k, f))
+            fut.add_done_callback(done)
 
     async def _send_records(self, item: Inbound) -> tuple[list[asyncio.Future[object]], list[str]]:
         topic = item.topic
@@ -152,7 +154,10 @@ class Gateway:
             self.metrics.dead("bad_presence")
             return [
                 await self.sink.send_deadletter(
-                    item.payload, item.topic, "bad_presence", "expected online/offline",
+                    item.payload,
+                    item.topic,
+                    "bad_presence",
+                    "expected online/offline",
                     item.received_at_ns,
                 )
             ]
@@ -191,7 +196,9 @@ class Gateway:
 
     def _spool(self, item: Inbound) -> None:
         try:
-            fut = self.spool.append_nowait(SpoolRecord(item.topic, item.payload, item.received_at_ns))
+            fut = self.spool.append_nowait(
+                SpoolRecord(item.topic, item.payload, item.received_at_ns)
+            )
         except SpoolFull as exc:
             # Last resort: leave it unacknowledged; the broker keeps it in our session.
             log.error("%s; leaving message unacknowledged", exc)
@@ -234,7 +241,7 @@ class Gateway:
                 await asyncio.wait_for(
                     asyncio.gather(*futs), self.s.gateway.request_timeout_ms / 1000 + 5
                 )
-            except Exception as exc:  # noqa: BLE001 - Kafka still away: retry the same batch
+            except Exception as exc:
                 log.warning("spool drain paused: %r", exc)
                 # An idempotent producer whose batches expired during the outage is left with
                 # a sequence gap (OutOfOrderSequenceNumber) it cannot recover from: start a
@@ -265,7 +272,7 @@ class Gateway:
             except asyncio.CancelledError:
                 self._spool(item)
                 raise
-            except Exception as exc:  # noqa: BLE001 - e.g. KafkaTimeoutError from a full buffer
+            except Exception as exc:
                 self._enter_spool_mode(repr(exc))
                 self._spool(item)
             finally:
@@ -304,7 +311,7 @@ class Gateway:
                 await self.sink.start()
                 self._kafka_ready.set()
                 return
-            except Exception as exc:  # noqa: BLE001 - keep spooling until Kafka answers
+            except Exception as exc:
                 log.warning("Kafka not reachable yet (%r); spooling", exc)
                 with contextlib.suppress(Exception):
                     await self.sink.stop()

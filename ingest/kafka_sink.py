@@ -65,9 +65,10 @@ class KafkaSink:
         await self.producer.stop()
 
     async def send_reading(self, reading: ReadingBase) -> Ack:
-        return await self.producer.send(
+        fut: Ack = await self.producer.send(
             self.topics.readings_topic, to_record(reading), key=partition_key(reading)
         )
+        return fut
 
     async def send_deadletter(
         self, raw: bytes, mqtt_topic: str, reason: str, detail: str, received_at_ns: int
@@ -80,20 +81,30 @@ class KafkaSink:
             ("received_at", str(received_at_ns).encode()),
             ("origin", b"gateway"),
         ]
-        return await self.producer.send(
-            self.topics.deadletter_topic, raw, key=mqtt_topic.encode(errors="replace"), headers=headers
+        fut: Ack = await self.producer.send(
+            self.topics.deadletter_topic,
+            raw,
+            key=mqtt_topic.encode(errors="replace"),
+            headers=headers,
         )
+        return fut
 
     async def send_presence(
         self, device_id: str, family: str, district: str, status: str, ts_ns: int
     ) -> Ack:
         value = orjson.dumps(
-            {"device_id": device_id, "family": family, "district": district,
-             "status": status, "ts": ts_ns}
+            {
+                "device_id": device_id,
+                "family": family,
+                "district": district,
+                "status": status,
+                "ts": ts_ns,
+            }
         )
-        return await self.producer.send(
+        fut: Ack = await self.producer.send(
             self.topics.presence_topic, value, key=device_id.encode()
         )
+        return fut
 
     async def flush(self) -> None:
         await self.producer.flush()

@@ -19,22 +19,40 @@ class GatewayMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self._received = Counter(
-            "citywatch_gateway_readings_received", "Readings decoded from MQTT", ["family"], registry=r
+            "citywatch_gateway_readings_received",
+            "Readings decoded from MQTT",
+            ["family"],
+            registry=r,
         )
         self._forwarded = Counter(
-            "citywatch_gateway_readings_forwarded", "Readings acknowledged by Kafka", ["family"], registry=r
+            "citywatch_gateway_readings_forwarded",
+            "Readings acknowledged by Kafka",
+            ["family"],
+            registry=r,
         )
         self._dead = Counter(
-            "citywatch_gateway_deadlettered", "Messages or readings sent to the dead-letter topic",
-            ["reason"], registry=r,
+            "citywatch_gateway_deadlettered",
+            "Messages or readings sent to the dead-letter topic",
+            ["reason"],
+            registry=r,
         )
-        self.messages = Counter("citywatch_gateway_mqtt_messages", "MQTT messages received", registry=r)
-        self.spooled = Counter("citywatch_gateway_spooled", "MQTT messages spooled to disk", registry=r)
-        self.inflight = Gauge("citywatch_gateway_inflight", "MQTT messages not yet acknowledged", registry=r)
-        self.spool_bytes = Gauge("citywatch_gateway_spool_bytes", "Bytes waiting in the spool", registry=r)
+        self.messages = Counter(
+            "citywatch_gateway_mqtt_messages", "MQTT messages received", registry=r
+        )
+        self.spooled = Counter(
+            "citywatch_gateway_spooled", "MQTT messages spooled to disk", registry=r
+        )
+        self.inflight = Gauge(
+            "citywatch_gateway_inflight", "MQTT messages not yet acknowledged", registry=r
+        )
+        self.spool_bytes = Gauge(
+            "citywatch_gateway_spool_bytes", "Bytes waiting in the spool", registry=r
+        )
         self.produce_latency = Histogram(
-            "citywatch_gateway_produce_seconds", "MQTT receive to Kafka ack",
-            buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r,
+            "citywatch_gateway_produce_seconds",
+            "MQTT receive to Kafka ack",
+            buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
         )
         self.received_by: dict[str, Counter] = {}
         self.forwarded_by: dict[str, Counter] = {}

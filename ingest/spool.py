@@ -119,7 +119,9 @@ class Spool:
     def append_nowait(self, rec: SpoolRecord) -> asyncio.Future[None]:
         """Queue a record; the future resolves once it is on disk (fsync'ed)."""
         if self.bytes_on_disk >= self.max_bytes:
-            raise SpoolFull(f"spool {self.dir} holds {self.bytes_on_disk} bytes (max {self.max_bytes})")
+            raise SpoolFull(
+                f"spool {self.dir} holds {self.bytes_on_disk} bytes (max {self.max_bytes})"
+            )
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         self._pending.append((_encode(rec), fut))
@@ -217,7 +219,10 @@ class Spool:
             if n < self._read_seg:
                 self.bytes_on_disk -= self._seg_path(n).stat().st_size
                 self._seg_path(n).unlink()
-        if (self._read_seg, self._read_off) == (self._write_seg, self._write_off) and self._read_off:
+        if (self._read_seg, self._read_off) == (
+            self._write_seg,
+            self._write_off,
+        ) and self._read_off:
             # Fully drained: start a fresh segment so the spool file does not grow forever.
             self.bytes_on_disk -= self._seg_path(self._write_seg).stat().st_size
             self._seg_path(self._write_seg).unlink()

@@ -73,7 +73,7 @@ class AlertEvent:
     suggested_command: str | None = None
 
     def to_json(self) -> bytes:
-        d: dict[str, Any] = {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        d: dict[str, Any] = {k: getattr(self, k) for k in self.__slots__}
         return orjson.dumps({k: v for k, v in d.items() if v is not None})
 
 
@@ -84,8 +84,19 @@ class AlertManager:
 
     def _event(self, c: Condition, ep: Episode, state: str, ts: int) -> AlertEvent:
         return AlertEvent(
-            ep.alert_id, c.kind, c.target, c.target_type, c.family, c.district, ep.severity,
-            state, ep.start, ts, c.message, c.value, c.suggested_command,
+            ep.alert_id,
+            c.kind,
+            c.target,
+            c.target_type,
+            c.family,
+            c.district,
+            ep.severity,
+            state,
+            ep.start,
+            ts,
+            c.message,
+            c.value,
+            c.suggested_command,
         )
 
     def apply(self, c: Condition) -> list[AlertEvent]:
@@ -107,7 +118,8 @@ class AlertManager:
             return []
         if ep.inactive_since is None:
             ep.inactive_since = c.ts
-        if c.ts - ep.inactive_since >= self.policy.clear_after_s * _NS:
+        hold = self.policy.clear_after_s if c.clear_after_s is None else c.clear_after_s
+        if c.ts - ep.inactive_since >= hold * _NS:
             del self.open[c.key]
             return [self._event(c, ep, "cleared", c.ts)]
         return []

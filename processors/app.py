@@ -54,7 +54,7 @@ class _Warmup(ConsumerRebalanceListener):  # type: ignore[misc]
         try:
             times = await c.offsets_for_times({tp: since_ms for tp in assigned})
             begins = await c.beginning_offsets(list(assigned))
-        except Exception as exc:  # noqa: BLE001 - no warm-up is better than no start
+        except Exception as exc:
             log.warning("warm-up offsets unavailable: %r", exc)
             return
         for tp in assigned:
@@ -79,6 +79,12 @@ class Processor:
         self.engine = Engine(self.cfg, _load_city(settings))
         self.sink = InfluxSink(settings)
         self.warm_until: dict[TopicPartition, int] = {}
+        # Event-time watermark per partition, and how far each partition lags its log end:
+        # time-based rules (silence) may only see the clock of the slowest lagging partition,
+        # or a device on a partition not yet read would look silent.
+        self.part_wm: dict[TopicPartition, int] = {}
+        self.part_lag: dict[TopicPartition, int] = {}
+        self.part_seen: dict[TopicPartition, float] = {}
         k = settings.kafka
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=k.bootstrap,
@@ -99,11 +105,24 @@ class Processor:
         )
         reg = self.registry = CollectorRegistry()
         self.m_records = Counter("citywatch_processor_records", "Readings processed", registry=reg)
-        self.m_written = Counter("citywatch_processor_points", "Points confirmed by InfluxDB", registry=reg)
-        self.m_alerts = Counter("citywatch_processor_alert_events", "Alert events", ["state"], registry=reg)
+        self.m_written = Counter(
+            "citywatch_processor_points", "Points confirmed by InfluxDB", registry=reg
+        )
+        self.m_alerts = Counter(
+            "citywatch_processor_alert_events", "Alert events", ["state"], registry=reg
+        )
         self.m_lag = Gauge("citywatch_processor_lag", "Records behind the log end", registry=reg)
-        self.m_write = Histogram("citywatch_processor_write_seconds", "InfluxDB batch write", registry=reg)
-        self.stats = {"records": 0, "warmup": 0, "points": 0, "alert_events": 0, "bad": 0, "batches": 0}
+        self.m_write = Histogram(
+            "citywatch_processor_write_seconds", "InfluxDB batch write", registry=reg
+        )
+        self.stats = {
+            "records": 0,
+            "warmup": 0,
+            "points": 0,
+            "alert_events": 0,
+            "bad": 0,
+            "batches": 0,
+        }
 
     async def _handle(self, batch: dict[TopicPartition, list[Any]], stop: asyncio.Event) -> None:
         out = Output()
@@ -123,15 +142,22 @@ class Processor:
                     continue
                 (replay if until is not None and msg.offset < until else live).append(rec)
             if replay:
-                self.engine.process(replay, warm)
+                self.engine.process(replay, warm, tick=False)
                 self.stats["warmup"] += len(replay)
             if until is not None and msgs[-1].offset + 1 >= until:
                 del self.warm_until[tp]
             if live:
-                self.engine.process(live, out)
+                self.engine.process(live, out, tick=False)
                 self.stats["records"] += len(live)
                 self.m_records.inc(len(live))
             offsets[tp] = msgs[-1].offset + 1
+            top = max((r["ts"] for r in live or replay), default=0)
+            self.part_wm[tp] = max(self.part_wm.get(tp, 0), top)
+            self.part_seen[tp] = time.monotonic()
+            hw = self.consumer.highwater(tp)
+            self.part_lag[tp] = max(0, (hw or 0) - offsets[tp])
+        # While a partition still replays its past, what the clock raises was raised before.
+        self.engine.tick(self.watermark(), warm if self.warm_until else out)
         t0 = time.monotonic()
         await self.sink.write_until_done(out.lines, stop)
         self.m_write.observe(time.monotonic() - t0)
@@ -139,7 +165,9 @@ class Processor:
         self.stats["points"] += len(out.lines)
         if out.events:
             futs = [
-                await self.producer.send(self.s.kafka.alerts_topic, ev.to_json(), key=ev.alert_id.encode())
+                await self.producer.send(
+                    self.s.kafka.alerts_topic, ev.to_json(), key=ev.alert_id.encode()
+                )
                 for ev in out.events
             ]
             await asyncio.gather(*futs)
@@ -150,6 +178,32 @@ class Processor:
             await self.consumer.commit(offsets)
         self.stats["batches"] += 1
 
+    def watermark(self) -> int:
+        """Event time every active partition has reached.
+
+        A partition holds the clock back while it lags its log end or has had records within
+        ``idle_partition_s``: its devices may still have readings on the way. A partition idle
+        for longer has nothing in flight and does not hold the clock (as in Flink's idleness).
+        """
+        assigned = self.consumer.assignment()
+        now = time.monotonic()
+        idle = self.s.processor.idle_partition_s
+        lagging = [
+            self.part_wm.get(tp, 0)
+            for tp in assigned
+            if self._lag(tp) > 0 or now - self.part_seen.get(tp, -idle) < idle
+        ]
+        if lagging:
+            return min(lagging)
+        return max((self.part_wm.get(tp, 0) for tp in assigned), default=0)
+
+    def _lag(self, tp: TopicPartition) -> int:
+        if tp in self.part_lag:
+            return self.part_lag[tp]
+        # Not read from yet: lagging if its log end is known and non-empty.
+        hw = self.consumer.highwater(tp)
+        return 1 if hw else 0
+
     async def run(self, stop: asyncio.Event) -> dict[str, int]:
         ps = self.s.processor
         await self.producer.start()
@@ -158,13 +212,15 @@ class Processor:
         log.info("processor %s up", self.instance)
         try:
             while not stop.is_set():
-                batch = await self.consumer.getmany(timeout_ms=ps.batch_ms, max_records=ps.max_batch)
+                batch = await self.consumer.getmany(
+                    timeout_ms=ps.batch_ms, max_records=ps.max_batch
+                )
                 if batch:
                     await self._handle(batch, stop)
                 else:
                     # Idle: still let time-based rules (silence) see event time move.
                     out = Output()
-                    self.engine.tick(self.engine.watermark, out)
+                    self.engine.tick(self.watermark(), out)
                     if out.lines:
                         await self.sink.write_until_done(out.lines, stop)
         finally:

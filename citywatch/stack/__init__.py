@@ -57,7 +57,7 @@ def status(s: Settings) -> dict[str, tuple[bool, bool]]:
         running = svc.proc.running()
         try:
             healthy = svc.healthy()
-        except Exception:  # noqa: BLE001 - status reports, it does not raise
+        except Exception:
             healthy = False
         out[svc.proc.name] = (running, healthy)
     return out

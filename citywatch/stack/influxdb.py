@@ -53,7 +53,9 @@ class InfluxDB:
         log.parent.mkdir(parents=True, exist_ok=True)
         print(f"building InfluxDB {self.s.influx.version} from source (log: {log}) ...", flush=True)
         with log.open("w") as fh:
-            run = subprocess.run(["bash", str(script)], env=env, stdout=fh, stderr=subprocess.STDOUT)
+            run = subprocess.run(
+                ["bash", str(script)], env=env, stdout=fh, stderr=subprocess.STDOUT
+            )
         if run.returncode != 0:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
             raise StackError(f"building InfluxDB failed (needs go and cargo). Log: {log}\n{tail}")
@@ -123,7 +125,9 @@ bind-address = "{i.host}:{i.rpc_port}"
         # With auth on and no users yet, InfluxDB 1.x accepts exactly this first admin.
         r = httpx.post(
             f"{i.url}/query",
-            params={"q": f"CREATE USER \"{i.admin_user}\" WITH PASSWORD '{pw}' WITH ALL PRIVILEGES"},
+            params={
+                "q": f"CREATE USER \"{i.admin_user}\" WITH PASSWORD '{pw}' WITH ALL PRIVILEGES"
+            },
             timeout=10.0,
         )
         if r.status_code not in (200, 401, 403):

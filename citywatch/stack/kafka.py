@@ -190,7 +190,7 @@ async def _metadata_ok(bootstrap: str) -> bool:
         await admin.start()
         await admin.describe_cluster()
         return True
-    except Exception:  # noqa: BLE001 - any failure means "not healthy yet"
+    except Exception:
         return False
     finally:
         await admin.close()

@@ -1,4 +1,4 @@
-"""Mosquitto from Debian, run with citywatch's own config, password file and ACL (not the system service).
+"""Mosquitto from Debian, with citywatch's own config, password file and ACL (not the service).
 
 Users: one per role (gateway, processor, simulator, notifier, crews) plus devices registered
 later, whose ACL lets each publish only under its own topic (``pattern ... %u``).

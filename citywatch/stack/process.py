@@ -133,7 +133,7 @@ def wait_until(
         try:
             if check():
                 return
-        except Exception:  # noqa: BLE001 - a failing probe just means "not yet"
+        except Exception:
             pass
         if not proc.running():
             raise StackError(

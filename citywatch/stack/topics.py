@@ -46,10 +46,7 @@ async def ensure_topics(s: Settings) -> dict[str, str]:
         missing = [t for t in topic_specs(s) if t.name not in current]
         if missing:
             await admin.create_topics(
-                [
-                    NewTopic(t.name, t.partitions, 1, topic_configs=t.configs)
-                    for t in missing
-                ]
+                [NewTopic(t.name, t.partitions, 1, topic_configs=t.configs) for t in missing]
             )
             done |= {t.name: f"created ({t.partitions} partitions)" for t in missing}
         for t in topic_specs(s):

@@ -33,6 +33,9 @@ class Condition:
     message: str
     value: float | None = None
     suggested_command: str | None = None
+    # Seconds the fault must stay gone before its alert clears; None = the policy's default.
+    # A rule whose single "gone" condition is decisive (a silent device reporting again) says 0.
+    clear_after_s: float | None = None
 
     @property
     def key(self) -> tuple[str, str]:

@@ -18,6 +18,13 @@ from processors.rules.base import Condition, Record, Rule
 _NS = 1_000_000_000
 
 
+class _Seen:
+    __slots__ = ("district", "family", "last", "silent")
+
+    def __init__(self, last: int, family: str, district: str) -> None:
+        self.last, self.family, self.district, self.silent = last, family, district, False
+
+
 class DeviceSilence(Rule):
     """Nothing from a device for k x its expected interval -> offline; a new reading clears it."""
 
@@ -26,38 +33,53 @@ class DeviceSilence(Rule):
 
     def __init__(self, intervals_s: dict[str, float], k: float = 3.0) -> None:
         self.limit_ns = {fam: int(k * s * _NS) for fam, s in intervals_s.items()}
-        # device_id -> [last ts, family, district, silent?]
-        self.last: dict[str, list[object]] = {}
+        self.seen: dict[str, _Seen] = {}
 
     def on_reading(self, rec: Record, out: list[Condition]) -> None:
         dev = rec["device_id"]
-        st = self.last.get(dev)
-        ts = rec["ts"]
+        st = self.seen.get(dev)
+        ts: int = rec["ts"]
         if st is None:
-            self.last[dev] = [ts, rec["family"], rec["district"], False]
+            self.seen[dev] = _Seen(ts, rec["family"], rec["district"])
             return
-        if ts > st[0]:  # type: ignore[operator]
-            st[0] = ts
-        if st[3]:
-            st[3] = False
+        if ts > st.last:
+            st.last = ts
+        if st.silent:
+            st.silent = False
             out.append(
-                Condition("device_silence", dev, "device", False, ts, "warning",
-                          rec["family"], rec["district"], "reporting again")
+                Condition(
+                    "device_silence",
+                    dev,
+                    "device",
+                    False,
+                    ts,
+                    "warning",
+                    st.family,
+                    st.district,
+                    "reporting again",
+                    clear_after_s=0,
+                )
             )
 
     def on_tick(self, now_ns: int, out: list[Condition]) -> None:
-        for dev, st in self.last.items():
-            last, fam, district, silent = st
-            limit = self.limit_ns.get(fam)  # type: ignore[call-overload]
-            if limit is None or silent:
+        for dev, st in self.seen.items():
+            limit = self.limit_ns.get(st.family)
+            if limit is None or st.silent or now_ns - st.last <= limit:
                 continue
-            if now_ns - last > limit:  # type: ignore[operator]
-                st[3] = True
-                out.append(
-                    Condition("device_silence", dev, "device", True, last + limit,  # type: ignore[operator]
-                              "warning", fam, district,  # type: ignore[arg-type]
-                              f"no reading for {(now_ns - last) / _NS:.0f}s")  # type: ignore[operator]
+            st.silent = True
+            out.append(
+                Condition(
+                    "device_silence",
+                    dev,
+                    "device",
+                    True,
+                    st.last + limit,
+                    "warning",
+                    st.family,
+                    st.district,
+                    f"no reading for {(now_ns - st.last) / _NS:.0f}s",
                 )
+            )
 
 
 class OutOfRange(Rule):
@@ -80,9 +102,31 @@ class OutOfRange(Rule):
                 break
         if worst is not None:
             self.bad.add(dev)
-            out.append(Condition("out_of_range", dev, "device", True, rec["ts"], "info",
-                                 rec["family"], rec["district"], worst))
+            out.append(
+                Condition(
+                    "out_of_range",
+                    dev,
+                    "device",
+                    True,
+                    rec["ts"],
+                    "info",
+                    rec["family"],
+                    rec["district"],
+                    worst,
+                )
+            )
         elif dev in self.bad:
             self.bad.discard(dev)
-            out.append(Condition("out_of_range", dev, "device", False, rec["ts"], "info",
-                                 rec["family"], rec["district"], "back in range"))
+            out.append(
+                Condition(
+                    "out_of_range",
+                    dev,
+                    "device",
+                    False,
+                    rec["ts"],
+                    "info",
+                    rec["family"],
+                    rec["district"],
+                    "back in range",
+                )
+            )

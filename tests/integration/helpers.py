@@ -51,8 +51,12 @@ async def publish(
     counts from the device's side); ``rate`` caps messages per second.
     """
     c = AsyncMqtt(
-        host=s.mqtt.host, port=s.mqtt.port, client_id=client_id or f"test-pub-{run_id()}",
-        username="simulator", password=secrets.password(s, "simulator"), max_inflight=window,
+        host=s.mqtt.host,
+        port=s.mqtt.port,
+        client_id=client_id or f"test-pub-{run_id()}",
+        username="simulator",
+        password=secrets.password(s, "simulator"),
+        max_inflight=window,
     )
     await c.connect()
     sem = asyncio.Semaphore(window)
@@ -88,7 +92,7 @@ async def end_offsets(s: Settings, topic: str) -> dict[TopicPartition, int]:
     try:
         tps = [TopicPartition(topic, p) for p in (c.partitions_for_topic(topic) or set())]
         if not tps:
-            await c._client.force_metadata_update()  # noqa: SLF001
+            await c._client.force_metadata_update()
             tps = [TopicPartition(topic, p) for p in (c.partitions_for_topic(topic) or set())]
         return dict(await c.end_offsets(tps))
     finally:
@@ -96,10 +100,15 @@ async def end_offsets(s: Settings, topic: str) -> dict[TopicPartition, int]:
 
 
 async def read_topic(
-    s: Settings, topic: str, start: dict[TopicPartition, int], *, idle_s: float = 3.0,
-    until: Any = None, timeout_s: float = 60.0,
+    s: Settings,
+    topic: str,
+    start: dict[TopicPartition, int],
+    *,
+    idle_s: float = 3.0,
+    until: Any = None,
+    timeout_s: float = 60.0,
 ) -> list[Any]:
-    """All records after ``start``; stops after ``idle_s`` without new ones (or when until(recs))."""
+    """Records after ``start``, until ``idle_s`` without new ones or ``until(records)``."""
     c = AIOKafkaConsumer(bootstrap_servers=s.kafka.bootstrap, enable_auto_commit=False)
     await c.start()
     out: list[Any] = []
@@ -146,7 +155,10 @@ class Proc:
         fh = self.log.open("ab")
         self.p = subprocess.Popen(
             [sys.executable, "-m", "citywatch.cli", *self.args],
-            env={**os.environ, **self.env}, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO,
+            env={**os.environ, **self.env},
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
         )
         return self
 
@@ -181,3 +193,87 @@ def wait_log(proc: Proc, text: str, timeout_s: float = 30.0) -> None:
             raise AssertionError(f"process exited:\n{proc.log_text()[-3000:]}")
         time.sleep(0.1)
     raise AssertionError(f"{text!r} not seen in {timeout_s}s:\n{proc.log_text()[-3000:]}")
+
+
+async def start_group_at_end(s: Settings, group: str, topic: str) -> None:
+    """Commit a new consumer group at the log end, so a test processor skips older data."""
+    ends = await end_offsets(s, topic)
+    c = AIOKafkaConsumer(
+        bootstrap_servers=s.kafka.bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await c.start()
+    try:
+        c.assign(list(ends))
+        await c.commit({tp: off for tp, off in ends.items()})
+    finally:
+        await c.stop()
+
+
+async def produce_records(s: Settings, records: list[dict[str, Any]]) -> None:
+    """Canonical reading records straight onto citywatch.readings (keyed by device id)."""
+    from aiokafka import AIOKafkaProducer
+
+    p = AIOKafkaProducer(bootstrap_servers=s.kafka.bootstrap, linger_ms=20, acks="all")
+    await p.start()
+    try:
+        futs = [
+            await p.send(s.kafka.readings_topic, orjson.dumps(r), key=r["device_id"].encode())
+            for r in records
+        ]
+        await asyncio.gather(*futs)
+    finally:
+        await p.stop()
+
+
+def influx_query(s: Settings, q: str) -> list[list[Any]]:
+    import httpx
+
+    r = httpx.get(
+        f"{s.influx.url}/query",
+        params={
+            "db": s.influx.database,
+            "u": s.influx.admin_user,
+            "p": secrets.password(s, "influx"),
+            "q": q,
+        },
+        timeout=30,
+    )
+    r.raise_for_status()
+    rows: list[list[Any]] = []
+    for res in r.json().get("results", []):
+        for series in res.get("series", []) or []:
+            rows.extend(series.get("values", []))
+    return rows
+
+
+def wait_for(pred: Any, timeout_s: float = 120.0, every: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(every)
+    return last
+
+
+async def create_topic(s: Settings, name: str, partitions: int = 6) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+async def delete_topic(s: Settings, name: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka.bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([name])
+    finally:
+        await admin.close()

@@ -1,4 +1,5 @@
-"""Gateway delivery: every reading Mosquitto acknowledged reaches Kafka, through crashes and restarts."""
+"""Gateway delivery: every reading Mosquitto acknowledged reaches Kafka, through crashes
+and restarts."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from .helpers import bin_messages, end_offsets, publish, read_topic, seqs_for, w
 N = 10_000
 
 
-async def _run_with_fault(s: Settings, rid: str, fault, rate: float = 2500.0) -> tuple[set[int], Counter[int]]:
-    """Publish N readings at ``rate``/s, call ``fault()`` midway; return acked ids and Kafka counts."""
+async def _run_with_fault(
+    s: Settings, rid: str, fault, rate: float = 2500.0
+) -> tuple[set[int], Counter[int]]:
+    """Publish N readings at ``rate``/s, ``fault()`` midway; return acked ids, Kafka counts."""
     start = await end_offsets(s, s.kafka.readings_topic)
     acked: set[int] = set()
     pub = asyncio.create_task(publish(s, bin_messages(rid, N), acked_ids=acked, rate=rate))
@@ -31,7 +34,9 @@ async def _run_with_fault(s: Settings, rid: str, fault, rate: float = 2500.0) ->
     def complete(rs: list) -> bool:
         return len({q for _, q in seqs_for(rs, prefix)}) >= len(acked)
 
-    recs = await read_topic(s, s.kafka.readings_topic, start, idle_s=15, until=complete, timeout_s=180)
+    recs = await read_topic(
+        s, s.kafka.readings_topic, start, idle_s=15, until=complete, timeout_s=180
+    )
     return acked, Counter(q for _, q in seqs_for(recs, prefix))
 
 
@@ -41,7 +46,9 @@ def _assert_no_loss(acked: set[int], got: Counter[int]) -> None:
     assert not missing, f"{len(missing)} acked readings missing from Kafka, e.g. {missing[:10]}"
 
 
-async def test_kill9_gateway_midway_loses_nothing(stack_settings: Settings, spawn, rid: str) -> None:
+async def test_kill9_gateway_midway_loses_nothing(
+    stack_settings: Settings, spawn, rid: str
+) -> None:
     gw = spawn("gateway", "--instance", f"gw-{rid}", name="gateway")
     wait_log(gw, "up (mode")
 
@@ -57,7 +64,9 @@ async def test_kill9_gateway_midway_loses_nothing(stack_settings: Settings, spaw
     print(f"kill -9 gateway: acked={len(acked)} in_kafka={len(got)} duplicates={dups}")
 
 
-async def test_kafka_restart_midway_loses_nothing(stack_settings: Settings, spawn, rid: str) -> None:
+async def test_kafka_restart_midway_loses_nothing(
+    stack_settings: Settings, spawn, rid: str
+) -> None:
     gw = spawn("gateway", "--instance", f"gw-{rid}", name="gateway")
     wait_log(gw, "up (mode")
     kafka = Kafka(stack_settings)
@@ -73,7 +82,9 @@ async def test_kafka_restart_midway_loses_nothing(stack_settings: Settings, spaw
     assert gw.alive()
 
 
-async def test_mosquitto_restart_midway_loses_nothing(stack_settings: Settings, spawn, rid: str) -> None:
+async def test_mosquitto_restart_midway_loses_nothing(
+    stack_settings: Settings, spawn, rid: str
+) -> None:
     gw = spawn("gateway", "--instance", f"gw-{rid}", name="gateway")
     wait_log(gw, "up (mode")
     broker = Mosquitto(stack_settings)
@@ -146,7 +157,9 @@ async def test_invalid_payload_goes_to_deadletter_with_reason(
     topic = f"city/central/bin/bin-{rid}/up"
     assert await publish(s, [(topic, payload)]) == 1
     recs = await read_topic(
-        s, s.kafka.deadletter_topic, start,
+        s,
+        s.kafka.deadletter_topic,
+        start,
         until=lambda rs: any(dict(m.headers).get("mqtt_topic") == topic.encode() for m in rs),
     )
     mine = [m for m in recs if dict(m.headers).get("mqtt_topic") == topic.encode()]

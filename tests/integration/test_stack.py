@@ -31,8 +31,13 @@ def test_up_twice_is_harmless(stack_settings: Settings) -> None:
 
 async def test_wrong_password_is_refused_by_mosquitto(stack_settings: Settings) -> None:
     s = stack_settings
-    c = AsyncMqtt(host=s.mqtt.host, port=s.mqtt.port, client_id="test-bad-pw",
-                  username="simulator", password="not-the-password")
+    c = AsyncMqtt(
+        host=s.mqtt.host,
+        port=s.mqtt.port,
+        client_id="test-bad-pw",
+        username="simulator",
+        password="not-the-password",
+    )
     with pytest.raises(MqttRefused):
         await c.connect()
     await c.close()
@@ -40,8 +45,9 @@ async def test_wrong_password_is_refused_by_mosquitto(stack_settings: Settings) 
 
 async def test_anonymous_is_refused_by_mosquitto(stack_settings: Settings) -> None:
     s = stack_settings
-    c = AsyncMqtt(host=s.mqtt.host, port=s.mqtt.port, client_id="test-anon",
-                  username="", password="")
+    c = AsyncMqtt(
+        host=s.mqtt.host, port=s.mqtt.port, client_id="test-anon", username="", password=""
+    )
     with pytest.raises(MqttRefused):
         await c.connect()
     await c.close()
@@ -60,8 +66,12 @@ def test_influx_point_written_with_client_is_read_back_with_influxql(
         )
     r = httpx.get(
         f"{i.url}/query",
-        params={"db": i.database, "u": i.admin_user, "p": pw,
-                "q": f"SELECT value FROM stack_test WHERE run = '{rid}'"},
+        params={
+            "db": i.database,
+            "u": i.admin_user,
+            "p": pw,
+            "q": f"SELECT value FROM stack_test WHERE run = '{rid}'",
+        },
     )
     series = r.json()["results"][0]["series"][0]
     assert series["values"][0][1] == 42.5
@@ -84,7 +94,9 @@ async def test_reading_published_to_mosquitto_arrives_on_kafka(
     acked = await publish(s, [(f"city/central/bin/{device}/up", bin_payload(7, 0.42))])
     assert acked == 1
     recs = await read_topic(
-        s, s.kafka.readings_topic, start,
+        s,
+        s.kafka.readings_topic,
+        start,
         until=lambda rs: any(orjson.loads(m.value)["device_id"] == device for m in rs),
     )
     mine = [orjson.loads(m.value) for m in recs if orjson.loads(m.value)["device_id"] == device]

@@ -1,0 +1,144 @@
+"""Processor delivery: every reading lands in InfluxDB once, through crashes and InfluxDB outages,
+and no alert is raised twice."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+from citywatch.settings import Settings
+from citywatch.stack.influxdb import InfluxDB
+
+from .helpers import (
+    create_topic,
+    delete_topic,
+    influx_query,
+    produce_records,
+    wait_for,
+    wait_log,
+)
+
+S = 1_000_000_000
+N = 20_000
+DEVICES = 200
+
+
+def _records(rid: str, n: int = N, t0: int | None = None) -> list[dict[str, object]]:
+    t0 = t0 or (time.time_ns() // S) * S
+    out = []
+    for i in range(n):
+        dev, k = i % DEVICES, i // DEVICES
+        # Every 10th bin silent after half the run -> device_silence alerts to count.
+        if dev % 10 == 0 and k > n // DEVICES // 2:
+            continue
+        ts = t0 + k * 900 * S
+        out.append(
+            {
+                "device_id": f"bin-{rid}-{dev}",
+                "family": "bin",
+                "district": "central",
+                "ts": ts,
+                "received_at": ts,
+                "seq": k,
+                "late": False,
+                "fill_ratio": round((k % 10) / 10, 2),
+            }
+        )
+    return out
+
+
+def _count(s: Settings, rid: str) -> int:
+    rows = influx_query(s, f"SELECT count(fill_ratio) FROM bin WHERE device_id =~ /^bin-{rid}-/")
+    return int(rows[0][1]) if rows else 0
+
+
+def _raised_ids(s: Settings, rid: str) -> list[str]:
+    rows = influx_query(
+        s, f"SELECT alert_id FROM alerts WHERE state = 'raised' AND target =~ /^bin-{rid}-/"
+    )
+    return [r[1] for r in rows]
+
+
+async def _run(s: Settings, spawn, rid: str, fault) -> tuple[int, list[str]]:
+    # A topic of its own: event time in the shared topic belongs to other runs, and the
+    # processor's clock (a watermark) must only see this test's readings.
+    topic = f"citywatch.readings.test-{rid}"
+    await create_topic(s, topic)
+    env = {
+        "CITYWATCH_PROCESSOR__GROUP_ID": f"citywatch-test-{rid}",
+        "CITYWATCH_KAFKA__READINGS_TOPIC": topic,
+    }
+    proc = spawn("process", "--instance", f"p-{rid}", env=env, name="processor")
+    wait_log(proc, "processor p-")
+    records = _records(rid)
+    _T0[rid] = records[0]["ts"]
+    await produce_records(
+        s.model_copy(update={"kafka": s.kafka.model_copy(update={"readings_topic": topic})}),
+        records,
+    )
+    await asyncio.to_thread(wait_for, lambda: _count(s, rid) > len(records) // 4, 60, 0.1)
+    await fault(proc, env)
+    await asyncio.to_thread(wait_for, lambda: _count(s, rid) >= len(records), 180)
+    await asyncio.sleep(2)  # anything beyond the expected count would show up now
+    result = _count(s, rid), _raised_ids(s, rid)
+    await delete_topic(s, topic)
+    return result
+
+
+async def _no_fault(proc, env) -> None:
+    return None
+
+
+_T0: dict[str, object] = {}
+
+
+def _check(s: Settings, rid: str, n: int, raised: list[str]) -> None:
+    expected = len(_records(rid, t0=_T0[rid]))  # type: ignore[arg-type]
+    assert n == expected, f"{n} of {expected} readings in InfluxDB"
+    dup = [a for a, c in Counter(raised).items() if c > 1]
+    assert not dup, f"alert ids raised twice: {dup[:5]}"
+    silent = {f"bin-{rid}-{d}" for d in range(0, DEVICES, 10)}
+    rows = influx_query(
+        s,
+        f"SHOW TAG VALUES FROM alerts WITH KEY = target WHERE kind = 'device_silence' "
+        f"AND target =~ /^bin-{rid}-/",
+    )
+    got = {r[1] for r in rows}
+    assert got == silent, (
+        f"silence alerts for {sorted(got)[:5]}..., expected the {len(silent)} silent bins"
+    )
+
+
+async def test_all_readings_and_alerts_reach_influx(
+    stack_settings: Settings, spawn, rid: str
+) -> None:
+    n, raised = await _run(stack_settings, spawn, rid, _no_fault)
+    _check(stack_settings, rid, n, raised)
+
+
+async def test_kill9_processor_midway_loses_nothing_and_raises_nothing_twice(
+    stack_settings: Settings, spawn, rid: str
+) -> None:
+    async def fault(proc, env) -> None:
+        proc.kill9()
+        p2 = spawn("process", "--instance", f"p-{rid}", env=env, name="processor-restarted")
+        await asyncio.to_thread(wait_log, p2, "processor p-")
+
+    n, raised = await _run(stack_settings, spawn, rid, fault)
+    _check(stack_settings, rid, n, raised)
+
+
+async def test_influx_restart_midway_loses_nothing(
+    stack_settings: Settings, spawn, rid: str
+) -> None:
+    influx = InfluxDB(stack_settings)
+
+    async def fault(proc, env) -> None:
+        await asyncio.to_thread(influx.proc.stop)
+        await asyncio.sleep(3)
+        assert proc.alive()
+        await asyncio.to_thread(influx.up)
+
+    n, raised = await _run(stack_settings, spawn, rid, fault)
+    _check(stack_settings, rid, n, raised)

@@ -1,0 +1,38 @@
+"""Engine: every reading becomes a line; silence raises and clears by event time."""
+
+from __future__ import annotations
+
+from processors.config import RulesConfig
+from processors.engine import Engine
+
+S = 1_000_000_000
+
+
+def rec(dev: str, t: float, fill: float = 0.3) -> dict[str, object]:
+    return {
+        "device_id": dev,
+        "family": "bin",
+        "district": "n",
+        "ts": int(t * S),
+        "received_at": int(t * S),
+        "fill_ratio": fill,
+        "late": False,
+        "seq": int(t),
+    }
+
+
+def test_each_reading_becomes_one_line() -> None:
+    out = Engine(RulesConfig()).process([rec("bin-1", 0), rec("bin-2", 0)])
+    assert sum(line.startswith("bin,") for line in out.lines) == 2
+
+
+def test_silence_raises_then_clears_on_event_time() -> None:
+    eng = Engine(RulesConfig())
+    eng.process([rec("bin-1", 0), rec("bin-2", 0)])
+    # bin-2 keeps reporting; bin-1 falls silent for > 3 x 900 s of event time.
+    out = eng.process([rec("bin-2", t) for t in range(900, 3700, 900)])
+    raised = [e for e in out.events if e.kind == "device_silence" and e.state == "raised"]
+    assert [e.target for e in raised] == ["bin-1"]
+    assert any(line.startswith("alerts,") for line in out.lines)
+    out = eng.process([rec("bin-1", 3700), rec("bin-1", 3700 + 700)])
+    assert [e.state for e in out.events if e.target == "bin-1"] == ["cleared"]
