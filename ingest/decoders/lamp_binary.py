@@ -22,9 +22,8 @@ import binascii
 import math
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, NamedTuple
 
 from ingest.decoders.base import DecodeError, Decoder, RawReading, TopicInfo
 
@@ -51,8 +50,7 @@ _SCALE_CURRENT: Final = 0.001
 _SCALE_PF: Final = 0.001
 
 
-@dataclass(frozen=True, slots=True)
-class LampRecord:
+class LampRecord(NamedTuple):
     """One lamp's state in a frame; ``None`` means "not reported"."""
 
     lamp_no: int = 0
@@ -64,8 +62,7 @@ class LampRecord:
     power_factor: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class LampFrame:
+class LampFrame(NamedTuple):
     """A decoded frame: ``ts`` is ``None`` when the controller sent 0 (no valid clock)."""
 
     seq: int

@@ -41,6 +41,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Final
 
 from ingest.decoders.base import (
@@ -55,6 +56,9 @@ from ingest.decoders.base import (
 _ARRAY: Final = ord("[")
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9:./_-]*")
 _SPLIT_RE: Final = re.compile(r"(?:(.*)[:/])?([^:/]*)")
+_SNIFF_RE: Final = re.compile(
+    rb'\s*\[\s*\{\s*"(?:bn|bt|bu|bv|bs|bver|n|u|v|vs|vb|vd|s|t|ut|l)"\s*:'
+)
 _RELATIVE_LIMIT: Final = 2**28
 _SENML_VERSION: Final = 10
 _RAD: Final = 180.0 / math.pi
@@ -164,6 +168,17 @@ def _string(rec: dict[str, Any], key: str) -> str:
     return value
 
 
+@lru_cache(maxsize=4096)
+def _resolve_name(name: str) -> tuple[str | None, str] | None:
+    """(device, field) of a resolved name, ``None`` when it breaks RFC 8428's charset.
+
+    Cached: a fleet repeats the same few hundred names in every pack.
+    """
+    if not _NAME_RE.fullmatch(name):
+        return None
+    return split_name(name)
+
+
 def split_name(name: str) -> tuple[str | None, str]:
     """(device id or None, field) of a resolved SenML name."""
     if name.startswith("urn:dev:"):
@@ -217,12 +232,14 @@ def _convert(name: str, unit: str | None, rec: dict[str, Any], bv: float | None)
 
 
 class SenML(Decoder):
-    """RFC 8428 JSON packs: a JSON array whose records carry ``n`` or ``bn``."""
+    """RFC 8428 JSON packs: a JSON array whose first record starts with a SenML label."""
 
     name = "senml"
 
     def matches(self, topic: str, payload: bytes) -> bool:
-        return json_start(payload) == _ARRAY and (b'"n"' in payload or b'"bn"' in payload)
+        # The first key of the first record decides: SenML labels never collide with
+        # canonical field names, whereas a '"n"' anywhere could be a nested key.
+        return json_start(payload) == _ARRAY and _SNIFF_RE.match(payload, 0, 256) is not None
 
     def decode(
         self, topic: TopicInfo, payload: bytes, received_at: datetime
@@ -261,9 +278,10 @@ class SenML(Decoder):
             if not any(k in rec for k in ("n", "v", "vs", "vb", "vd", "s")):
                 continue  # a record of base fields only
             name = bn + n
-            if not _NAME_RE.fullmatch(name):
+            resolved = _resolve_name(name)
+            if resolved is None:
                 raise DecodeError("senml", f"record {i}: invalid SenML name {name[:64]!r}")
-            device, fname = split_name(name)
+            device, fname = resolved
             if not fname:
                 raise DecodeError("senml", f"record {i}: name {name[:64]!r} has no field part")
             when = bt + t
