@@ -1,0 +1,115 @@
+"""Per-target fault state shared by the family rules: a streak counter plus emission policy.
+
+A :class:`Streak` turns a sequence of per-reading verdicts (bad / good / not judged) into the
+conditions the alert manager needs, with O(1) work per reading:
+
+- it raises after ``need`` consecutive bad readings (optionally spanning at least
+  ``min_span_ns`` of event time), and clears after ``clear_need`` consecutive good ones;
+- readings older than or equal to the last one judged (duplicates, out-of-order delivery)
+  are ignored, and a gap longer than ``max_gap_ns`` restarts the count, so "consecutive"
+  always means adjacent in the device's reporting cadence;
+- while the fault is present it re-emits the active condition at most every ``repeat_ns``
+  (the alert manager escalates only when it sees the condition again), and after it is gone
+  it keeps emitting the inactive condition for ``hold_ns`` (the manager clears an episode
+  only once the condition stayed inactive for its ``clear_after_s``), then goes quiet.
+
+Example:
+    >>> s, p = Streak(), StreakParams(need=2, clear_need=1, hold_ns=0, repeat_ns=10**12)
+    >>> [s.step(t, bad, p) for t, bad in [(1, True), (1, True), (2, True), (3, False)]]
+    [0, 0, 1, -1]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NS = 1_000_000_000
+
+NOTHING = 0
+EMIT_ON = 1
+EMIT_OFF = -1
+
+
+@dataclass(frozen=True, slots=True)
+class StreakParams:
+    need: int = 1
+    clear_need: int = 1
+    hold_ns: int = 600 * NS
+    repeat_ns: int = 60 * NS
+    max_gap_ns: int = 2**62
+    min_span_ns: int = 0
+
+
+class Streak:
+    """The state of one (fault kind, target): a few ints, no per-reading allocation."""
+
+    __slots__ = ("emitted", "good", "last_ts", "n", "off_since", "on", "since")
+
+    def __init__(self) -> None:
+        self.last_ts = -(2**62)
+        self.n = 0  # consecutive bad readings
+        self.good = 0  # consecutive good readings
+        self.since = 0  # ts of the first bad reading of the current run
+        self.on = False
+        self.emitted = 0  # ts of the last condition emitted
+        self.off_since: int | None = None  # set while the inactive condition is being held
+
+    def step(self, ts: int, bad: bool | None, p: StreakParams) -> int:
+        """Judge one reading; returns EMIT_ON, EMIT_OFF or NOTHING. ``bad=None``: not judged."""
+        last = self.last_ts
+        if ts <= last:
+            return NOTHING
+        self.last_ts = ts
+        if ts - last > p.max_gap_ns:
+            self.n = 0
+            self.good = 0
+        if bad is None:
+            return NOTHING if self.off_since is None else self._hold(ts, p)
+        if bad:
+            self.good = 0
+            n = self.n = self.n + 1
+            if n == 1:
+                self.since = ts
+            if self.on:
+                if ts - self.emitted >= p.repeat_ns:
+                    self.emitted = ts
+                    return EMIT_ON
+                return NOTHING
+            if n >= p.need and ts - self.since >= p.min_span_ns:
+                self.on = True
+                self.off_since = None
+                self.emitted = ts
+                return EMIT_ON
+            return NOTHING
+        self.n = 0
+        if self.on:
+            self.good += 1
+            return self.force_off(ts) if self.good >= p.clear_need else NOTHING
+        return NOTHING if self.off_since is None else self._hold(ts, p)
+
+    def force_off(self, ts: int) -> int:
+        """End the fault now (e.g. another rule took it over); EMIT_OFF if it was on."""
+        self.n = 0
+        if not self.on:
+            return NOTHING
+        self.on = False
+        self.off_since = ts
+        self.emitted = ts
+        return EMIT_OFF
+
+    def _hold(self, ts: int, p: StreakParams) -> int:
+        # After a clear, repeat the inactive condition so the manager's hysteresis completes.
+        off = self.off_since
+        if off is None or self.on:
+            return NOTHING
+        if ts - off >= p.hold_ns:
+            self.off_since = None
+            return EMIT_OFF
+        if ts - self.emitted >= p.repeat_ns:
+            self.emitted = ts
+            return EMIT_OFF
+        return NOTHING
+
+    def tail(self, ts: int, p: StreakParams) -> int:
+        """For rules whose inputs can stop judging a target: keep the clear going."""
+        return self._hold(ts, p)
