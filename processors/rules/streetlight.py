@@ -496,7 +496,7 @@ class LampDegradation(_LampRule):
         elif a < c.degradation_clear_frac:
             bad = False
         else:
-            bad = None
+            bad = True if st.on else None  # between clear and raise levels: as before
         r = st.step(rec["ts"], bad, self.p)
         if r:
             self._emit(
