@@ -1,0 +1,137 @@
+"""Trip summaries: mileage (odometer / haversine), operating hours, route coverage, days."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import shapely
+
+from citywatch.citymodel import CityModel
+from processors.config import RulesConfig
+from processors.rules.solar import LocalClock
+from processors.rules.streak import NS
+from processors.rules.trips import RouteSampler, TripSummaries, build_trips
+from processors.rules.vehicle import LocalProjection
+
+LAT0, LON0 = 31.23, 121.47
+PROJ = LocalProjection(LAT0, LON0)
+T0 = 1_717_200_000 * NS  # 2024-06-01 08:00 local (UTC+8)
+ROUTE = shapely.LineString([(LON0 + x / PROJ.kx, LAT0) for x in (0.0, 2000.0)])
+
+
+def ll(x: float, y: float = 0.0) -> tuple[float, float]:
+    return LAT0 + y / PROJ.ky, LON0 + x / PROJ.kx
+
+
+def fix(t_s: float, x: float, y: float = 0.0, dev: str = "truck-1", **kw: Any) -> dict[str, Any]:
+    lat, lon = ll(x, y)
+    return {
+        "device_id": dev,
+        "family": "vehicle",
+        "district": "central",
+        "ts": T0 + int(t_s * NS),
+        "lat": lat,
+        "lon": lon,
+        "vehicle_kind": "garbage",
+        "route_id": "r1",
+        "ignition": True,
+        **kw,
+    }
+
+
+def summaries(recs: list[dict[str, Any]], **kw: Any) -> TripSummaries:
+    t = TripSummaries(PROJ, LocalClock("Asia/Shanghai"), {"r1": ROUTE}, **kw)
+    for r in recs:
+        t.on_reading(r, [])
+    return t
+
+
+def fields(t: TripSummaries) -> dict[str, Any]:
+    (p,) = t.kpi_points(include_open=True)
+    return p["fields"]
+
+
+def test_gps_mileage_hours_and_full_coverage() -> None:
+    recs = [fix(10 * k, 80.0 * k) for k in range(26)]  # 0 .. 2000 m in 250 s
+    f = fields(summaries(recs))
+    assert f["mileage_source"] == "gps"
+    assert f["mileage_km"] == pytest.approx(2.0, rel=0.005)
+    assert f["operating_h"] == pytest.approx(250 / 3600)
+    assert f["route_coverage"] == pytest.approx(1.0, abs=0.02)
+    assert f["fixes"] == 26 and f["jumps_dropped"] == 0
+
+
+def test_half_the_route_is_half_covered() -> None:
+    f = fields(summaries([fix(10 * k, 80.0 * k) for k in range(13)]))  # 0 .. 960 m
+    assert f["route_coverage"] == pytest.approx(0.5, abs=0.04)
+
+
+def test_odometer_wins_and_order_does_not_matter() -> None:
+    recs = [fix(10 * k, 80.0 * k, odometer_km=1000.0 + 0.1 * k) for k in range(10)]
+    recs.reverse()
+    f = fields(summaries(recs))
+    assert f["mileage_source"] == "odometer"
+    assert f["mileage_km"] == pytest.approx(0.9)
+
+
+def test_gps_jump_adds_no_distance() -> None:
+    recs = [fix(10 * k, 80.0 * k) for k in range(10)]
+    recs[5] = fix(50, 400.0, 5000.0)
+    f = fields(summaries(recs))
+    assert f["mileage_km"] == pytest.approx(0.72, rel=0.01)
+    assert f["jumps_dropped"] == 1
+
+
+def test_operating_hours_need_the_ignition_and_cap_gaps() -> None:
+    recs = [
+        fix(0, 0),
+        fix(10, 80),
+        fix(20, 160, ignition=False),
+        fix(30, 160, ignition=False),
+        fix(40, 160),
+        fix(50, 240),
+        fix(3650, 240),
+        fix(3660, 320),
+    ]
+    f = fields(summaries(recs))
+    # 0-10, 40-50, then a one-hour hole counted as max_gap_s (120 s), then 3650-3660.
+    assert f["operating_h"] * 3600 == pytest.approx(10 + 10 + 120 + 10)
+
+
+def test_days_are_local_and_close_after_midnight_plus_grace() -> None:
+    before = fix(15 * 3600 + 59 * 60, 0.0)  # 23:59 local on June 1
+    after = fix(16 * 3600 + 60, 80.0)  # 00:01 local on June 2
+    t = summaries([before, after])
+    assert t.kpi_points(after["ts"]) == []  # June 1 not yet final
+    open_days = t.kpi_points(after["ts"], include_open=True)
+    assert sorted(p["tags"]["day"] for p in open_days) == ["2024-06-01", "2024-06-02"]
+    done = t.kpi_points(after["ts"] + 3600 * NS)
+    assert [p["tags"] for p in done] == [
+        {"vehicle": "truck-1", "day": "2024-06-01", "kind": "garbage"}
+    ]
+    assert done[0]["measurement"] == "trips"
+    assert done[0]["ts"] == T0 - 8 * 3600 * NS  # local midnight of June 1, in UTC
+    assert [p["tags"]["day"] for p in t.flush()] == ["2024-06-02"]
+    assert t.flush() == []
+
+
+def test_late_fix_lands_in_its_own_day() -> None:
+    t = summaries([fix(16 * 3600 + 60, 80.0), fix(15 * 3600, 0.0, odometer_km=5.0)])
+    days = {p["tags"]["day"]: p["fields"] for p in t.kpi_points(include_open=True)}
+    assert set(days) == {"2024-06-01", "2024-06-02"} and days["2024-06-01"]["fixes"] == 1
+
+
+def test_route_sampler_near() -> None:
+    s = RouteSampler(PROJ.geom(ROUTE), 50.0)
+    assert s.n == 81
+    near = s.near(1000.0, 30.0)
+    assert near and all(abs(25.0 * k - 1000.0) <= 55.0 for k in near)
+    assert s.near(1000.0, 80.0) == ()
+
+
+def test_build_from_city_model() -> None:
+    city = CityModel.generate(seed=1, scale=1)
+    rule = build_trips(RulesConfig(), city)
+    assert isinstance(rule, TripSummaries) and set(rule.routes) == set(city.routes)
+    assert rule.clock.minute_of_day(0) == city.utc_offset_minutes % 1440
