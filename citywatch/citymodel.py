@@ -527,7 +527,9 @@ class CityModel(_Model):
 
     def in_corridor(self, route_id: str, lat: float, lon: float) -> bool:
         """Within the route's ``corridor_buffer_m`` of its line?"""
-        return self.corridor_distance_m(route_id, lat, lon) <= self.routes[route_id].corridor_buffer_m
+        return (
+            self.corridor_distance_m(route_id, lat, lon) <= self.routes[route_id].corridor_buffer_m
+        )
 
     def no_haul_zone_at(self, lat: float, lon: float) -> NoHaulZone | None:
         zid = self.geo.find("zone", self.to_xy(lat, lon))
@@ -581,6 +583,15 @@ class _GeoIndex:
             self._ids[name] = ids
             self._polys[name] = polys
             self._trees[name] = shapely.STRtree(polys) if polys else None
+
+    def nearest_distance(self, group: str, xy: tuple[float, float]) -> float:
+        """Metres from the point to the nearest polygon of ``group`` (inf if none)."""
+        tree = self._trees[group]
+        if tree is None:
+            return math.inf
+        point = self._shapely.Point(xy)
+        idx = tree.nearest(point)
+        return float(self._polys[group][int(idx)].distance(point))
 
     def find(self, group: str, xy: tuple[float, float]) -> str | None:
         """The id of the first polygon of ``group`` containing the point, if any."""
