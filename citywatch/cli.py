@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from citywatch.sim_cli import evaluate, simulate
 from citywatch.stack.cli import app as stack_app
 from ingest.cli import gateway
 from processors.backtest.cli import backtest
@@ -23,6 +24,8 @@ app.add_typer(stack_app, name="stack")
 app.command("gateway")(gateway)
 app.command("process")(process)
 app.command("backtest")(backtest)
+app.command("simulate")(simulate)
+app.command("evaluate")(evaluate)
 
 
 def main() -> None:
