@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
@@ -26,6 +27,11 @@ class Detector(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
+    #: Slots holding immutable objects shared by many instances (parameters): not per-series
+    #: state, so ``state_bytes`` skips them.
+    _shared_slots: ClassVar[tuple[str, ...]] = ()
+    # Empty slots here let subclasses that declare __slots__ go without a per-instance __dict__.
+    __slots__ = ()
 
     @abstractmethod
     def score_one(self, ts: float, value: float) -> float:
@@ -40,6 +46,43 @@ class Detector(ABC):
         score = self.score_one(ts, value)
         self.learn_one(ts, value)
         return score
+
+
+def state_bytes(obj: object) -> int:
+    """Bytes of memory an object holds: itself plus everything it references, each counted once.
+
+    Follows ``__slots__``, ``__dict__`` and containers; class attributes and the slots a class
+    lists in ``_shared_slots`` are shared by every instance and not counted. This is how the
+    per-series state budget (2 KiB) is measured.
+
+    Example:
+        >>> state_bytes(PassThrough()) <= 64
+        True
+    """
+    seen: set[int] = set()
+
+    def walk(o: object) -> int:
+        if o is None or isinstance(o, bool | type) or id(o) in seen:
+            return 0
+        seen.add(id(o))
+        size = sys.getsizeof(o)
+        if isinstance(o, list | tuple | set | frozenset):
+            size += sum(walk(x) for x in o)
+        elif isinstance(o, dict):
+            size += sum(walk(k) + walk(v) for k, v in o.items())
+        shared = getattr(type(o), "_shared_slots", ())
+        for cls in type(o).__mro__:
+            slots = cls.__dict__.get("__slots__", ())
+            for slot in (slots,) if isinstance(slots, str) else slots:
+                if slot in shared or slot in ("__dict__", "__weakref__"):
+                    continue
+                if hasattr(o, slot):
+                    size += walk(getattr(o, slot))
+        if hasattr(o, "__dict__"):
+            size += walk(vars(o))
+        return size
+
+    return walk(obj)
 
 
 class PassThrough(Detector):

@@ -11,12 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 from processors.detectors.base import Detector, PassThrough
+from processors.detectors.ewma import Ewma
+from processors.detectors.robust_z import RobustZ
+from processors.detectors.sentinel import Sentinel
 
 DETECTORS: dict[str, type[Detector]] = {
     PassThrough.name: PassThrough,
+    RobustZ.name: RobustZ,
+    Ewma.name: Ewma,
+    Sentinel.name: Sentinel,
 }
 
-DEFAULT_DETECTOR = "passthrough"
+DEFAULT_DETECTOR = "sentinel"
 
 
 def create(name: str, **params: Any) -> Detector:

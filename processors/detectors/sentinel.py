@@ -1,0 +1,220 @@
+"""Sentinel: robust residuals from two predictors, scored as records, with an alert refractory.
+
+Three statistics per point, each non-negative and large when the point is unusual:
+
+* **local**: distance from the median of the last 128 points in IQR units (spikes, dips,
+  level shifts);
+* **seasonal**: distance from a time-of-day profile in units of its mean absolute residual
+  (a daily peak that does not come, a night that looks like noon); only trusted while the
+  profile predicts better than the local median, and when it predicts much better (a clean
+  daily cycle) the local statistic is discounted, since daily edges are then expected;
+* **burst**: an EWMA (span 12) of the local statistic (runs of moderately odd points: a
+  burst of spikes, a noisy stretch).
+
+Each statistic is divided by its own *record*: the largest value seen so far, decaying by
+``record_decay`` per point so a series can change regime, and allowed to grow by at most
+``record_growth`` per point so one anomaly does not mask the next similar one. A ratio above 1
+is a new extreme for this series, which is what makes scores comparable across series with
+very different noise. The largest ratio r becomes the score r / (1 + r), so 0.5 = "as
+extreme as anything seen". After an alert (score > ``alert_level``) the score is capped at 0.5
+for ``refractory`` points: one incident, one alert.
+
+No look-ahead: each point is scored before it is learnt. State is about 2 KiB per series at
+most (128 float32 values + a ≤ 192-bin float32 profile + scalars), less for series sampled
+slower than every 7.5 minutes.
+
+Example:
+    >>> import math
+    >>> det = Sentinel()
+    >>> usual = [det.update(t * 300.0, 20 + 5 * math.sin(t / 20) + t * 7919 % 13 / 13)
+    ...          for t in range(3000)]
+    >>> max(usual) < 0.5
+    True
+    >>> det.update(3000 * 300.0, 40.0) > 0.5
+    True
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from processors.detectors.base import Detector
+from processors.detectors.ewma import DAY, NAN, Cadence, DailyProfile
+from processors.detectors.robust_z import MEAN_AD_TO_SIGMA, Ring
+
+#: IQR → standard deviation for Gaussian data.
+IQR_TO_SIGMA = 1 / 1.349
+#: Ratios are clamped here so a zero-spread history cannot produce inf/inf.
+MAX_RATIO = 1e12
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelParams:
+    """Tuning knobs, shared by all series that use the same values (not per-series state)."""
+
+    window: int = 128  # points behind the local median and IQR
+    max_bins: int = 192  # cap on time-of-day bins (192 = one per 7.5 minutes)
+    warmup: int = 100  # points before any score; records learnt from here
+    record_decay: float = 0.99995  # per point: half-life ≈ 14,000 points
+    record_growth: float = 1.5  # per point, once warmed up (2 × warmup points)
+    burst_span: int = 12  # EWMA span of the burst statistic
+    season_discount: float = 4.0  # discount local when the profile is this much better
+    alert_level: float = 0.51  # score that starts the refractory period
+    refractory: int = 100  # points after an alert with the score capped at 0.5
+    scale_rate: float = 0.005  # EW rate of the mean absolute residuals
+    season_rate: float = 0.25  # slowest per-day learning rate of a profile bin
+
+
+DEFAULT_PARAMS = SentinelParams()
+
+
+def _record(z: float, top: float, learn: bool, bounded: bool, p: SentinelParams) -> float:
+    """The decayed record after seeing ``z``."""
+    if not learn:
+        return top
+    if bounded and top > 0.0:
+        return max(min(z, top * p.record_growth), top * p.record_decay)
+    return max(z, top * p.record_decay)
+
+
+class Sentinel(Detector):
+    """Local/seasonal/burst robust residuals as ratios to their decayed records; see module."""
+
+    name = "sentinel"
+    description = (
+        "robust local + time-of-day residuals and bursts, scored against the series' own "
+        "decayed records, one alert per incident (default)"
+    )
+    _shared_slots = ("_p",)  # one frozen parameter object serves every series
+    __slots__ = (
+        "_burst",
+        "_cadence",
+        "_cool",
+        "_mae_local",
+        "_mae_season",
+        "_n",
+        "_n_season",
+        "_p",
+        "_profile",
+        "_ring",
+        "_t0",
+        "_top_burst",
+        "_top_local",
+        "_top_season",
+    )
+
+    def __init__(self, params: SentinelParams | None = None, **overrides: Any) -> None:
+        p = params or DEFAULT_PARAMS
+        self._p = dataclasses.replace(p, **overrides) if overrides else p
+        self._ring = Ring(p.window)
+        self._cadence: Cadence | None = Cadence() if p.max_bins >= 4 else None
+        self._profile: DailyProfile | None = None
+        self._t0 = NAN
+        self._n = 0
+        self._n_season = 0
+        self._mae_local = 0.0
+        self._mae_season = 0.0
+        self._top_local = 0.0
+        self._top_season = 0.0
+        self._top_burst = 0.0
+        self._burst = 0.0
+        self._cool = 0
+
+    def score_one(self, ts: float, value: float) -> float:
+        """The score ``update`` would return, without learning (costs a copy of the state)."""
+        return copy.deepcopy(self).update(ts, value)
+
+    def learn_one(self, ts: float, value: float) -> None:
+        self.update(ts, value)
+
+    def update(self, ts: float, value: float) -> float:
+        if not math.isfinite(value):
+            return 0.0
+        p = self._p
+        self._n += 1
+        n = self._n
+        if self._t0 != self._t0:
+            self._t0 = ts
+        if self._cadence is not None:
+            interval = self._cadence.observe(ts)
+            if interval is not None:
+                self._cadence = None
+                # Fewer than 4 samples a day cannot show a daily shape.
+                if interval > 0 and DAY / interval >= 4:
+                    self._profile = DailyProfile.for_interval(interval, p.max_bins)
+        ring = self._ring
+        if len(ring) < 8:
+            ring.push(value)
+            return 0.0
+
+        # Local statistic against the window before this point.
+        ordered = sorted(ring.values())
+        m = len(ordered)
+        med = ordered[m // 2]
+        scale = (ordered[(3 * m) // 4] - ordered[m // 4]) * IQR_TO_SIGMA
+        if scale <= 0.0:
+            # Mostly-constant windows (an idle sensor) have IQR 0; the mean deviation
+            # still sees rare bursts; a constant window gets a tiny relative scale.
+            scale = sum(abs(x - med) for x in ordered) / m * MEAN_AD_TO_SIGMA
+            if scale <= 0.0:
+                scale = 1e-9 * (abs(med + ring.offset) + 1.0)
+        # Compare the value as stored (float32) so a constant series has residual exactly 0.
+        residual = ring.push(value) - med
+        z_local = abs(residual) / scale
+        self._mae_local += max(p.scale_rate, 1.0 / n) * (abs(residual) - self._mae_local)
+
+        # Seasonal statistic against the time-of-day profile (from the second day on).
+        z_season = -1.0
+        use_season = False
+        profile = self._profile
+        if profile is not None:
+            b = profile.index(ts)
+            expected = profile.get(b)
+            days = (ts - self._t0) / DAY
+            if expected == expected and days >= 1.0:
+                r_season = abs(value - expected)
+                self._n_season += 1
+                mae = self._mae_season
+                use_season = 0.0 < mae < self._mae_local
+                z_season = r_season / mae if mae > 0.0 else 0.0
+                self._mae_season += max(p.scale_rate, 1.0 / self._n_season) * (r_season - mae)
+            profile.learn(b, value, max(p.season_rate, 1.0 / (days + 1.0)))
+
+        # Ratios to the records; records learn from the warm-up on, bounded growth later.
+        learn = n >= p.warmup
+        bounded = n >= 2 * p.warmup
+        top = self._top_local
+        ratio = z_local / top if top > 0.0 else 0.0
+        self._top_local = _record(z_local, top, learn, bounded, p)
+        if self._mae_season > 0.0 and self._mae_local > 0.0:
+            # A clean daily cycle explains its own edges: trust the local view less.
+            weight = min(1.0, p.season_discount * self._mae_season / self._mae_local)
+        else:
+            weight = 1.0
+        ratio *= weight
+        if z_season >= 0.0:
+            top = self._top_season
+            r_season_ratio = z_season / top if top > 0.0 else 0.0
+            n_s = self._n_season
+            self._top_season = _record(z_season, top, n_s >= p.warmup, n_s >= 2 * p.warmup, p)
+            if use_season and r_season_ratio > ratio:
+                ratio = r_season_ratio
+        self._burst += 2.0 / (p.burst_span + 1) * (z_local - self._burst)
+        top = self._top_burst
+        r_burst = (self._burst / top if top > 0.0 else 0.0) * weight
+        self._top_burst = _record(self._burst, top, learn, bounded, p)
+        ratio = min(max(ratio, r_burst), MAX_RATIO)
+
+        if n < p.warmup:
+            return 0.0
+        score = ratio / (1.0 + ratio)
+        if self._cool > 0:
+            self._cool -= 1
+            return min(score, 0.5)
+        if score > p.alert_level:
+            self._cool = p.refractory
+        return score
