@@ -28,6 +28,31 @@ app.command("simulate")(simulate)
 app.command("evaluate")(evaluate)
 
 
+@app.command()
+def demo(
+    duration: float = typer.Option(180.0, help="wall seconds of simulation"),
+    speed: float = typer.Option(
+        240.0, help="simulated seconds per wall second (240: 12 h in 3 min)"
+    ),
+    seed: int = typer.Option(1, help="simulator seed"),
+    scale: int = typer.Option(1, help="districts of ~300-600 devices"),
+    fault_rate: float = typer.Option(0.02, help="share of devices that get each kind of fault"),
+) -> None:
+    """Start the stack, run simulator + gateway + processor with a live view, print the scorecard."""
+    from citywatch.demo import run_demo
+    from citywatch.settings import get_settings
+
+    ok = run_demo(
+        get_settings(),
+        duration=duration,
+        speed=speed,
+        seed=seed,
+        scale=scale,
+        fault_rate=fault_rate,
+    )
+    raise typer.Exit(0 if ok else 1)
+
+
 def main() -> None:
     app()
 

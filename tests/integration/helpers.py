@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from citywatch import secrets
+from citywatch import kafkautil, secrets
 from citywatch.mqtt import AsyncMqtt
 from citywatch.settings import Settings
 
@@ -87,16 +87,7 @@ async def publish(
 
 
 async def end_offsets(s: Settings, topic: str) -> dict[TopicPartition, int]:
-    c = AIOKafkaConsumer(bootstrap_servers=s.kafka.bootstrap)
-    await c.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in (c.partitions_for_topic(topic) or set())]
-        if not tps:
-            await c._client.force_metadata_update()
-            tps = [TopicPartition(topic, p) for p in (c.partitions_for_topic(topic) or set())]
-        return dict(await c.end_offsets(tps))
-    finally:
-        await c.stop()
+    return await kafkautil.end_offsets(s.kafka.bootstrap, topic)
 
 
 async def read_topic(
@@ -197,16 +188,7 @@ def wait_log(proc: Proc, text: str, timeout_s: float = 30.0) -> None:
 
 async def start_group_at_end(s: Settings, group: str, topic: str) -> None:
     """Commit a new consumer group at the log end, so a test processor skips older data."""
-    ends = await end_offsets(s, topic)
-    c = AIOKafkaConsumer(
-        bootstrap_servers=s.kafka.bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await c.start()
-    try:
-        c.assign(list(ends))
-        await c.commit({tp: off for tp, off in ends.items()})
-    finally:
-        await c.stop()
+    await kafkautil.commit_group_at(s.kafka.bootstrap, group, await end_offsets(s, topic))
 
 
 async def produce_records(s: Settings, records: list[dict[str, Any]]) -> None:

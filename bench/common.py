@@ -1,0 +1,134 @@
+"""Shared pieces of the benchmarks: a fast QoS 1 publisher and a bare subscriber, as processes.
+
+Both run as separate processes so that the thing measured does not share an event loop (or
+the GIL) with the load generator.
+
+Example:
+    $ python -m bench.common publish --n 1000 --prefix city/b1 --batch 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from datetime import UTC, datetime
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from citywatch import secrets
+from citywatch.mqtt import AsyncMqtt
+from citywatch.settings import Settings
+
+
+def payload(i: int, batch: int) -> bytes:
+    ts = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    if batch == 1:
+        return orjson.dumps(
+            {
+                "ts": ts,
+                "fill_ratio": (i % 100) / 100,
+                "temperature_c": 18.5,
+                "battery_v": 3.6,
+                "seq": i,
+            }
+        )
+    return orjson.dumps(
+        [
+            {
+                "ts": ts,
+                "fill_ratio": (i % 100) / 100,
+                "temperature_c": 18.5,
+                "battery_v": 3.6,
+                "seq": i * batch + j,
+            }
+            for j in range(batch)
+        ]
+    )
+
+
+async def publish(n: int, prefix: str, batch: int, window: int, devices: int) -> dict[str, float]:
+    s = Settings()
+    c = AsyncMqtt(
+        host=s.mqtt.host,
+        port=s.mqtt.port,
+        client_id=f"bench-pub-{time.time_ns()}",
+        username="simulator",
+        password=secrets.password(s, "simulator"),
+        max_inflight=window,
+    )
+    await c.connect()
+    bodies = [payload(i, batch) for i in range(min(n, 5000))]
+    topics = [f"{prefix}/bin/bin-bench-{d}/up" for d in range(devices)]
+    sem = asyncio.Semaphore(window)
+    acked = 0
+
+    def done(f: asyncio.Future[None]) -> None:
+        nonlocal acked
+        sem.release()
+        if f.exception() is None:
+            acked += 1
+
+    t0 = time.monotonic()
+    for i in range(n):
+        await sem.acquire()
+        c.publish_nowait(topics[i % devices], bodies[i % len(bodies)], 1).add_done_callback(done)
+    while acked < n and time.monotonic() - t0 < 300:
+        await asyncio.sleep(0.01)
+    elapsed = time.monotonic() - t0
+    await c.close()
+    return {"published": n, "acked": acked, "seconds": elapsed, "rate": acked / elapsed}
+
+
+def subscribe(n: int, topic_filter: str, timeout_s: float) -> dict[str, float]:
+    """A bare paho subscriber (QoS 1, automatic acks): the raw ceiling of MQTT delivery."""
+    s = Settings()
+    c = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"bench-sub-{time.time_ns()}", protocol=mqtt.MQTTv5
+    )
+    c.username_pw_set("gateway", secrets.password(s, "gateway"))
+    state = {"n": 0, "first": 0.0, "last": 0.0}
+
+    def on_message(_c: object, _u: object, _m: object) -> None:
+        now = time.monotonic()
+        if state["n"] == 0:
+            state["first"] = now
+        state["n"] += 1
+        state["last"] = now
+
+    c.on_message = on_message
+    c.on_connect = lambda cl, *_: cl.subscribe(topic_filter, 1)
+    c.connect(s.mqtt.host, s.mqtt.port)
+    print("ready", flush=True)
+    deadline = time.monotonic() + timeout_s
+    while state["n"] < n and time.monotonic() < deadline:
+        c.loop(0.05)
+    c.disconnect()
+    return state
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("role", choices=["publish", "subscribe"])
+    ap.add_argument("--n", type=int, default=50_000)
+    ap.add_argument("--prefix", default="city/bench")
+    ap.add_argument("--batch", type=int, default=1)
+    # paho rescans every in-flight message on each PUBACK (O(window) per ack), so keep it small.
+    ap.add_argument("--window", type=int, default=100)
+    ap.add_argument("--devices", type=int, default=1000)
+    ap.add_argument("--timeout", type=float, default=300)
+    a = ap.parse_args()
+    if a.role == "publish":
+        out = asyncio.run(publish(a.n, a.prefix, a.batch, a.window, a.devices))
+    else:
+        out = subscribe(a.n, f"{a.prefix}/+/+/up", a.timeout)
+    print(json.dumps(out), flush=True)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Gateway throughput beside the raw MQTT ceiling, measured in one run on the local stack.
+
+1. raw: a bare paho subscriber (QoS 1) receives N messages from a publisher process;
+2. gateway: one gateway process forwards the same kind of N messages to Kafka, counted as they
+   land in ``citywatch.readings``.
+Rates are receive spans (first to last message) so that start-up costs do not count. Prints
+both rates and their ratio; the issue's targets are >= 20,000 readings/s and >= 0.5 x raw.
+
+Example:
+    $ .venv/bin/python -m bench.gateway --n 50000 --batch 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer
+
+from citywatch.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def _spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [PY, *args],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _last_json(out: str) -> dict[str, float]:
+    for line in reversed(out.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)  # type: ignore[no-any-return]
+    raise RuntimeError(out[-2000:])
+
+
+def raw(n: int, batch: int) -> float:
+    prefix = f"city/raw{uuid.uuid4().hex[:6]}"
+    sub = _spawn(["-m", "bench.common", "subscribe", "--n", str(n), "--prefix", prefix])
+    assert sub.stdout is not None
+    sub.stdout.readline()  # "ready"
+    time.sleep(0.5)
+    pub = _spawn(
+        ["-m", "bench.common", "publish", "--n", str(n), "--prefix", prefix, "--batch", str(batch)]
+    )
+    pub.communicate(timeout=600)
+    out, _ = sub.communicate(timeout=600)
+    st = _last_json(out)
+    return st["n"] / max(st["last"] - st["first"], 1e-9)
+
+
+async def _count_kafka(s: Settings, prefix: str, expect: int, timeout_s: float) -> dict[str, float]:
+    c = AIOKafkaConsumer(
+        s.kafka.readings_topic,
+        bootstrap_servers=s.kafka.bootstrap,
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+        fetch_max_bytes=32 * 1024 * 1024,
+    )
+    await c.start()
+    await c.seek_to_end()
+    for tp in c.assignment():
+        await c.position(tp)
+    ready = Path(f"/tmp/citywatch-bench-{prefix.replace('/', '_')}.ready")
+    ready.write_text("1")
+    n, first, last = 0, 0.0, 0.0
+    marker = prefix.split("/")[1].encode()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while n < expect and time.monotonic() < deadline:
+            batch = await c.getmany(timeout_ms=200, max_records=20000)
+            now = time.monotonic()
+            for msgs in batch.values():
+                got = sum(1 for m in msgs if marker in m.value)
+                if got:
+                    first = first or now
+                    n += got
+                    last = now
+    finally:
+        await c.stop()
+        ready.unlink(missing_ok=True)
+    return {"n": n, "first": first, "last": last}
+
+
+def gateway(n: int, batch: int) -> tuple[float, float]:
+    s = Settings()
+    rid = uuid.uuid4().hex[:6]
+    district = f"gwb{rid}"
+    prefix = f"city/{district}"
+    env = {
+        "CITYWATCH_GATEWAY__INSTANCE": f"bench-{rid}",
+        "CITYWATCH_GATEWAY__UPLINK_FILTER": f"{prefix}/+/+/up",
+        "CITYWATCH_GATEWAY__METRICS_PORT": "0",
+        "CITYWATCH_GATEWAY__SESSION_EXPIRY_S": "60",
+    }
+    gw = _spawn(["-m", "citywatch", "gateway"], env)
+    time.sleep(4)
+
+    async def run() -> dict[str, float]:
+        counter = asyncio.create_task(_count_kafka(s, prefix, n * batch, 600))
+        while not Path(f"/tmp/citywatch-bench-{prefix.replace('/', '_')}.ready").exists():
+            await asyncio.sleep(0.05)
+        pub = await asyncio.create_subprocess_exec(
+            PY,
+            "-m",
+            "bench.common",
+            "publish",
+            "--n",
+            str(n),
+            "--prefix",
+            prefix,
+            "--batch",
+            str(batch),
+            cwd=REPO,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        await pub.communicate()
+        return await counter
+
+    st = asyncio.run(run())
+    gw.terminate()
+    gw.communicate(timeout=60)
+    span = max(st["last"] - st["first"], 1e-9)
+    return st["n"] / span, st["n"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=50_000, help="MQTT messages per phase")
+    ap.add_argument("--batch", type=int, default=1, help="readings per MQTT message")
+    a = ap.parse_args()
+    raw_msgs = raw(a.n, a.batch)
+    gw_readings, got = gateway(a.n, a.batch)
+    raw_readings = raw_msgs * a.batch
+    print(f"messages: {a.n} x {a.batch} reading(s); gateway delivered {got:.0f} readings")
+    print(f"raw MQTT subscriber : {raw_msgs:10,.0f} msg/s  = {raw_readings:10,.0f} readings/s")
+    print(
+        f"gateway -> Kafka    : {gw_readings / a.batch:10,.0f} msg/s  = {gw_readings:10,.0f} readings/s"
+    )
+    print(f"ratio gateway/raw   : {gw_readings / raw_readings:.2f}")
+    print(
+        json.dumps(
+            {
+                "raw_msgs_per_s": raw_msgs,
+                "gateway_readings_per_s": gw_readings,
+                "ratio": gw_readings / raw_readings,
+                "batch": a.batch,
+                "n": a.n,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

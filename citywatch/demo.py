@@ -1,0 +1,361 @@
+"""``citywatch demo``: the whole pipeline on the local stack, watched live, then scored.
+
+Starts the stack, writes the city model, runs one gateway and one processor as processes, runs
+the simulator for a bounded time while a live terminal view (rich) shows readings/s in and
+out, Kafka lag, alerts by kind and severity and the bureau's KPIs; then lets the pipeline
+drain, prints the scorecard and the loss ledger, and leaves the stack running.
+
+Example:
+    $ citywatch demo --duration 180 --speed 300
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from citywatch import secrets, stack
+from citywatch.kafkautil import commit_group_at, end_offsets
+from citywatch.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+console = Console()
+
+
+def _metric(url: str, name: str) -> float:
+    """Sum of a Prometheus counter/gauge over its labels (0 when unreachable)."""
+    try:
+        text = httpx.get(url, timeout=1.0).text
+    except httpx.HTTPError:
+        return 0.0
+    total = 0.0
+    for fam in text_string_to_metric_families(text):
+        for sample in fam.samples:
+            if sample.name in (name, f"{name}_total"):
+                total += sample.value
+    return total
+
+
+def _influx(s: Settings, q: str) -> list[list[Any]]:
+    try:
+        r = httpx.get(
+            f"{s.influx.url}/query",
+            params={
+                "db": s.influx.database,
+                "u": s.influx.admin_user,
+                "p": secrets.password(s, "influx"),
+                "q": q,
+            },
+            timeout=5.0,
+        )
+        rows: list[list[Any]] = []
+        for res in r.json().get("results", []):
+            for series in res.get("series", []) or []:
+                rows.extend(series.get("values", []))
+        return rows
+    except (httpx.HTTPError, ValueError):
+        return []
+
+
+class Demo:
+    def __init__(self, s: Settings, run: str, out: Path) -> None:
+        self.s, self.run, self.out = s, run, out
+        self.group = f"citywatch-demo-{run}"
+        self.alerts: Counter[tuple[str, str]] = Counter()
+        self.open_alerts: set[str] = set()
+        self.rates: dict[str, float] = {}
+        self.kpis: dict[str, str] = {}
+        self.lag = 0
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.gw_port, self.proc_port = (
+            s.gateway.metrics_port or 9310,
+            s.processor.metrics_port or 9320,
+        )
+
+    # -- processes -------------------------------------------------------------------
+    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = (self.out / f"{name}.log").open("ab")
+        p = subprocess.Popen(
+            [sys.executable, "-m", "citywatch", *args],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+        )
+        self.procs.append(p)
+        return p
+
+    def stop_all(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(30)
+
+    # -- live data -------------------------------------------------------------------
+    async def follow_alerts(self, start: dict[Any, int]) -> None:
+        c = AIOKafkaConsumer(bootstrap_servers=self.s.kafka.bootstrap, enable_auto_commit=False)
+        await c.start()
+        try:
+            c.assign(list(start))
+            for tp, off in start.items():
+                c.seek(tp, off)
+            while True:
+                batch = await c.getmany(timeout_ms=500)
+                for msgs in batch.values():
+                    for m in msgs:
+                        ev = orjson.loads(m.value)
+                        if ev["state"] == "raised":
+                            self.alerts[(ev["kind"], ev["severity"])] += 1
+                            self.open_alerts.add(ev["alert_id"])
+                        elif ev["state"] == "cleared":
+                            self.open_alerts.discard(ev["alert_id"])
+        finally:
+            await c.stop()
+
+    async def poll(self) -> None:
+        last: dict[str, tuple[float, float]] = {}
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.s.kafka.bootstrap)
+        await admin.start()
+        try:
+            while True:
+                now = time.monotonic()
+                for key, url, name in (
+                    (
+                        "in",
+                        f"http://127.0.0.1:{self.gw_port}/metrics",
+                        "citywatch_gateway_readings_forwarded",
+                    ),
+                    (
+                        "dead",
+                        f"http://127.0.0.1:{self.gw_port}/metrics",
+                        "citywatch_gateway_deadlettered",
+                    ),
+                    (
+                        "out",
+                        f"http://127.0.0.1:{self.proc_port}/metrics",
+                        "citywatch_processor_records",
+                    ),
+                ):
+                    v = await asyncio.to_thread(_metric, url, name)
+                    if key in last:
+                        t0, v0 = last[key]
+                        self.rates[key] = (v - v0) / max(now - t0, 1e-6)
+                    self.rates[f"{key}_total"] = v
+                    last[key] = (now, v)
+                try:
+                    offs = await admin.list_consumer_group_offsets(self.group)
+                    ends = await end_offsets(self.s.kafka.bootstrap, self.s.kafka.readings_topic)
+                    self.lag = sum(
+                        max(0, end - offs[tp].offset) for tp, end in ends.items() if tp in offs
+                    )
+                except Exception:  # noqa: BLE001 - the view shows the last known lag
+                    pass
+                self.kpis = await asyncio.to_thread(self.compute_kpis)
+                await asyncio.sleep(2.0)
+        finally:
+            await admin.close()
+
+    def compute_kpis(self) -> dict[str, str]:
+        s = self.s
+        out: dict[str, str] = {}
+        lamps = _influx(
+            s,
+            "SELECT last(power_state) AS st FROM streetlight WHERE time > now() - 30d GROUP BY device_id",
+        )
+        lit = sum(1 for r in lamps if r[1] in ("on", "dim"))
+        if lamps:
+            out["lamps lit / reporting"] = f"{lit} / {len(lamps)}"
+        bins = _influx(
+            s, "SELECT last(fill_ratio) FROM bin WHERE time > now() - 30d GROUP BY device_id"
+        )
+        if bins:
+            out["bins ≥ 90% full"] = f"{sum(1 for r in bins if r[1] >= 0.9)} / {len(bins)}"
+        veh = _influx(
+            s, "SELECT last(speed_kmh) FROM vehicle WHERE time > now() - 30d GROUP BY device_id"
+        )
+        if veh:
+            out["vehicles moving"] = f"{sum(1 for r in veh if r[1] > 3)} / {len(veh)}"
+        dust = _influx(
+            s, "SELECT mean(pm10_ugm3) FROM dust WHERE time > now() - 30d GROUP BY site_id"
+        )
+        if dust:
+            out["sites, mean PM10 > 150"] = f"{sum(1 for r in dust if r[1] > 150)} / {len(dust)}"
+        devices = len(lamps) + len(bins) + len(veh)
+        if devices:
+            healthy = max(0, devices - len(self.open_alerts))
+            out["facility integrity (no open alert)"] = f"{100 * healthy / devices:.1f}%"
+        return out
+
+    def view(self, phase: str, t0: float) -> Group:
+        head = Table.grid(padding=(0, 2))
+        head.add_row(
+            f"[bold]citywatch demo[/] — {phase}",
+            f"{time.monotonic() - t0:5.0f} s",
+            f"logs: {self.out}",
+        )
+        flow = Table("flow", "per second", "total", title="pipeline")
+        flow.add_row(
+            "readings in (gateway → Kafka)",
+            f"{self.rates.get('in', 0):,.0f}",
+            f"{self.rates.get('in_total', 0):,.0f}",
+        )
+        flow.add_row(
+            "readings out (processor → InfluxDB)",
+            f"{self.rates.get('out', 0):,.0f}",
+            f"{self.rates.get('out_total', 0):,.0f}",
+        )
+        flow.add_row(
+            "dead-lettered",
+            f"{self.rates.get('dead', 0):,.1f}",
+            f"{self.rates.get('dead_total', 0):,.0f}",
+        )
+        flow.add_row("Kafka consumer lag", "", f"{self.lag:,}")
+        al = Table(
+            "alert kind", "severity", "raised", title=f"alerts ({len(self.open_alerts)} open)"
+        )
+        for (kind, sev), n in sorted(self.alerts.items()):
+            al.add_row(kind, sev, str(n))
+        kp = Table("KPI", "now", title="KPIs")
+        for k, v in self.kpis.items():
+            kp.add_row(k, v)
+        grid = Table.grid(padding=(0, 3))
+        grid.add_row(flow, kp)
+        return Group(head, grid, al)
+
+
+def run_demo(
+    s: Settings, *, duration: float, speed: float, seed: int, scale: int, fault_rate: float
+) -> bool:
+    console.rule("[bold]citywatch demo")
+    stack.up(s, log=lambda m: console.print(f"  {m}"))
+    run = time.strftime("%Y%m%d-%H%M%S")
+    out = s.state_dir / "demo" / run
+    out.mkdir(parents=True, exist_ok=True)
+    model, truth = out / "city.json", out / "truth.jsonl"
+    demo = Demo(s, run, out)
+
+    async def prepare() -> tuple[dict[Any, int], dict[Any, int]]:
+        readings = await end_offsets(s.kafka.bootstrap, s.kafka.readings_topic)
+        # A fresh consumer group starting at the log end: the demo scores only its own run.
+        await commit_group_at(s.kafka.bootstrap, demo.group, readings)
+        return readings, await end_offsets(s.kafka.bootstrap, s.kafka.alerts_topic)
+
+    _, alert_start = asyncio.run(prepare())
+    # The processor needs the city model (circuits, schedules, corridors, limits) before the
+    # first reading; the simulator regenerates the same model from the same seed.
+    from citywatch.citymodel import CityModel
+
+    CityModel.generate(seed, scale, s.city).save(model)
+    sim_args = [
+        "--seed",
+        str(seed),
+        "--scale",
+        str(scale),
+        "--speed",
+        str(speed),
+        "--duration",
+        str(duration),
+        "--truth",
+        str(truth),
+        "--city-model",
+        str(model),
+        "--fault-rate",
+        str(fault_rate),
+    ]
+    common = {"CITYWATCH_STATE_DIR": str(s.state_dir)}
+    demo.spawn(
+        "gateway",
+        ["gateway", "--instance", f"demo-{run}"],
+        {
+            **common,
+            "CITYWATCH_GATEWAY__SESSION_EXPIRY_S": "600",
+            "CITYWATCH_GATEWAY__METRICS_PORT": str(demo.gw_port),
+        },
+    )
+    demo.spawn(
+        "processor",
+        ["process", "--instance", f"demo-{run}", "--city-model", str(model)],
+        {
+            **common,
+            "CITYWATCH_PROCESSOR__GROUP_ID": demo.group,
+            "CITYWATCH_PROCESSOR__WARMUP_S": "0",
+            "CITYWATCH_PROCESSOR__METRICS_PORT": str(demo.proc_port),
+        },
+    )
+    time.sleep(4)
+    sim = demo.spawn("simulator", ["simulate", *sim_args], common)
+
+    async def watch() -> None:
+        tasks = [
+            asyncio.create_task(demo.follow_alerts(alert_start)),
+            asyncio.create_task(demo.poll()),
+        ]
+        t0 = time.monotonic()
+        with Live(demo.view("simulating", t0), console=console, refresh_per_second=2) as live:
+            while sim.poll() is None:
+                live.update(demo.view("simulating", t0))
+                await asyncio.sleep(0.5)
+            # Drain: until the processor has processed what the gateway forwarded and the
+            # consumer group has no lag, three polls in a row.
+            quiet = 0
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline and quiet < 3:
+                live.update(demo.view("draining", t0))
+                await asyncio.sleep(2.0)
+                caught_up = demo.rates.get("out_total", 0) >= demo.rates.get("in_total", 1)
+                quiet = quiet + 1 if caught_up and demo.lag == 0 else 0
+            # Let the last alerts reach the topic.
+            await asyncio.sleep(3)
+            live.update(demo.view("done", t0))
+        for t in tasks:
+            t.cancel()
+
+    try:
+        asyncio.run(watch())
+    finally:
+        demo.stop_all()
+    console.rule("scorecard and loss ledger")
+    from processors.evaluate import run_evaluation
+
+    ok = run_evaluation(
+        s,
+        truth=truth,
+        ledger=None,
+        city_model=model,
+        alerts_file=None,
+        use_kafka=True,
+        use_influx=True,
+        json_out=out / "scorecard.json",
+        timeout=60.0,
+        console=console,
+    )
+    console.rule("explore")
+    console.print(
+        f"The stack is still running (Mosquitto 127.0.0.1:{s.mqtt.port}, Kafka {s.kafka.bootstrap}, "
+        f"InfluxDB {s.influx.url}, database '{s.influx.database}').\n"
+        f"  InfluxQL:  curl -G {s.influx.url}/query --data-urlencode db={s.influx.database} "
+        f"-u {s.influx.admin_user}:$(python -c \"import json;print(json.load(open('{s.state_dir}/secrets.json'))['influx'])\") "
+        '--data-urlencode "q=SELECT * FROM alerts LIMIT 10"\n'
+        f"  Grafana:   dashboards in dashboards/ (see README; no Grafana server runs here)\n"
+        f"  Logs:      {out}\n"
+        "  Stop it:   .venv/bin/citywatch stack down"
+    )
+    return ok
