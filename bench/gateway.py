@@ -63,7 +63,9 @@ def raw(n: int, batch: int) -> float:
     return st["n"] / max(st["last"] - st["first"], 1e-9)
 
 
-async def _count_kafka(s: Settings, prefix: str, expect: int, timeout_s: float) -> dict[str, float]:
+async def _count_kafka(
+    s: Settings, prefix: str, expect: int, timeout_s: float, ready: asyncio.Event
+) -> dict[str, float]:
     c = AIOKafkaConsumer(
         s.kafka.readings_topic,
         bootstrap_servers=s.kafka.bootstrap,
@@ -75,8 +77,7 @@ async def _count_kafka(s: Settings, prefix: str, expect: int, timeout_s: float) 
     await c.seek_to_end()
     for tp in c.assignment():
         await c.position(tp)
-    ready = Path(f"/tmp/citywatch-bench-{prefix.replace('/', '_')}.ready")
-    ready.write_text("1")
+    ready.set()
     n, first, last = 0, 0.0, 0.0
     marker = prefix.split("/")[1].encode()
     deadline = time.monotonic() + timeout_s
@@ -92,7 +93,6 @@ async def _count_kafka(s: Settings, prefix: str, expect: int, timeout_s: float) 
                     last = now
     finally:
         await c.stop()
-        ready.unlink(missing_ok=True)
     return {"n": n, "first": first, "last": last}
 
 
@@ -111,9 +111,9 @@ def gateway(n: int, batch: int) -> tuple[float, float]:
     time.sleep(4)
 
     async def run() -> dict[str, float]:
-        counter = asyncio.create_task(_count_kafka(s, prefix, n * batch, 600))
-        while not Path(f"/tmp/citywatch-bench-{prefix.replace('/', '_')}.ready").exists():
-            await asyncio.sleep(0.05)
+        ready = asyncio.Event()
+        counter = asyncio.create_task(_count_kafka(s, prefix, n * batch, 600, ready))
+        await ready.wait()
         pub = await asyncio.create_subprocess_exec(
             PY,
             "-m",
@@ -148,9 +148,8 @@ def main() -> None:
     raw_readings = raw_msgs * a.batch
     print(f"messages: {a.n} x {a.batch} reading(s); gateway delivered {got:.0f} readings")
     print(f"raw MQTT subscriber : {raw_msgs:10,.0f} msg/s  = {raw_readings:10,.0f} readings/s")
-    print(
-        f"gateway -> Kafka    : {gw_readings / a.batch:10,.0f} msg/s  = {gw_readings:10,.0f} readings/s"
-    )
+    gw_msgs = gw_readings / a.batch
+    print(f"gateway -> Kafka    : {gw_msgs:10,.0f} msg/s  = {gw_readings:10,.0f} readings/s")
     print(f"ratio gateway/raw   : {gw_readings / raw_readings:.2f}")
     print(
         json.dumps(

@@ -38,7 +38,7 @@ def demo(
     scale: int = typer.Option(1, help="districts of ~300-600 devices"),
     fault_rate: float = typer.Option(0.02, help="share of devices that get each kind of fault"),
 ) -> None:
-    """Start the stack, run simulator + gateway + processor with a live view, print the scorecard."""
+    """Run the stack, simulator, gateway and processor with a live view; print the scorecard."""
     from citywatch.demo import run_demo
     from citywatch.settings import get_settings
 

@@ -166,7 +166,7 @@ class Demo:
                     self.lag = sum(
                         max(0, end - offs[tp].offset) for tp, end in ends.items() if tp in offs
                     )
-                except Exception:  # noqa: BLE001 - the view shows the last known lag
+                except Exception:
                     pass
                 self.kpis = await asyncio.to_thread(self.compute_kpis)
                 await asyncio.sleep(2.0)
@@ -178,7 +178,8 @@ class Demo:
         out: dict[str, str] = {}
         lamps = _influx(
             s,
-            "SELECT last(power_state) AS st FROM streetlight WHERE time > now() - 30d GROUP BY device_id",
+            "SELECT last(power_state) AS st FROM streetlight WHERE time > now() - 30d "
+            "GROUP BY device_id",
         )
         lit = sum(1 for r in lamps if r[1] in ("on", "dim"))
         if lamps:
@@ -349,10 +350,10 @@ def run_demo(
     )
     console.rule("explore")
     console.print(
-        f"The stack is still running (Mosquitto 127.0.0.1:{s.mqtt.port}, Kafka {s.kafka.bootstrap}, "
-        f"InfluxDB {s.influx.url}, database '{s.influx.database}').\n"
+        f"The stack is still running (Mosquitto 127.0.0.1:{s.mqtt.port}, Kafka "
+        f"{s.kafka.bootstrap}, InfluxDB {s.influx.url}, database '{s.influx.database}').\n"
         f"  InfluxQL:  curl -G {s.influx.url}/query --data-urlencode db={s.influx.database} "
-        f"-u {s.influx.admin_user}:$(python -c \"import json;print(json.load(open('{s.state_dir}/secrets.json'))['influx'])\") "
+        f"-u {s.influx.admin_user}:PASSWORD (the 'influx' entry of {s.state_dir}/secrets.json) "
         '--data-urlencode "q=SELECT * FROM alerts LIMIT 10"\n'
         f"  Grafana:   dashboards in dashboards/ (see README; no Grafana server runs here)\n"
         f"  Logs:      {out}\n"

@@ -19,7 +19,7 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
         parts = c.partitions_for_topic(topic)
         if not parts:
             # A fresh client may not have the topic's metadata yet.
-            await c._client.force_metadata_update()  # noqa: SLF001
+            await c._client.force_metadata_update()
             parts = c.partitions_for_topic(topic) or set()
         return dict(await c.end_offsets([TopicPartition(topic, p) for p in parts]))
     finally:
