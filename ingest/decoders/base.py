@@ -22,6 +22,7 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, ClassVar, Final, TypeAlias
 
 import orjson
@@ -58,6 +59,8 @@ class TopicInfo:
     device_id: str
 
 
+# Every device publishes on one topic: caching saves the regex on the hot path.
+@lru_cache(maxsize=16384)
 def parse_topic(topic: str) -> TopicInfo | None:
     """The topic's parts, or ``None`` when it is not a well-formed uplink topic."""
     m = _TOPIC_RE.fullmatch(topic)

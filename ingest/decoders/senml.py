@@ -55,7 +55,6 @@ from ingest.decoders.base import (
 
 _ARRAY: Final = ord("[")
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9:./_-]*")
-_SPLIT_RE: Final = re.compile(r"(?:(.*)[:/])?([^:/]*)")
 _SNIFF_RE: Final = re.compile(
     rb'\s*\[\s*\{\s*"(?:bn|bt|bu|bv|bs|bver|n|u|v|vs|vb|vd|s|t|ut|l)"\s*:'
 )
@@ -150,8 +149,6 @@ ALIASES: Final[dict[str, str]] = {
     "wind_speed": "wind_ms",
 }
 
-_BASE_LABELS: Final = ("bn", "bt", "bu", "bv", "bs", "bver")
-
 
 def _number(rec: dict[str, Any], key: str) -> float:
     value = rec[key]
@@ -183,10 +180,10 @@ def split_name(name: str) -> tuple[str | None, str]:
     """(device id or None, field) of a resolved SenML name."""
     if name.startswith("urn:dev:"):
         name = name[8:]
-    m = _SPLIT_RE.fullmatch(name)
-    assert m is not None  # the pattern matches every string
-    head, tail = m[1], m[2]
-    device = re.split(r"[:/]", head)[-1].lower() if head else None
+    cut = max(name.rfind(":"), name.rfind("/"))
+    head, tail = name[: max(cut, 0)], name[cut + 1 :]
+    cut = max(head.rfind(":"), head.rfind("/"))
+    device = head[cut + 1 :].lower()
     return device or None, tail
 
 
