@@ -3,14 +3,16 @@
 PM10 = (site background × the district's weather of the day + the working-hours increment)
 × a per-sensor factor × 5 % noise; PM2.5 ≈ 0.42 × PM10, TSP ≈ 1.7 × PM10. Work runs
 08:00-18:00 local Monday to Saturday (ramping over 30 min); weather days are rainy (× 0.6),
-normal or dry and windy (× 1.3) per district and local day. Normal values stay below
-~120 µg/m³, far from the 150 µg/m³ limit, and never repeat exactly (no clipping). Noise is
+normal or dry and windy (× 1.3) per district and local day, blended from noon to noon.
+Normal values stay below ~120 µg/m³, far from the 150 µg/m³ limit, and never repeat
+exactly (no clipping). Noise is
 64-70 dBA while working, ~50 dBA in the evening and ~45 dBA at night (limit 55).
 Reports every 60 s.
 
 Faults: site-wide ``dust_exceedance`` (PM10 at 1.5-2.1 × the limit on every sensor) and
 ``night_noise`` (61-68 dBA at night); per sensor ``stuck_sensor`` (PM10 frozen at one exact
-value), ``sensor_drift`` (PM10 + 90-140 µg/m³, reached over 10 min) and ``device_silence``.
+value), ``sensor_drift`` (PM10 + 60-80 µg/m³, reached over 10 min: clear of its
+district, yet not enough to lift its site's mean over the limit) and ``device_silence``.
 
 Example:
     >>> from citywatch.citymodel import CityModel
@@ -26,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -64,7 +67,7 @@ class Dust:
         self.rng = ctx.rng("dust")
         self.interval = city.intervals_s["dust"]
         self.buckets: list[list[_Sensor]] = [[] for _ in range(self.interval)]
-        self.weather: dict[tuple[str, int], tuple[float, float]] = {}
+        self._weather: dict[tuple[str, int], tuple[float, float]] = {}
         for sid, site in city.sites.items():
             s = _Site(
                 sid,
@@ -82,14 +85,24 @@ class Dust:
                 )
                 self.buckets[ctx.phase(dev_id, self.interval)].append(sensor)
 
+    def weather(self, district: str, t: float) -> tuple[float, float]:
+        """(PM factor, wind m/s) at ``t``: each local day's weather holds at its noon and
+        blends linearly into the next, so no sensor sees a step at midnight."""
+        city = self.ctx.city
+        x = (t + city.utc_offset_minutes * 60 - 43200) / 86400  # days since a local noon
+        day = math.floor(x)
+        f = x - day
+        (p0, w0), (p1, w1) = self.weather_of(district, day), self.weather_of(district, day + 1)
+        return p0 + (p1 - p0) * f, w0 + (w1 - w0) * f
+
     def weather_of(self, district: str, day: int) -> tuple[float, float]:
-        """(PM factor, mean wind m/s) of a district's local day: same for every sensor."""
+        """(PM factor, mean wind m/s) of a district's day (days since the epoch, local)."""
         key = (district, day)
-        w = self.weather.get(key)
+        w = self._weather.get(key)
         if w is None:
             r = random.Random(f"citywatch-weather:{self.ctx.cfg.seed}:{district}:{day}")
             w = r.choice([(0.6, 4.5), (1.0, 2.5), (1.0, 3.0), (1.3, 5.5)])
-            self.weather[key] = w
+            self._weather[key] = w
         return w
 
     def work(self, site: _Site, t: float) -> float:
@@ -115,7 +128,7 @@ class Dust:
         if fault is not None and fault.kind == "device_silence":
             fault.mark()
             return None
-        weather, wind = self.weather_of(site.district, city.local_day(t))
+        weather, wind = self.weather(site.district, t)
         work = self.work(site, t)
         pm10 = (site.base * weather + 30.0 * work) * s.factor * (1.0 + rng.gauss(0.0, 0.05))
         sod = city.local_seconds(t)

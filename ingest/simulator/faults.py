@@ -156,6 +156,17 @@ class Planner:
                 out.append((lo, hi))
         return out
 
+    def crosses_work_edge(self, sensor_id: str, a: float, b: float) -> bool:
+        """Does [a, b] (plus 30 min) touch the site's working-hours ramps?"""
+        site = self.city.sites[self.city.devices[sensor_id].site_id or ""]
+        for edge in (site.working_from, site.working_to):
+            ramp_lo = hhmm_seconds(edge) - 1800
+            hhmm = f"{ramp_lo // 3600:02d}:{ramp_lo % 3600 // 60:02d}"
+            for lo, hi in self.daily_windows(hhmm, edge):
+                if lo - 1800 < b + 1800 and a < hi + 1800:
+                    return True
+        return False
+
     def silence_for(self, dev: Device) -> Window | None:
         lo, hi = SILENCE_INTERVALS[dev.family]
         dur = self.rng.randint(lo, hi) * dev.interval_s
@@ -277,7 +288,9 @@ class Planner:
             if start is None:
                 return None
             start = self.aligned(c.devices[target], start)
-            params = {"offset": u(90, 140), "ramp_s": 10 * MIN} if kind == "sensor_drift" else {}
+            if kind == "stuck_sensor" and self.crosses_work_edge(target, start, start + dur):
+                return None  # a frozen value left behind by a work ramp would look like drift
+            params = {"offset": u(60, 80), "ramp_s": 10 * MIN} if kind == "sensor_drift" else {}
             return start, start + dur, params
         if kind == "device_silence":
             return self.silence_for(c.devices[target])
