@@ -7,6 +7,7 @@ import asyncio
 import re
 from collections import Counter
 
+import orjson
 import pytest
 
 from citywatch.settings import Settings
@@ -169,3 +170,28 @@ async def test_invalid_payload_goes_to_deadletter_with_reason(
     assert headers["reason"].decode() not in ("", "internal")
     assert headers["detail"]
     print(f"{payload!r} -> {headers['reason'].decode()}")
+
+
+async def test_lwt_status_becomes_presence_event(stack_settings: Settings, spawn, rid: str) -> None:
+    s = stack_settings
+    start = await end_offsets(s, s.kafka.presence_topic)
+    gw = spawn("gateway", "--instance", f"gw-{rid}", name="gateway")
+    wait_log(gw, "up (mode")
+    device = f"lamp-{rid}"
+    assert await publish(s, [(f"city/north/streetlight/{device}/status", b"offline")]) == 1
+    recs = await read_topic(
+        s, s.kafka.presence_topic, start, until=lambda rs: any(m.key == device.encode() for m in rs)
+    )
+    mine = [orjson.loads(m.value) for m in recs if m.key == device.encode()]
+    assert len(mine) == 1
+    assert mine[0]["status"] == "offline" and mine[0]["district"] == "north"
+    assert mine[0]["family"] == "streetlight"
+
+
+async def test_sigterm_flushes_and_exits_cleanly(stack_settings: Settings, spawn, rid: str) -> None:
+    gw = spawn("gateway", "--instance", f"gw-{rid}", name="gateway")
+    wait_log(gw, "up (mode")
+    assert await publish(stack_settings, bin_messages(rid, 200)) == 200
+    await asyncio.sleep(1.0)  # delivered to the gateway; some may still wait on Kafka acks
+    assert gw.stop(timeout=30) == 0
+    assert "'readings': 200" in gw.log_text()
