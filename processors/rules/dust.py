@@ -13,9 +13,10 @@
 - ``sensor_drift`` (warning): a sensor's PM10 more than 3 robust sigmas (1.4826·MAD, at least
   5 µg/m³ and 10 % of the median) from the median of its district's *other* fresh sensors,
   sustained >= 30 min. Dust readings are keyed by district, so one processor sees all of
-  them; the district is evaluated once per minute of event time, not per reading. A sensor
-  whose site-mates read like it is not drifting (that is site dust, the exceedance rule's
-  business), and stuck sensors are neither judged nor used as reference.
+  them; the district is evaluated once per minute of event time, not per reading. When at
+  least three quarters of a site's sensors (two at least) are off the same way, that is
+  site dust (the exceedance rule's business), not drift; stuck sensors are neither judged
+  nor used as reference.
 
 Windows are per-minute buckets in a ring: adding a reading is O(1), out-of-order readings
 inside the window land in their own minute (and the site is judged again at once), exact
@@ -504,11 +505,16 @@ class SensorDrift(_DustRule):
             med = _median(others)
             mad = _median([abs(x - med) for x in others])
             sigma = max(1.4826 * mad, c.drift_sigma_floor_ugm3, c.drift_sigma_floor_frac * abs(med))
-            far = abs(s.value - med) > c.drift_sigmas * sigma
+            off = s.value - med
+            far = abs(off) > c.drift_sigmas * sigma
             if far and s.site is not None:
-                mates = [o.value for k, o in live if k != dev and o.site == s.site]
-                if mates and abs(s.value - _median(mates)) <= c.drift_sigmas * sigma:
-                    far = False  # its site reads like it: real site dust, not drift
+                # Most of its site off the same way is site dust (the exceedance rule's
+                # business), not drift; two drifting sensors of four are still drift.
+                mates = [o.value - med for k, o in live if k != dev and o.site == s.site]
+                half = 0.5 * c.drift_sigmas * sigma
+                along = 1 + sum(1 for m in mates if (m > half if off > 0 else m < -half))
+                if mates and along >= max(2, math.ceil(0.75 * (len(mates) + 1))):
+                    far = False
             if far:
                 if s.drift_since is None:
                     s.drift_since = now

@@ -14,7 +14,8 @@ draws nothing is out), else its current, else its ``power_state``.
 - ``lamp_degradation``: power draw >= 20 % away from the lamp's own baseline at the same
   dimming level for >= 3 readings. The baseline is the median of the lamp's first 12 lit
   readings at that level, then a slow EWMA fed only by readings within 5 % of it and clamped
-  to +-5 % of its start, so slow ageing cannot drag it along.
+  to +-5 % of its start, so slow ageing cannot drag it along. Until a level has its own
+  baseline, another level's, scaled by the level ratio, stands in.
 - ``voltage_out_of_band``: voltage outside 198-242 V, >= 2 readings (below 50 V the feeder is
   dead: that is an outage, not a band violation).
 - ``circuit_outage`` (fleet rule; streetlight readings are keyed by circuit, so one processor
@@ -480,16 +481,28 @@ class LampDegradation(_LampRule):
         st = self.state.get(dev)
         if st is None:
             st = self.state[dev] = Streak()
+        ref = b.base
         if b.samples is not None:
-            if rec["ts"] > st.last_ts:
+            # This level is still learning; meanwhile judge against another learnt level
+            # scaled by the level ratio (power ~ level), and learn only from readings that
+            # agree with it, so a lamp degrading right after a dimming step is still seen.
+            ref = 0.0
+            for lvl_b, ob in per.items():
+                if ob.samples is None:
+                    ref = ob.base * bucket / lvl_b
+                    break
+            if rec["ts"] > st.last_ts and (
+                ref == 0.0 or abs(p / ref - 1.0) < c.degradation_clear_frac
+            ):
                 b.samples.append(p)
-                st.last_ts = rec["ts"]
-            if len(b.samples) >= c.baseline_samples:
-                s = sorted(b.samples)
-                b.start = b.base = s[len(s) // 2]
-                b.samples = None
-            return
-        dev_frac = p / b.base - 1.0
+                if len(b.samples) >= c.baseline_samples:
+                    srt = sorted(b.samples)
+                    b.start = b.base = srt[len(srt) // 2]
+                    b.samples = None
+            if ref == 0.0:
+                st.last_ts = max(st.last_ts, rec["ts"])
+                return
+        dev_frac = p / ref - 1.0
         a = abs(dev_frac)
         if a >= c.degradation_frac:
             bad: bool | None = True
@@ -503,10 +516,10 @@ class LampDegradation(_LampRule):
                 r,
                 rec,
                 out,
-                f"power {p:.1f} W is {dev_frac:+.0%} off its baseline {b.base:.1f} W at {bucket}%",
+                f"power {p:.1f} W is {dev_frac:+.0%} off its baseline {ref:.1f} W at {bucket}%",
                 dev_frac,
             )
-        elif a < c.baseline_learn_frac and not st.on:
+        elif a < c.baseline_learn_frac and not st.on and b.samples is None:
             # Learn only from readings close to the baseline, and never further than
             # baseline_max_shift from where it started: slow ageing cannot drag it along.
             nb = b.base + c.baseline_alpha * (p - b.base)

@@ -230,10 +230,12 @@ SENSORS = {
 }
 
 
-def district(minutes: range, override: dict[str, Any]) -> list[dict[str, Any]]:
+def district(
+    minutes: range, override: dict[str, Any], sensors: dict[str, str] = SENSORS
+) -> list[dict[str, Any]]:
     recs = []
     for m in minutes:
-        for i, (dev, site) in enumerate(SENSORS.items()):
+        for i, (dev, site) in enumerate(sensors.items()):
             v = 40.0 + ((m * 5 + i * 3) % 7) - 3.0  # noisy around 40
             f = override.get(dev)
             if f is not None:
@@ -260,6 +262,15 @@ def test_short_excursion_is_not_drift() -> None:
 def test_whole_site_high_is_site_dust_not_drift() -> None:
     high = {"s1-a": lambda m, v: v + 200.0, "s1-b": lambda m, v: v + 190.0}
     assert [c for c in feed(SensorDrift(), district(range(0, 60), high)) if c.active] == []
+
+
+def test_two_drifting_sensors_of_a_four_sensor_site_are_both_drift() -> None:
+    sensors = {f"s1-{k}": "site-1" for k in "abcd"} | {"s2-a": "site-2", "s2-b": "site-2"}
+    up = {"s1-a": lambda m, v: v + 70.0, "s1-b": lambda m, v: v + 65.0}
+    on = {c.target for c in feed(SensorDrift(), district(range(0, 45), up, sensors)) if c.active}
+    assert on == {"s1-a", "s1-b"}
+    three = up | {"s1-c": lambda m, v: v + 60.0}  # three of four: the site, not its sensors
+    assert not [c for c in feed(SensorDrift(), district(range(0, 45), three, sensors)) if c.active]
 
 
 def test_stuck_sensors_are_left_to_stuck_sensor() -> None:

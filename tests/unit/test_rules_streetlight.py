@@ -394,6 +394,18 @@ def test_each_dimming_level_has_its_own_baseline() -> None:
     assert degr(rule, NIGHT + 200 * MIN, [81.0] * 5) == []
 
 
+def test_a_level_still_learning_borrows_a_scaled_baseline() -> None:
+    rule = LampDegradation(schedule())
+    degr(rule, NIGHT, [100.0] * 12)
+    # Dimmed to 50 % and degraded at once: judged against 100 W x 50 / 100 = 50 W.
+    conds = degr(rule, NIGHT + 60 * MIN, [35.0] * 20, level=50.0)
+    assert [c.active for c in conds][:1] == [True]
+    assert conds[0].ts == NIGHT + 70 * MIN  # the third reading
+    # The degraded readings were not learnt as the 50 % baseline: still off after 20.
+    assert all(c.active for c in conds)
+    assert rule.baselines["l1"][50].samples == []
+
+
 def test_slow_drift_does_not_drag_the_baseline_along() -> None:
     rule = LampDegradation(schedule())
     degr(rule, NIGHT, [100.0] * 12)
