@@ -142,3 +142,23 @@ async def test_influx_restart_midway_loses_nothing(
 
     n, raised = await _run(stack_settings, spawn, rid, fault)
     _check(stack_settings, rid, n, raised)
+
+
+async def test_two_processors_split_partitions_and_survive_a_rebalance(
+    stack_settings: Settings, spawn, rid: str
+) -> None:
+    """Two processors share the group; one is killed midway and the other takes its partitions,
+    rebuilding state by warm-up replay: every reading lands once, no alert is raised twice."""
+    second: dict[str, object] = {}
+
+    async def fault(proc, env) -> None:
+        p2 = spawn("process", "--instance", f"p2-{rid}", env=env, name="processor-2")
+        await asyncio.to_thread(wait_log, p2, "processor p2-")
+        await asyncio.sleep(3)  # both now hold partitions
+        second["p2"] = p2
+        proc.kill9()  # its partitions move to p2 after the session times out
+
+    n, raised = await _run(stack_settings, spawn, rid, fault)
+    _check(stack_settings, rid, n, raised)
+    log = second["p2"].log_text()  # type: ignore[attr-defined]
+    assert "warming up" in log or "assigned" in log
