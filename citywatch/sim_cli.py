@@ -232,10 +232,11 @@ def _summary(
     ft.add_column("kind")
     ft.add_column("injected", justify="right")
     ft.add_column("planned", justify="right")
+    placed = sim.ctx.plan.placed()
     for kind in sorted(set(kinds) | set(wanted)):
-        planned = sim.ctx.plan.placed().get(kind, 0)
         note = "" if kinds[kind] or not wanted.get(kind) else " (window does not allow it)"
-        ft.add_row(kind, f"{kinds[kind]}{note}", str(planned))
+        planned = str(placed.get(kind, 0)) if kind in wanted or kind in placed else "–"
+        ft.add_row(kind, f"{kinds[kind]}{note}", planned)
     console.print(ft)
     console.print(f"ledger -> {ledger}")
 

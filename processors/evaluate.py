@@ -302,11 +302,14 @@ class StageCount:
     present: int
     missing: int
     first_missing: list[str]
-    extra: int  # readings at this stage that the ledger does not know (other runs, bugs)
+    extra: int  # readings of the ledger's devices that it does not know (other runs, bugs)
 
 
 def compare(stage: str, acked: Mapping[str, RangeSet], found: Mapping[str, RangeSet]) -> StageCount:
-    """How many acked readings a stage holds, which are missing (first 20), how many extra."""
+    """How many acked readings a stage holds, which are missing (first 20), how many extra.
+
+    Only the ledger's devices count as extra: other devices' readings belong to other
+    producers (tests, other simulations) sharing the topic."""
     present = missing = extra = 0
     first: list[str] = []
     for device in sorted(acked):
@@ -321,8 +324,9 @@ def compare(stage: str, acked: Mapping[str, RangeSet], found: Mapping[str, Range
                 f"{device}#{s}" for s in mine.missing_from(theirs, MISSING_LISTED - len(first))
             ]
     for device, theirs in found.items():
-        mine = acked.get(device) or RangeSet()
-        extra += len(theirs) - theirs.count_in(mine)
+        ours = acked.get(device)
+        if ours is not None:
+            extra += len(theirs) - theirs.count_in(ours)
     return StageCount(stage, present, missing, first, extra)
 
 

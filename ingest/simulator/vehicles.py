@@ -303,7 +303,7 @@ class Vehicles:
 
     def _far_from_sites(self, xy: XY) -> bool:
         geo = self.ctx.city.geo
-        return all(geo.nearest_distance(g, xy) >= 400.0 for g in ("disposal", "depot", "site"))
+        return not any(geo.near(g, xy, 400.0) for g in ("disposal", "depot", "site"))
 
     def _detour(self, tr: _Truck, length: float, offset: float) -> tuple[Path, float] | None:
         """A detour starting here along a parallel street, if the route is straight enough."""
@@ -326,13 +326,13 @@ class Vehicles:
             nx, ny = -nx, -ny
         p1 = (x0 + nx * offset, y0 + ny * offset)
         p2 = (p1[0] + ux * length, p1[1] + uy * length)
-        from shapely import LineString
-
-        parallel = LineString([p1, p2])
         buffer = self.ctx.city.routes[tr.veh.route_id].corridor_buffer_m
-        route_line = self.ctx.city.geo.route_lines[tr.veh.route_id]
-        if route_line.distance(parallel) < buffer + 200.0:
-            return None
+        geo = self.ctx.city.geo
+        steps = max(1, int(length // 25))
+        for k in range(steps + 1):
+            px, py = p1[0] + ux * length * k / steps, p1[1] + uy * length * k / steps
+            if geo.route_distance(tr.veh.route_id, px, py) < buffer + 200.0:
+                return None
         return Path([(x0, y0), p1, p2, (x0 + ux * length, y0 + uy * length)]), 0.0
 
     def position(self, tr: _Truck) -> tuple[float, float, float]:
@@ -391,9 +391,7 @@ class Vehicles:
                 if not active and f.truth_start is not None:
                     f.done = True
             elif f.kind == "corridor_violation":
-                from shapely import Point
-
-                dist = city.geo.route_lines[tr.veh.route_id].distance(Point(xy))
+                dist = city.geo.route_distance(tr.veh.route_id, *xy)
                 outside = dist > city.routes[tr.veh.route_id].corridor_buffer_m
                 f.observe(t, outside, self.interval)
                 if not outside and f.truth_start is not None:
