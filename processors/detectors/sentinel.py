@@ -73,12 +73,14 @@ DEFAULT_PARAMS = SentinelParams()
 
 
 def _record(z: float, top: float, learn: bool, bounded: bool, p: SentinelParams) -> float:
-    """The decayed record after seeing ``z``."""
+    """The decayed record after seeing ``z`` (conditionals: this runs 3× per point)."""
     if not learn:
         return top
     if bounded and top > 0.0:
-        return max(min(z, top * p.record_growth), top * p.record_decay)
-    return max(z, top * p.record_decay)
+        cap = top * p.record_growth
+        z = cap if z > cap else z
+    decayed = top * p.record_decay
+    return z if z > decayed else decayed
 
 
 class Sentinel(Detector):
@@ -147,7 +149,7 @@ class Sentinel(Detector):
                 if interval > 0 and DAY / interval >= 4:
                     self._profile = DailyProfile.for_interval(interval, p.max_bins)
         ring = self._ring
-        if len(ring) < 8:
+        if n <= 8:  # non-finite values never count, so the ring holds n - 1 values
             ring.push(value)
             return 0.0
 
@@ -165,7 +167,8 @@ class Sentinel(Detector):
         # Compare the value as stored (float32) so a constant series has residual exactly 0.
         residual = ring.push(value) - med
         z_local = abs(residual) / scale
-        self._mae_local += max(p.scale_rate, 1.0 / n) * (abs(residual) - self._mae_local)
+        rate = p.scale_rate if n * p.scale_rate >= 1.0 else 1.0 / n
+        self._mae_local += rate * (abs(residual) - self._mae_local)
 
         # Seasonal statistic against the time-of-day profile (from the second day on).
         z_season = -1.0
