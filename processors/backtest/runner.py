@@ -107,7 +107,7 @@ def write_result(path: Path, series: Series, scores: FloatArray) -> None:
         writer = csv.writer(fh)
         writer.writerow(["timestamp", "value", "anomaly_score"])
         for stamp, value, score in zip(series.timestamps, series.values, scores, strict=True):
-            writer.writerow([stamp, repr(float(value)), f"{score:.6g}"])
+            writer.writerow([stamp, repr(float(value)), f"{score:.9g}"])
 
 
 def backtest_paths(

@@ -89,7 +89,7 @@ class Sentinel(Detector):
     name = "sentinel"
     description = (
         "robust local + time-of-day residuals and bursts, scored against the series' own "
-        "decayed records, one alert per incident (default)"
+        "decayed records, one alert per incident"
     )
     _shared_slots = ("_p",)  # one frozen parameter object serves every series
     __slots__ = (
