@@ -23,6 +23,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any, Protocol
 
 from citywatch.citymodel import CityModel
@@ -121,7 +122,8 @@ class Simulation:
             if presence:
                 out += presence
             yield from self._count(out)
-        yield from self._count(self.transport.flush())
+        # Held messages whose release falls after the end go out at the end, not later.
+        yield from self._count([replace(m, t=min(m.t, t1)) for m in self.transport.flush()])
 
     def _count(self, msgs: list[Message]) -> list[Message]:
         st = self.stats
