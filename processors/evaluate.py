@@ -594,18 +594,18 @@ def render(
     if card.ignored_alerts:
         console.print(f"alerts from outside this run's window (ignored): {card.ignored_alerts}")
     lt = Table(title="loss ledger (distinct device_id, seq)")
-    for col in ("stage", "readings", "missing", "extra", "first missing"):
-        lt.add_column(col, justify="left" if col in ("stage", "first missing") else "right")
-    lt.add_row("published (acked by Mosquitto)", f"{led.readings_acked:,}", "", "", "")
+    for col in ("stage", "readings", "missing", "extra"):
+        lt.add_column(col, justify="left" if col == "stage" else "right")
+    lt.add_row("published (acked by Mosquitto)", f"{led.readings_acked:,}", "", "")
     for s in stages:
-        lt.add_row(
-            s.stage,
-            f"{s.present:,}",
-            f"{s.missing:,}",
-            f"{s.extra:,}",
-            ", ".join(s.first_missing) or "",
-        )
+        lt.add_row(s.stage, f"{s.present:,}", f"{s.missing:,}", f"{s.extra:,}")
     console.print(lt)
+    for s in stages:
+        if s.first_missing:
+            console.print(
+                f"missing in {s.stage} (first {len(s.first_missing)}): "
+                + ", ".join(s.first_missing)
+            )
     sent = led.malformed_by_reason
     dt = Table(title="dead letters since the run started (reason: found / malformed sent)")
     dt.add_column("reason")
