@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 class DetectorConfig(BaseModel):
     """Which statistical detector scores which metric, and above what score it is stored."""
 
-    name: str = "passthrough"
+    name: str = Field(default_factory=lambda: _default_detector())
     metrics: dict[str, list[str]] = Field(
         default_factory=lambda: {
             "streetlight": ["power_w"],
@@ -164,3 +164,10 @@ class RulesConfig(BaseModel):
         if path is None or not path.exists():
             return cls()
         return cls.model_validate(tomllib.loads(path.read_text()))
+
+
+def _default_detector() -> str:
+    # Imported late: the detector registry imports every detector module.
+    from processors.detectors.registry import DEFAULT_DETECTOR
+
+    return DEFAULT_DETECTOR
