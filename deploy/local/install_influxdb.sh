@@ -33,4 +33,10 @@ echo "building influxd $INFLUX_VERSION (first build takes a while on 2 cores)...
 go install -ldflags "-X main.version=${INFLUX_VERSION#v} -X main.branch=$INFLUX_VERSION -X main.commit=go-module" \
   "github.com/influxdata/influxdb/cmd/influxd@$INFLUX_VERSION"
 cp "$GOBIN/influxd" "$BIN"
+# The binary is what is cached; the ~1.3 GB of intermediate objects (Go build cache, libflux's
+# cargo target dir) only matter for a rebuild. Downloads (module cache) are kept.
+if [ -z "${CITYWATCH_KEEP_BUILD_CACHE:-}" ]; then
+  go clean -cache
+  rm -rf "$flux_dir/libflux/target"
+fi
 echo "built $BIN"
