@@ -345,7 +345,7 @@ def test_factories_use_the_city_model() -> None:
     dh = build_daytime_hauling(cfg, city)
     assert isinstance(rule, CorridorViolation) and isinstance(dh, DaytimeHauling)
     truck = next(v for v in city.vehicles.values() if v.kind == "muck")
-    line = city.geo.route_lines[truck.route_id]
+    line = shapely.LineString(city.line_xy(city.routes[truck.route_id].line))
     recs = []
     for k in range(12):
         x, y = shapely.get_coordinates(line.interpolate(40.0 * k))[0]
