@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -582,8 +582,10 @@ class _GeoIndex:
 
     def __init__(self, city: CityModel) -> None:
         self.routes: dict[str, list[tuple[float, float, float, float]]] = {}
+        self._points: dict[str, list[tuple[float, float]]] = {}
+        self._route_lines: dict[str, Any] | None = None
         for rid, route in city.routes.items():
-            pts = city.line_xy(route.line)
+            pts = self._points[rid] = city.line_xy(route.line)
             self.routes[rid] = [(*a, *b) for a, b in itertools.pairwise(pts)]
         groups: dict[str, Iterable[tuple[str, Polygon]]] = {
             "zone": ((z.id, z.area) for z in city.no_haul_zones.values()),
@@ -603,6 +605,15 @@ class _GeoIndex:
                     for cy in range(self._cell(min(ys)), self._cell(max(ys)) + 1):
                         cells.setdefault((cx, cy), []).append(area)
             self.grid[name] = cells
+
+    @property
+    def route_lines(self) -> dict[str, Any]:
+        """shapely LineStrings of the routes in local metres (built on first use)."""
+        if self._route_lines is None:
+            import shapely
+
+            self._route_lines = {rid: shapely.LineString(p) for rid, p in self._points.items()}
+        return self._route_lines
 
     def _cell(self, v: float) -> int:
         return math.floor(v / self.CELL_M)
