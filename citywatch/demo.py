@@ -242,6 +242,15 @@ class Demo:
         return Group(head, grid, al)
 
 
+def _ledger_readings(truth: Path) -> int:
+    from ingest.simulator.ledger import Ledger, ledger_path
+
+    try:
+        return int(Ledger.load(ledger_path(truth)).readings_acked)
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
 def run_demo(
     s: Settings, *, duration: float, speed: float, seed: int, scale: int, fault_rate: float
 ) -> bool:
@@ -289,6 +298,7 @@ def run_demo(
             **common,
             "CITYWATCH_GATEWAY__SESSION_EXPIRY_S": "600",
             "CITYWATCH_GATEWAY__METRICS_PORT": str(demo.gw_port),
+            "CITYWATCH_GATEWAY__DEVICE_REGISTRY": str(model),
         },
     )
     demo.spawn(
@@ -314,14 +324,17 @@ def run_demo(
             while sim.poll() is None:
                 live.update(demo.view("simulating", t0))
                 await asyncio.sleep(0.5)
-            # Drain: until the processor has processed what the gateway forwarded and the
-            # consumer group has no lag, three polls in a row.
+            # Drain: the gateway has forwarded every reading Mosquitto acknowledged to the
+            # simulator (its ledger), the processor has processed all of them, and the
+            # consumer group has no lag: three polls in a row.
+            acked = _ledger_readings(truth)
             quiet = 0
-            deadline = time.monotonic() + 180
+            deadline = time.monotonic() + 300
             while time.monotonic() < deadline and quiet < 3:
-                live.update(demo.view("draining", t0))
+                live.update(demo.view(f"draining ({acked:,} readings acked)", t0))
                 await asyncio.sleep(2.0)
-                caught_up = demo.rates.get("out_total", 0) >= demo.rates.get("in_total", 1)
+                forwarded = demo.rates.get("in_total", 0)
+                caught_up = forwarded >= acked and demo.rates.get("out_total", 0) >= forwarded
                 quiet = quiet + 1 if caught_up and demo.lag == 0 else 0
             # Let the last alerts reach the topic.
             await asyncio.sleep(3)

@@ -31,6 +31,61 @@ log = logging.getLogger(__name__)
 MessageHandler = Callable[[mqtt.MQTTMessage], None]
 
 
+class _BufferedClient(mqtt.Client):
+    """paho's client with buffered socket I/O.
+
+    paho reads each packet with several tiny ``recv`` calls (one byte for the type, one per
+    length byte, then the body) and writes every PUBACK/PUBLISH with its own ``send``: four or
+    five system calls per message, which caps a Python gateway far below the broker's rate.
+    Here reads are served from one large ``recv`` and PUBACK/PUBLISH packets are coalesced
+    into one ``send`` per event-loop turn; every other packet (CONNECT, SUBSCRIBE, PINGREQ,
+    DISCONNECT...) is written at once, after what is buffered, so order is kept.
+    """
+
+    _rbuf: bytes = b""
+    _rpos: int = 0
+    _wbuf: bytearray
+
+    def buffered(self) -> bool:
+        return self._rpos < len(self._rbuf)
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._rpos >= len(self._rbuf):
+            data = super()._sock_recv(256 * 1024)
+            if not data:
+                return data
+            self._rbuf, self._rpos = data, 0
+        out = self._rbuf[self._rpos : self._rpos + bufsize]
+        self._rpos += len(out)
+        return out
+
+    def _sock_send(self, buf: bytes | bytearray) -> int:
+        if not hasattr(self, "_wbuf"):
+            self._wbuf = bytearray()
+        self._wbuf += buf
+        if buf and (buf[0] & 0xF0) not in (0x30, 0x40):  # not PUBLISH / PUBACK
+            self.flush_writes()
+        return len(buf)
+
+    def flush_writes(self) -> bool:
+        """Send what is buffered; True when everything left the process."""
+        wbuf = getattr(self, "_wbuf", None)
+        while wbuf:
+            try:
+                sent = super()._sock_send(bytes(wbuf))
+            except BlockingIOError:
+                return False
+            except OSError:
+                wbuf.clear()  # the connection is gone; paho notices on its next read
+                return True
+            del wbuf[:sent]
+        return True
+
+    def reset_buffers(self) -> None:
+        self._rbuf, self._rpos = b"", 0
+        self._wbuf = bytearray()
+
+
 class MqttRefused(ConnectionError):
     """The broker refused the connection (bad credentials, not authorised...)."""
 
@@ -57,7 +112,7 @@ class AsyncMqtt:
     ) -> None:
         self.host, self.port, self.keepalive_s = host, port, keepalive_s
         self.clean_start = clean_start
-        self.client = mqtt.Client(
+        self.client = _BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=MQTTProtocolVersion.MQTTv5,
@@ -102,9 +157,25 @@ class AsyncMqtt:
     def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         assert self._loop is not None
         self._sock = sock
+        self.client.reset_buffers()
         if not self._paused:
-            self._loop.add_reader(sock, client.loop_read)
+            self._loop.add_reader(sock, self._readable)
         self._misc_task = self._loop.create_task(self._misc())
+
+    def _readable(self) -> None:
+        c = self.client
+        c.loop_read()
+        # paho handles one packet per call; the rest of a large read waits in our buffer,
+        # which the selector cannot see, so keep going until it is empty (or we pause).
+        while c.buffered() and not self._paused and self._sock is not None:
+            c.loop_read()
+
+    def _writable(self) -> None:
+        c = self.client
+        c.loop_write()
+        if c.flush_writes() and not c.want_write() and self._sock is not None:
+            assert self._loop is not None
+            self._loop.remove_writer(self._sock)
 
     def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         assert self._loop is not None
@@ -116,9 +187,12 @@ class AsyncMqtt:
 
     def _on_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         assert self._loop is not None
-        self._loop.add_writer(sock, client.loop_write)
+        self._loop.add_writer(sock, self._writable)
 
     def _on_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        # paho thinks all is written; our coalescing buffer may still hold bytes.
+        if not self.client.flush_writes():
+            return
         assert self._loop is not None
         self._loop.remove_writer(sock)
 
@@ -136,7 +210,9 @@ class AsyncMqtt:
 
     def resume_reading(self) -> None:
         if self._paused and self._sock is not None and self._loop is not None:
-            self._loop.add_reader(self._sock, self.client.loop_read)
+            self._loop.add_reader(self._sock, self._readable)
+            if self.client.buffered():
+                self._loop.call_soon(self._readable)
         self._paused = False
 
     @property

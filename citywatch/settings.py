@@ -114,6 +114,9 @@ class GatewaySettings(BaseModel):
     spool_max_bytes: int = 2 * 1024**3
     spool_segment_bytes: int = 64 * 1024**2
     metrics_port: int = 9310  # 0 disables the Prometheus endpoint
+    # Asset register (a city model JSON) to fill a lamp's circuit/cabinet when its payload
+    # does not carry them; see ingest.registry.
+    device_registry: Path | None = None
 
 
 class ProcessorSettings(BaseModel):

@@ -37,6 +37,7 @@ from citywatch.settings import Settings
 from ingest.decode import decode_message
 from ingest.kafka_sink import KafkaSink
 from ingest.metrics import GatewayMetrics
+from ingest.registry import DeviceRegistry
 from ingest.spool import Spool, SpoolFull, SpoolRecord
 
 log = logging.getLogger("citywatch.gateway")
@@ -73,6 +74,7 @@ class Gateway:
         g = settings.gateway
         self.instance = instance or g.instance
         self.metrics = GatewayMetrics()
+        self.registry = DeviceRegistry.load(g.device_registry)
         self.sink = KafkaSink(settings, client_id=f"citywatch-{self.instance}")
         self.spool = Spool(
             settings.state_dir / "spool" / self.instance, g.spool_segment_bytes, g.spool_max_bytes
@@ -135,7 +137,12 @@ class Gateway:
         )
         futs: list[asyncio.Future[object]] = []
         families: list[str] = []
+        lamps = self.registry.lamps
         for reading in res.readings:
+            if lamps and reading.family == "streetlight" and reading.circuit_id is None:
+                known = lamps.get(reading.device_id)
+                if known is not None:
+                    reading.circuit_id, reading.cabinet_id = known
             futs.append(await self.sink.send_reading(reading))
             families.append(reading.family)
             self.metrics.received(reading.family)

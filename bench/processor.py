@@ -1,0 +1,196 @@
+"""Processor throughput beside a bare aiokafka consumer reading the same topic, in one run.
+
+Fills a benchmark topic with N canonical readings of all four families, then measures
+(1) a bare aiokafka consumer reading it end to end, and (2) one ``citywatch process`` with all
+rules and the default detector, consuming it with a fresh group and writing to InfluxDB —
+timed until its committed offsets reach the log end. Targets: >= 50,000 readings/s and >= 0.5
+x the raw consumer.
+
+Example:
+    $ .venv/bin/python -m bench.processor --n 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from citywatch.kafkautil import end_offsets
+from citywatch.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+S = 1_000_000_000
+
+
+def records(n: int, devices: int = 10_000) -> list[tuple[bytes, bytes]]:
+    rnd = random.Random(1)
+    t0 = (time.time_ns() // S - 86_400) * S
+    out = []
+    for i in range(n):
+        d = i % devices
+        k = i // devices
+        fam = ("streetlight", "bin", "vehicle", "dust")[d % 4]
+        rec: dict[str, object] = {
+            "device_id": f"{fam[:4]}-b{d}",
+            "family": fam,
+            "district": f"d{d % 5}",
+            "seq": k,
+            "late": False,
+        }
+        ts = t0 + k * 60 * S + d * 1000
+        rec["ts"] = rec["received_at"] = ts
+        if fam == "streetlight":
+            rec |= {
+                "power_state": "on",
+                "dimming_pct": 100.0,
+                "power_w": 80 + rnd.random(),
+                "voltage_v": 230.0,
+                "current_a": 0.36,
+                "power_factor": 0.95,
+                "circuit_id": f"c{d // 20}",
+            }
+        elif fam == "bin":
+            rec |= {"fill_ratio": min(1.0, k * 0.01), "temperature_c": 15 + rnd.random()}
+        elif fam == "vehicle":
+            rec |= {
+                "lat": 31.2 + d * 1e-5,
+                "lon": 121.4 + k * 1e-5,
+                "speed_kmh": 30.0,
+                "heading_deg": 90.0,
+                "ignition": True,
+                "vehicle_kind": "garbage",
+            }
+        else:
+            rec |= {
+                "pm10_ugm3": 40 + 5 * rnd.random(),
+                "pm25_ugm3": 20.0,
+                "noise_dba": 55.0,
+                "site_id": f"s{d // 3}",
+            }
+        out.append((str(rec["device_id"]).encode(), orjson.dumps(rec)))
+    return out
+
+
+async def fill(s: Settings, topic: str, n: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka.bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, s.kafka.readings_partitions, 1)])
+    await admin.close()
+    p = AIOKafkaProducer(
+        bootstrap_servers=s.kafka.bootstrap,
+        linger_ms=50,
+        acks=1,
+        max_batch_size=1024 * 1024,
+        compression_type="lz4",
+    )
+    await p.start()
+    futs = [await p.send(topic, v, key=k) for k, v in records(n)]
+    await asyncio.gather(*futs)
+    await p.stop()
+
+
+async def raw_consume(s: Settings, topic: str, n: int) -> float:
+    c = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=s.kafka.bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=f"bench-raw-{uuid.uuid4().hex[:6]}",
+        fetch_max_bytes=16 * 1024 * 1024,
+        max_partition_fetch_bytes=4 * 1024**2,
+    )
+    await c.start()
+    got, t0 = 0, 0.0
+    while got < n:
+        batch = await c.getmany(timeout_ms=500, max_records=5000)
+        if batch and not t0:
+            t0 = time.monotonic()
+        for msgs in batch.values():
+            for m in msgs:
+                orjson.loads(m.value)  # the processor parses every record too
+            got += sum(len(m) for m in batch.values())
+    rate = got / (time.monotonic() - t0)
+    await c.stop()
+    return rate
+
+
+async def committed_total(s: Settings, group: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka.bootstrap)
+    await admin.start()
+    try:
+        offs = await admin.list_consumer_group_offsets(group)
+        return sum(o.offset for o in offs.values() if o.offset > 0)
+    finally:
+        await admin.close()
+
+
+def processor(s: Settings, topic: str, n: int) -> float:
+    group = f"bench-proc-{uuid.uuid4().hex[:6]}"
+    env = {
+        **os.environ,
+        "CITYWATCH_KAFKA__READINGS_TOPIC": topic,
+        "CITYWATCH_PROCESSOR__GROUP_ID": group,
+        "CITYWATCH_PROCESSOR__METRICS_PORT": "0",
+        "CITYWATCH_PROCESSOR__WARMUP_S": "0",
+    }
+    p = subprocess.Popen(
+        [sys.executable, "-m", "citywatch", "process"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    end = sum(asyncio.run(end_offsets(s.kafka.bootstrap, topic)).values())
+    t0 = None
+    done = 0
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        done = asyncio.run(committed_total(s, group))
+        if done and t0 is None:
+            t0, first = time.monotonic(), done
+        if done >= end:
+            break
+        time.sleep(0.5)
+    elapsed = time.monotonic() - (t0 or time.monotonic())
+    p.terminate()
+    p.wait(60)
+    return (done - first) / max(elapsed, 1e-9) if t0 else 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=200_000)
+    a = ap.parse_args()
+    s = Settings()
+    topic = f"citywatch.bench.{uuid.uuid4().hex[:6]}"
+    asyncio.run(fill(s, topic, a.n))
+    raw = asyncio.run(raw_consume(s, topic, a.n))
+    proc = processor(s, topic, a.n)
+    print(f"raw aiokafka consumer (+ JSON parse): {raw:10,.0f} readings/s")
+    print(f"citywatch process (rules, detector, InfluxDB, commit): {proc:10,.0f} readings/s")
+    print(f"ratio processor/raw: {proc / raw:.2f}")
+    print(json.dumps({"raw_per_s": raw, "processor_per_s": proc, "ratio": proc / raw, "n": a.n}))
+    asyncio.run(_delete(s, topic))
+
+
+async def _delete(s: Settings, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka.bootstrap)
+    await admin.start()
+    await admin.delete_topics([topic])
+    await admin.close()
+
+
+if __name__ == "__main__":
+    main()
