@@ -48,6 +48,21 @@ class Detector(ABC):
         return score
 
 
+#: Readings beyond this magnitude are treated like NaN: not scored, not learnt. No physical
+#: sensor reads 1e15, and keeping values below it keeps float32 storage and squares finite.
+MAX_ABS_VALUE = 1e15
+
+
+def usable(value: float) -> bool:
+    """Whether a reading can be scored and learnt (finite and below ``MAX_ABS_VALUE``).
+
+    Example:
+        >>> usable(21.5), usable(float("nan")), usable(1e300)
+        (True, False, False)
+    """
+    return -MAX_ABS_VALUE < value < MAX_ABS_VALUE
+
+
 def state_bytes(obj: object) -> int:
     """Bytes of memory an object holds: itself plus everything it references, each counted once.
 

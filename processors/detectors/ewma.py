@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 from array import array
 
-from processors.detectors.base import Detector
-from processors.detectors.robust_z import MEAN_AD_TO_SIGMA
+from processors.detectors.base import Detector, usable
+from processors.detectors.robust_z import MEAN_AD_TO_SIGMA, squashed
 
 DAY = 86_400.0
 NAN = float("nan")
@@ -144,17 +144,15 @@ class Ewma(Detector):
         return 0.0 if offset != offset else offset
 
     def score_one(self, ts: float, value: float) -> float:
-        if self._n < 2 or not math.isfinite(value):
+        if self._n < 2 or not usable(value) or not math.isfinite(ts):
             return 0.0
         residual = abs(value - self._level - self._season(ts))
         # A constant history has no spread; grade changes against a tiny relative one.
-        sigma = MEAN_AD_TO_SIGMA * self._mad or 1e-3 * (abs(self._level) + 1.0)
-        z = residual / sigma
-        z_sq = z * z
-        return z_sq / (z_sq + self._z_half_sq)
+        sigma = max(MEAN_AD_TO_SIGMA * self._mad, 1e-3 * (abs(self._level) + 1.0))
+        return squashed(residual / sigma, self._z_half_sq)
 
     def learn_one(self, ts: float, value: float) -> None:
-        if not math.isfinite(value):  # a NaN or inf reading would poison the level
+        if not usable(value) or not math.isfinite(ts):  # would poison level or profile
             return
         self._n += 1
         if self._cadence is not None:

@@ -17,11 +17,10 @@ Example:
 
 from __future__ import annotations
 
-import math
 from array import array
 from collections.abc import Sequence
 
-from processors.detectors.base import Detector
+from processors.detectors.base import Detector, usable
 
 #: MAD → standard deviation for Gaussian data.
 MAD_TO_SIGMA = 1.4826
@@ -117,6 +116,21 @@ def robust_sigma(ordered: Sequence[float], med: float, mad: float) -> float:
     return MEAN_AD_TO_SIGMA * sum(abs(x - med) for x in ordered) / len(ordered)
 
 
+def squashed(z: float, z_half_sq: float) -> float:
+    """``z² / (z² + z_half²)`` in [0, 1], written so a huge z gives 1.0 rather than inf/inf.
+
+    Example:
+        >>> squashed(3.5, 3.5**2), squashed(1e200, 1.0), squashed(0.0, 1.0)
+        (0.5, 1.0, 0.0)
+    """
+    if z < 1e-150:  # z² would underflow to 0
+        return 0.0
+    if z > 1e150:  # z² would overflow to inf
+        return 1.0
+    z_sq = z * z
+    return z_sq / (z_sq + z_half_sq)
+
+
 class RobustZ(Detector):
     """Robust z-score of each point against the median/MAD of the previous ``window`` points.
 
@@ -134,18 +148,16 @@ class RobustZ(Detector):
 
     def score_one(self, ts: float, value: float) -> float:
         values = self._ring.values()
-        if len(values) < self._min_points or not math.isfinite(value):
+        if len(values) < self._min_points or not usable(value):
             return 0.0
         ordered = sorted(values)
         med, mad = median_mad(ordered)
-        sigma = robust_sigma(ordered, med, mad)
-        if sigma <= 0.0:
-            # A constant history has no spread; grade changes against a tiny relative one
-            # instead of calling every change certain.
-            sigma = 1e-3 * (abs(med + self._ring.offset) + 1.0)
-        z = abs(value - self._ring.offset - med) / sigma
-        return z * z / (z * z + self._z_half_sq)
+        # A constant history has no spread; grade changes against a tiny relative one
+        # instead of calling every change certain.
+        floor = 1e-3 * (abs(med + self._ring.offset) + 1.0)
+        sigma = max(robust_sigma(ordered, med, mad), floor)
+        return squashed(abs(value - self._ring.offset - med) / sigma, self._z_half_sq)
 
     def learn_one(self, ts: float, value: float) -> None:
-        if math.isfinite(value):  # a NaN or inf reading would poison the window
+        if usable(value):  # a NaN or inf reading would poison the window
             self._ring.push(value)

@@ -42,13 +42,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from processors.detectors.base import Detector
+from processors.detectors.base import Detector, usable
 from processors.detectors.ewma import DAY, NAN, Cadence, DailyProfile
 from processors.detectors.robust_z import MEAN_AD_TO_SIGMA, Ring
 
 #: IQR → standard deviation for Gaussian data.
 IQR_TO_SIGMA = 1 / 1.349
-#: Ratios are clamped here so a zero-spread history cannot produce inf/inf.
+#: Statistics and ratios are clamped here so extreme inputs cannot produce inf/inf.
 MAX_RATIO = 1e12
 
 
@@ -134,7 +134,7 @@ class Sentinel(Detector):
         self.update(ts, value)
 
     def update(self, ts: float, value: float) -> float:
-        if not math.isfinite(value):
+        if not usable(value) or not math.isfinite(ts):  # neither scored nor learnt
             return 0.0
         p = self._p
         self._n += 1
@@ -162,11 +162,12 @@ class Sentinel(Detector):
             # Mostly-constant windows (an idle sensor) have IQR 0; the mean deviation
             # still sees rare bursts; a constant window gets a tiny relative scale.
             scale = sum(abs(x - med) for x in ordered) / m * MEAN_AD_TO_SIGMA
-            if scale <= 0.0:
-                scale = 1e-9 * (abs(med + ring.offset) + 1.0)
+        floor = 1e-9 * (abs(med + ring.offset) + 1.0)
+        scale = scale if scale > floor else floor
         # Compare the value as stored (float32) so a constant series has residual exactly 0.
         residual = ring.push(value) - med
         z_local = abs(residual) / scale
+        z_local = z_local if z_local < MAX_RATIO else MAX_RATIO
         rate = p.scale_rate if n * p.scale_rate >= 1.0 else 1.0 / n
         self._mae_local += rate * (abs(residual) - self._mae_local)
 
@@ -183,7 +184,7 @@ class Sentinel(Detector):
                 self._n_season += 1
                 mae = self._mae_season
                 use_season = 0.0 < mae < self._mae_local
-                z_season = r_season / mae if mae > 0.0 else 0.0
+                z_season = min(r_season / mae, MAX_RATIO) if mae > 0.0 else 0.0
                 self._mae_season += max(p.scale_rate, 1.0 / self._n_season) * (r_season - mae)
             profile.learn(b, value, max(p.season_rate, 1.0 / (days + 1.0)))
 
