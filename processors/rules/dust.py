@@ -510,9 +510,10 @@ class SensorDrift(_DustRule):
             if far and s.site is not None:
                 # Most of its site off the same way is site dust (the exceedance rule's
                 # business), not drift; two drifting sensors of four are still drift.
+                # "Along" = off at least half as far in the same direction: a site whose
+                # base simply sits a little above the district does not count.
                 mates = [o.value - med for k, o in live if k != dev and o.site == s.site]
-                half = 0.5 * c.drift_sigmas * sigma
-                along = 1 + sum(1 for m in mates if (m > half if off > 0 else m < -half))
+                along = 1 + sum(1 for m in mates if m / off >= 0.5)
                 if mates and along >= max(2, math.ceil(0.75 * (len(mates) + 1))):
                     far = False
             if far:

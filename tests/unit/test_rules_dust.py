@@ -273,6 +273,13 @@ def test_two_drifting_sensors_of_a_four_sensor_site_are_both_drift() -> None:
     assert not [c for c in feed(SensorDrift(), district(range(0, 45), three, sensors)) if c.active]
 
 
+def test_drift_on_a_site_that_reads_a_little_high_anyway() -> None:
+    # site-1 sits 9 µg/m³ above the rest; its s1-a drifts by 70 on top.
+    up = {"s1-b": lambda m, v: v + 9.0, "s1-a": lambda m, v: v + 9.0 + 70.0}
+    on = {c.target for c in feed(SensorDrift(), district(range(0, 45), up)) if c.active}
+    assert on == {"s1-a"}
+
+
 def test_stuck_sensors_are_left_to_stuck_sensor() -> None:
     recs = district(range(0, 60), {"s2-a": lambda m, v: 120.0})
     assert [c for c in feed(SensorDrift(), recs) if c.active] == []
