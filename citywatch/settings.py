@@ -110,7 +110,9 @@ class GatewaySettings(BaseModel):
     max_batch_bytes: int = 512 * 1024
     compression: str = "lz4"
     request_timeout_ms: int = 10000
-    kafka_stall_s: float = 3.0  # oldest unacked Kafka send older than this -> spool
+    # Oldest unacked Kafka send older than this -> spool. Under a full load acks can take a
+    # second or two (one busy event loop), so this is well above that.
+    kafka_stall_s: float = 10.0
     spool_max_bytes: int = 2 * 1024**3
     spool_segment_bytes: int = 64 * 1024**2
     metrics_port: int = 9310  # 0 disables the Prometheus endpoint

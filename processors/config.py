@@ -28,7 +28,7 @@ class DetectorConfig(BaseModel):
             "dust": ["pm10_ugm3", "noise_dba"],
         }
     )
-    store_above: float = 0.9
+    store_above: float = 0.5  # the default detector (sentinel) alerts at about 0.51
 
 
 class AlertConfig(BaseModel):
