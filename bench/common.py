@@ -20,7 +20,7 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from citywatch import secrets
+from citywatch import credentials
 from citywatch.settings import Settings
 
 
@@ -70,7 +70,7 @@ async def publish(n: int, prefix: str, batch: int, window: int, devices: int) ->
         s.mqtt.port,
         f"bench-pub-{time.time_ns()}",
         "simulator",
-        secrets.password(s, "simulator"),
+        credentials.password(s, "simulator"),
         on_ack=on_ack,
         window=window,
     )
@@ -94,7 +94,7 @@ def subscribe(n: int, topic_filter: str, timeout_s: float) -> dict[str, float]:
     c = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=f"bench-sub-{time.time_ns()}", protocol=mqtt.MQTTv5
     )
-    c.username_pw_set("gateway", secrets.password(s, "gateway"))
+    c.username_pw_set("gateway", credentials.password(s, "gateway"))
     state = {"n": 0, "first": 0.0, "last": 0.0}
 
     def on_message(_c: object, _u: object, _m: object) -> None:

@@ -30,7 +30,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from citywatch import secrets, stack
+from citywatch import influxql, stack
 from citywatch.kafkautil import commit_group_at, end_offsets
 from citywatch.settings import Settings
 
@@ -54,21 +54,7 @@ def _metric(url: str, name: str) -> float:
 
 def _influx(s: Settings, q: str) -> list[list[Any]]:
     try:
-        r = httpx.get(
-            f"{s.influx.url}/query",
-            params={
-                "db": s.influx.database,
-                "u": s.influx.admin_user,
-                "p": secrets.password(s, "influx"),
-                "q": q,
-            },
-            timeout=5.0,
-        )
-        rows: list[list[Any]] = []
-        for res in r.json().get("results", []):
-            for series in res.get("series", []) or []:
-                rows.extend(series.get("values", []))
-        return rows
+        return influxql.rows(s, q, timeout_s=5.0)
     except (httpx.HTTPError, ValueError):
         return []
 

@@ -156,7 +156,7 @@ class Settings(BaseSettings):
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
-    # Optional overrides of generated secrets (role -> password); see citywatch.secrets.
+    # Optional overrides of generated secrets (role -> password); see citywatch.credentials.
     passwords: dict[str, SecretStr] = Field(default_factory=dict)
     health_timeout_s: float = 60.0
 
@@ -186,3 +186,16 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
     return Settings()
+
+
+def override(s: Settings, section: str, **values: object) -> Settings:
+    """A copy of ``s`` with the given values (those not None) set in one section.
+
+    Example:
+        >>> override(Settings(), "gateway", instance="gw2", metrics_port=None).gateway.instance
+        'gw2'
+    """
+    vals = {k: v for k, v in values.items() if v is not None}
+    if not vals:
+        return s
+    return s.model_copy(update={section: getattr(s, section).model_copy(update=vals)})

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from citywatch.logs import setup as setup_logging
-from citywatch.settings import get_settings
+from citywatch.settings import get_settings, override
 
 console = Console()
 
@@ -26,10 +26,6 @@ def gateway(
     from ingest.gateway import serve
 
     setup_logging(log_level)
-    s = get_settings()
-    if metrics_port is not None:
-        s = s.model_copy(
-            update={"gateway": s.gateway.model_copy(update={"metrics_port": metrics_port})}
-        )
+    s = override(get_settings(), "gateway", metrics_port=metrics_port)
     stats = asyncio.run(serve(s, instance))
     console.print(f"gateway stopped: {stats}")

@@ -31,7 +31,7 @@ from typing import cast
 
 import paho.mqtt.client as mqtt
 
-from citywatch import secrets
+from citywatch import credentials
 from citywatch.mqtt import AsyncMqtt
 from citywatch.settings import Settings
 from ingest.decode import decode_message
@@ -92,7 +92,7 @@ class Gateway:
             port=settings.mqtt.port,
             client_id=f"citywatch-{self.instance}",
             username="gateway",
-            password=secrets.password(settings, "gateway"),
+            password=credentials.password(settings, "gateway"),
             clean_start=False,  # persistent session: the broker keeps what we did not ack
             session_expiry_s=g.session_expiry_s,
             receive_maximum=g.receive_maximum,

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from citywatch.logs import setup as setup_logging
-from citywatch.settings import get_settings
+from citywatch.settings import get_settings, override
 
 console = Console()
 
@@ -28,13 +28,6 @@ def process(
     from processors.app import serve
 
     setup_logging(log_level)
-    s = get_settings()
-    upd: dict[str, object] = {}
-    if metrics_port is not None:
-        upd["metrics_port"] = metrics_port
-    if city_model is not None:
-        upd["city_model"] = city_model
-    if upd:
-        s = s.model_copy(update={"processor": s.processor.model_copy(update=upd)})
+    s = override(get_settings(), "processor", metrics_port=metrics_port, city_model=city_model)
     stats = asyncio.run(serve(s, instance))
     console.print(f"processor stopped: {stats}")

@@ -388,7 +388,7 @@ async def _influx_readings(
 ) -> dict[str, RangeSet]:
     import httpx
 
-    from citywatch.secrets import password
+    from citywatch.credentials import password
 
     s = settings.influx
     found: dict[str, RangeSet] = {}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from citywatch import secrets
+from citywatch import credentials
 from citywatch.settings import Settings
 from citywatch.stack.process import ManagedProcess, StackError, require_free_port, wait_until
 
@@ -108,7 +108,7 @@ bind-address = "{i.host}:{i.rpc_port}"
         params = {
             "q": q,
             "u": self.s.influx.admin_user,
-            "p": secrets.password(self.s, "influx"),
+            "p": credentials.password(self.s, "influx"),
         }
         if db:
             params["db"] = db
@@ -121,7 +121,7 @@ bind-address = "{i.host}:{i.rpc_port}"
 
     def bootstrap(self) -> None:
         i = self.s.influx
-        pw = secrets.password(self.s, "influx")
+        pw = credentials.password(self.s, "influx")
         # With auth on and no users yet, InfluxDB 1.x accepts exactly this first admin.
         r = httpx.post(
             f"{i.url}/query",

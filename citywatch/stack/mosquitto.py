@@ -20,7 +20,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from citywatch import secrets
+from citywatch import credentials
 from citywatch.settings import Settings
 from citywatch.stack.process import ManagedProcess, StackError, require_free_port, wait_until
 
@@ -87,7 +87,7 @@ class Mosquitto:
         m = self.s.mqtt
         data = self.dir / "data"
         data.mkdir(parents=True, exist_ok=True)
-        pw = secrets.load_all(self.s)
+        pw = credentials.load_all(self.s)
         users = {role: pw[role] for role in ROLES_ON_BROKER} | (extra_users or {})
         passwd = self.dir / "passwd"
         passwd.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
@@ -119,7 +119,7 @@ protocol mqtt
 
     def healthy(self) -> bool:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="citywatch-health")
-        client.username_pw_set("gateway", secrets.password(self.s, "gateway"))
+        client.username_pw_set("gateway", credentials.password(self.s, "gateway"))
         try:
             rc = client.connect(self.s.mqtt.host, self.s.mqtt.port, keepalive=5)
             if rc != 0:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from citywatch.secrets import password
+from citywatch.credentials import password
 from citywatch.settings import Settings
 from ingest.simulator.engine import Simulation
 from ingest.simulator.formats import Message

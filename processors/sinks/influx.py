@@ -34,7 +34,7 @@ from influxdb_client.client.write.point import (
 )
 from influxdb_client.domain.write_precision import WritePrecision
 
-from citywatch import secrets
+from citywatch import credentials
 from citywatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class InfluxSink:
         self.bucket = i.bucket
         self.client = InfluxDBClientAsync(
             url=i.url,
-            token=f"{i.admin_user}:{secrets.password(settings, 'influx')}",
+            token=f"{i.admin_user}:{credentials.password(settings, 'influx')}",
             org="-",
             timeout=30_000,
         )

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from citywatch import kafkautil, secrets
+from citywatch import credentials, influxql, kafkautil
 from citywatch.mqtt import AsyncMqtt
 from citywatch.settings import Settings
 
@@ -55,7 +55,7 @@ async def publish(
         port=s.mqtt.port,
         client_id=client_id or f"test-pub-{run_id()}",
         username="simulator",
-        password=secrets.password(s, "simulator"),
+        password=credentials.password(s, "simulator"),
         max_inflight=window,
     )
     await c.connect()
@@ -208,24 +208,7 @@ async def produce_records(s: Settings, records: list[dict[str, Any]]) -> None:
 
 
 def influx_query(s: Settings, q: str) -> list[list[Any]]:
-    import httpx
-
-    r = httpx.get(
-        f"{s.influx.url}/query",
-        params={
-            "db": s.influx.database,
-            "u": s.influx.admin_user,
-            "p": secrets.password(s, "influx"),
-            "q": q,
-        },
-        timeout=30,
-    )
-    r.raise_for_status()
-    rows: list[list[Any]] = []
-    for res in r.json().get("results", []):
-        for series in res.get("series", []) or []:
-            rows.extend(series.get("values", []))
-    return rows
+    return influxql.rows(s, q)
 
 
 def wait_for(pred: Any, timeout_s: float = 120.0, every: float = 0.5) -> Any:

@@ -10,7 +10,7 @@ import pytest
 from influxdb_client import InfluxDBClient, Point
 from influxdb_client.client.write_api import SYNCHRONOUS
 
-from citywatch import secrets, stack
+from citywatch import credentials, stack
 from citywatch.mqtt import AsyncMqtt, MqttRefused
 from citywatch.settings import Settings
 
@@ -57,7 +57,7 @@ def test_influx_point_written_with_client_is_read_back_with_influxql(
     stack_settings: Settings, rid: str
 ) -> None:
     i = stack_settings.influx
-    pw = secrets.password(stack_settings, "influx")
+    pw = credentials.password(stack_settings, "influx")
     ts = time.time_ns()
     with InfluxDBClient(url=i.url, token=f"{i.admin_user}:{pw}", org="-") as client:
         client.write_api(write_options=SYNCHRONOUS).write(
