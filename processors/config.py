@@ -125,6 +125,7 @@ class DustRulesConfig(BaseModel):
     stuck_count: int = 10
     drift_sigmas: float = 3.0
     drift_after_min: float = 30.0
+    drift_reset_min: float = 5.0  # back in line this long before a drift episode is over
     drift_min_peers: int = 3
     drift_sigma_floor_ugm3: float = 5.0
     drift_sigma_floor_frac: float = 0.1

@@ -12,7 +12,8 @@
 - ``stuck_sensor`` (warning): >= 10 identical consecutive PM10 values on one device.
 - ``sensor_drift`` (warning): a sensor's PM10 more than 3 robust sigmas (1.4826·MAD, at least
   5 µg/m³ and 10 % of the median) from the median of its district's *other* fresh sensors,
-  sustained >= 30 min. Dust readings are keyed by district, so one processor sees all of
+  sustained >= 30 min (a drifting sensor must be back in line, under 2 sigmas, for 5 min
+  before the episode ends). Dust readings are keyed by district, so one processor sees all of
   them; the district is evaluated once per minute of event time, not per reading. When at
   least three quarters of a site's sensors (two at least) are off the same way, that is
   site dust (the exceedance rule's business), not drift; stuck sensors are neither judged
@@ -420,7 +421,7 @@ class StuckSensor(_DustRule):
 
 
 class _Sensor:
-    __slots__ = ("drift_since", "n_same", "site", "streak", "ts", "value")
+    __slots__ = ("drift_since", "n_same", "near_since", "site", "streak", "ts", "value")
 
     def __init__(self, site: str | None) -> None:
         self.site = site
@@ -428,6 +429,7 @@ class _Sensor:
         self.value = 0.0
         self.n_same = 0
         self.drift_since: int | None = None
+        self.near_since: int | None = None  # back in line since (during a drift episode)
         self.streak = Streak()
 
 
@@ -463,6 +465,7 @@ class SensorDrift(_DustRule):
         c = self.cfg
         self.districts: dict[str, _District] = {}
         self.after_ns = int(c.drift_after_min * 60 * NS)
+        self.reset_ns = int(c.drift_reset_min * 60 * NS)
         self.fresh_ns = int(c.fresh_s * NS)
         self.gap_ns = int(c.max_gap_s * NS)
 
@@ -506,7 +509,9 @@ class SensorDrift(_DustRule):
             mad = _median([abs(x - med) for x in others])
             sigma = max(1.4826 * mad, c.drift_sigma_floor_ugm3, c.drift_sigma_floor_frac * abs(med))
             off = s.value - med
-            far = abs(off) > c.drift_sigmas * sigma
+            # Once drifting, 2/3 of the threshold keeps it so (hysteresis).
+            k = c.drift_sigmas * (2.0 / 3.0 if s.drift_since is not None else 1.0)
+            far = abs(off) > k * sigma
             if far and s.site is not None:
                 # Most of its site off the same way is site dust (the exceedance rule's
                 # business), not drift; two drifting sensors of four are still drift.
@@ -516,13 +521,23 @@ class SensorDrift(_DustRule):
                 along = 1 + sum(1 for m in mates if m / off >= 0.5)
                 if mates and along >= max(2, math.ceil(0.75 * (len(mates) + 1))):
                     far = False
+            # A minute back in line (a noisy district minute, a site event next door
+            # inflating the spread) does not restart the 30 min: only reset_min does.
             if far:
                 if s.drift_since is None:
                     s.drift_since = now
-                bad = now - s.drift_since >= self.after_ns
-            else:
-                s.drift_since = None
-                bad = False
+                s.near_since = None
+            elif s.drift_since is not None:
+                if s.near_since is None:
+                    s.near_since = now
+                if now - s.near_since >= self.reset_ns:
+                    s.drift_since = s.near_since = None
+            # Raise only while actually off; an open episode rides out the tolerance.
+            bad = (
+                s.drift_since is not None
+                and now - s.drift_since >= self.after_ns
+                and (s.near_since is None or s.streak.on)
+            )
             r = s.streak.step(now, bad, self.p)
             if r != NOTHING:
                 z = abs(s.value - med) / sigma

@@ -265,7 +265,12 @@ def test_whole_site_high_is_site_dust_not_drift() -> None:
 
 
 def test_two_drifting_sensors_of_a_four_sensor_site_are_both_drift() -> None:
-    sensors = {f"s1-{k}": "site-1" for k in "abcd"} | {"s2-a": "site-2", "s2-b": "site-2"}
+    sensors = {f"s1-{k}": "site-1" for k in "abcd"} | {
+        "s2-a": "site-2",
+        "s2-b": "site-2",
+        "s3-a": "site-3",
+        "s3-b": "site-3",
+    }
     up = {"s1-a": lambda m, v: v + 70.0, "s1-b": lambda m, v: v + 65.0}
     on = {c.target for c in feed(SensorDrift(), district(range(0, 45), up, sensors)) if c.active}
     assert on == {"s1-a", "s1-b"}
@@ -278,6 +283,22 @@ def test_drift_on_a_site_that_reads_a_little_high_anyway() -> None:
     up = {"s1-b": lambda m, v: v + 9.0, "s1-a": lambda m, v: v + 9.0 + 70.0}
     on = {c.target for c in feed(SensorDrift(), district(range(0, 45), up)) if c.active}
     assert on == {"s1-a"}
+
+
+def test_a_noisy_minute_does_not_restart_the_30_minutes() -> None:
+    # Every 7th minute the drifting sensor happens to read in line.
+    up = {"s1-a": lambda m, v: v if m % 7 == 3 else v + 60.0}
+    on = [c for c in feed(SensorDrift(), district(range(0, 45), up)) if c.active]
+    assert on and on[0].target == "s1-a"
+    assert T_DAY + 30 * MIN <= on[0].ts <= T_DAY + 32 * MIN
+
+
+def test_drift_ends_after_five_minutes_back_in_line_and_is_not_raised_again() -> None:
+    up = {"s1-a": lambda m, v: v + 60.0 if 5 <= m < 50 else v}
+    conds = feed(SensorDrift(), district(range(0, 90), up))
+    assert [e for e in raised(conds)] == [("sensor_drift", "s1-a")]
+    first_off = next(c for c in conds if not c.active)
+    assert T_DAY + 55 * MIN <= first_off.ts <= T_DAY + 56 * MIN
 
 
 def test_stuck_sensors_are_left_to_stuck_sensor() -> None:
