@@ -127,7 +127,9 @@ class DustRulesConfig(BaseModel):
     drift_after_min: float = 30.0
     drift_reset_min: float = 5.0  # back in line this long before a drift episode is over
     drift_min_peers: int = 3
-    drift_sigma_floor_ugm3: float = 5.0
+    # Sites differ by up to ~25 µg/m³ on their own (base, weather, work): 3 x 10 stays above.
+    drift_sigma_floor_ugm3: float = 10.0
+    drift_smooth_alpha: float = 0.3  # EWMA of each sensor's PM10 (~5 readings) for drift
     drift_sigma_floor_frac: float = 0.1
     fresh_s: float = 300.0
     max_gap_s: float = 600.0

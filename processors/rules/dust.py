@@ -10,14 +10,14 @@
   the window, so a loud evening does not spill into the night. The mean is energetic (Leq:
   10·log10 of the mean of 10^(L/10)), as noise limits are defined; clears 2 dB below.
 - ``stuck_sensor`` (warning): >= 10 identical consecutive PM10 values on one device.
-- ``sensor_drift`` (warning): a sensor's PM10 more than 3 robust sigmas (1.4826·MAD, at least
-  5 µg/m³ and 10 % of the median) from the median of its district's *other* fresh sensors,
-  sustained >= 30 min (a drifting sensor must be back in line, under 2 sigmas, for 5 min
-  before the episode ends). Dust readings are keyed by district, so one processor sees all of
-  them; the district is evaluated once per minute of event time, not per reading. When at
-  least three quarters of a site's sensors (two at least) are off the same way, that is
-  site dust (the exceedance rule's business), not drift; stuck sensors are neither judged
-  nor used as reference.
+- ``sensor_drift`` (warning): a sensor's PM10 (smoothed: EWMA over ~5 readings) more than 3
+  robust sigmas (1.4826·MAD, at least 10 µg/m³ and 10 % of the median) from the median of
+  its district's *other* fresh sensors, sustained >= 30 min (a minute back in line does not
+  restart the clock; 5 min back in line ends the episode). Dust readings are keyed by
+  district, so one processor sees all of them; the district is evaluated once per minute
+  of event time, not per reading. When at least three quarters of a site's sensors (two
+  at least) are off the same way, that is site dust (the exceedance rule's business), not
+  drift; stuck sensors are neither judged nor used as reference.
 
 Windows are per-minute buckets in a ring: adding a reading is O(1), out-of-order readings
 inside the window land in their own minute (and the site is judged again at once), exact
@@ -421,12 +421,13 @@ class StuckSensor(_DustRule):
 
 
 class _Sensor:
-    __slots__ = ("drift_since", "n_same", "near_since", "site", "streak", "ts", "value")
+    __slots__ = ("drift_since", "n_same", "near_since", "site", "smooth", "streak", "ts", "value")
 
     def __init__(self, site: str | None) -> None:
         self.site = site
         self.ts = -(2**62)
         self.value = 0.0
+        self.smooth = math.nan  # EWMA of value: drift is slow, the 5 % noise is not
         self.n_same = 0
         self.drift_since: int | None = None
         self.near_since: int | None = None  # back in line since (during a drift episode)
@@ -466,6 +467,7 @@ class SensorDrift(_DustRule):
         self.districts: dict[str, _District] = {}
         self.after_ns = int(c.drift_after_min * 60 * NS)
         self.reset_ns = int(c.drift_reset_min * 60 * NS)
+        self.alpha = c.drift_smooth_alpha
         self.fresh_ns = int(c.fresh_s * NS)
         self.gap_ns = int(c.max_gap_s * NS)
 
@@ -484,6 +486,8 @@ class SensorDrift(_DustRule):
             return
         s.n_same = s.n_same + 1 if v == s.value else 1
         s.ts, s.value = ts, v
+        sm = s.smooth
+        s.smooth = v if sm != sm else sm + self.alpha * (v - sm)  # sm != sm: NaN, first
         minute = ts // MINUTE_NS
         if minute > d.minute:
             d.minute = minute
@@ -504,20 +508,18 @@ class SensorDrift(_DustRule):
         if len(live) <= c.drift_min_peers:
             return
         for dev, s in live:
-            others = [o.value for k, o in live if k != dev]
+            others = [o.smooth for k, o in live if k != dev]
             med = _median(others)
             mad = _median([abs(x - med) for x in others])
             sigma = max(1.4826 * mad, c.drift_sigma_floor_ugm3, c.drift_sigma_floor_frac * abs(med))
-            off = s.value - med
-            # Once drifting, 2/3 of the threshold keeps it so (hysteresis).
-            k = c.drift_sigmas * (2.0 / 3.0 if s.drift_since is not None else 1.0)
-            far = abs(off) > k * sigma
+            off = s.smooth - med
+            far = abs(off) > c.drift_sigmas * sigma
             if far and s.site is not None:
                 # Most of its site off the same way is site dust (the exceedance rule's
                 # business), not drift; two drifting sensors of four are still drift.
                 # "Along" = off at least half as far in the same direction: a site whose
                 # base simply sits a little above the district does not count.
-                mates = [o.value - med for k, o in live if k != dev and o.site == s.site]
+                mates = [o.smooth - med for k, o in live if k != dev and o.site == s.site]
                 along = 1 + sum(1 for m in mates if m / off >= 0.5)
                 if mates and along >= max(2, math.ceil(0.75 * (len(mates) + 1))):
                     far = False
@@ -540,7 +542,7 @@ class SensorDrift(_DustRule):
             )
             r = s.streak.step(now, bad, self.p)
             if r != NOTHING:
-                z = abs(s.value - med) / sigma
+                z = abs(off) / sigma
                 out.append(
                     self._cond(
                         r,
@@ -548,7 +550,7 @@ class SensorDrift(_DustRule):
                         "device",
                         now,
                         district,
-                        f"PM10 {s.value:.0f} vs district median {med:.0f} "
+                        f"PM10 {s.smooth:.0f} vs district median {med:.0f} "
                         f"({z:.1f} robust sigmas) for "
                         f"{(now - (s.drift_since or now)) / MINUTE_NS:.0f} min",
                         z,
