@@ -441,7 +441,10 @@ async def collect(
         k = settings.kafka
 
         def on_alert(rec: Any) -> None:
-            out.events.append(orjson.loads(rec.value))
+            # Only this run's alerts: an earlier run with the same seed covers the same
+            # simulated window with the same alert ids and would be counted twice.
+            if rec.timestamp * 1_000_000 >= since_ns:
+                out.events.append(orjson.loads(rec.value))
 
         def on_reading(rec: Any) -> None:
             obj = orjson.loads(rec.value)
