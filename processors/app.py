@@ -157,6 +157,13 @@ class Processor:
             self.part_lag[tp] = max(0, (hw or 0) - offsets[tp])
         # While a partition still replays its past, what the clock raises was raised before.
         self.engine.tick(self.watermark(), warm if self.warm_until else out)
+        await self._emit(out, stop)
+        if offsets:
+            await self.consumer.commit(offsets)
+        self.stats["batches"] += 1
+
+    async def _emit(self, out: Output, stop: asyncio.Event) -> None:
+        """Lines to InfluxDB (until confirmed), then alert events to Kafka (acks=all)."""
         t0 = time.monotonic()
         await self.sink.write_until_done(out.lines, stop)
         self.m_write.observe(time.monotonic() - t0)
@@ -173,9 +180,6 @@ class Processor:
             for ev in out.events:
                 self.m_alerts.labels(ev.state).inc()
             self.stats["alert_events"] += len(out.events)
-        if offsets:
-            await self.consumer.commit(offsets)
-        self.stats["batches"] += 1
 
     def watermark(self) -> int:
         """Event time every active partition has reached.
@@ -220,8 +224,8 @@ class Processor:
                     # Idle: still let time-based rules (silence) see event time move.
                     out = Output()
                     self.engine.tick(self.watermark(), out)
-                    if out.lines:
-                        await self.sink.write_until_done(out.lines, stop)
+                    if out.lines or out.events:
+                        await self._emit(out, stop)
         finally:
             with contextlib.suppress(Exception):
                 await self.consumer.stop()

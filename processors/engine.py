@@ -120,6 +120,11 @@ class Engine:
         conds = self._conds
         for rule in self.rules:
             rule.on_tick(now_ns, conds)
+            # Rules that summarise (per-vehicle trips) hand over finished KPI points.
+            kpis = getattr(rule, "kpi_points", None)
+            if kpis is not None:
+                for p in kpis(now_ns):
+                    out.lines.append(point_line(p["measurement"], p["tags"], p["fields"], p["ts"]))
         for c in conds:
             for ev in self.alerts.apply(c):
                 out.events.append(ev)

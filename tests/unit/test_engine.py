@@ -36,3 +36,28 @@ def test_silence_raises_then_clears_on_event_time() -> None:
     assert any(line.startswith("alerts,") for line in out.lines)
     out = eng.process([rec("bin-1", 3700), rec("bin-1", 3700 + 700)])
     assert [e.state for e in out.events if e.target == "bin-1"] == ["cleared"]
+
+
+def test_kpi_points_of_summarising_rules_become_lines() -> None:
+    from processors.rules.base import Condition, Record, Rule
+
+    class Summary(Rule):
+        name = "summary"
+
+        def on_reading(self, rec: Record, out: list[Condition]) -> None:
+            return None
+
+        def kpi_points(self, now_ns: int) -> list[dict[str, object]]:
+            return [
+                {
+                    "measurement": "trips",
+                    "tags": {"vehicle": "v 1"},
+                    "fields": {"km": 12.5},
+                    "ts": now_ns,
+                }
+            ]
+
+    eng = Engine(RulesConfig())
+    eng.rules.append(Summary())
+    out = eng.process([rec("bin-1", 5)])
+    assert f"trips,vehicle=v\\ 1 km=12.5 {5 * S}" in out.lines
