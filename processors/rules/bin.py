@@ -33,12 +33,12 @@ from typing import Any, ClassVar
 
 from processors.config import BinRulesConfig, RulesConfig
 from processors.rules.base import Condition, Record, Rule
-from processors.rules.streak import EMIT_ON, NS, Streak, StreakParams
+from processors.rules.streak import NS, DeviceRule, Streak, StreakParams
 
 HOUR_NS = 3600 * NS
 
 
-class _BinRule(Rule):
+class _BinRule(DeviceRule):
     families: ClassVar[tuple[str, ...]] = ("bin",)
     kind: ClassVar[str]
     severity: ClassVar[str] = "warning"
@@ -53,31 +53,6 @@ class _BinRule(Rule):
         if st is None:
             st = self.state[dev] = Streak()
         return st
-
-    def _emit(
-        self,
-        r: int,
-        rec: Record,
-        out: list[Condition],
-        msg: str,
-        value: float | None = None,
-        off_msg: str = "back to normal",
-    ) -> None:
-        on = r == EMIT_ON
-        out.append(
-            Condition(
-                self.kind,
-                rec["device_id"],
-                "device",
-                on,
-                rec["ts"],
-                self.severity,
-                "bin",
-                rec["district"],
-                msg if on else off_msg,
-                value if on else None,
-            )
-        )
 
 
 def _overflow_verdict(rec: Record, on: bool, cfg: BinRulesConfig) -> bool | None:
@@ -113,7 +88,7 @@ class BinOverflow(_BinRule):
                 out,
                 f"fill {f} >= {self.cfg.overflow_fill}",
                 f,
-                "emptied" if rec.get("emptied") else "fill dropped",
+                off_msg="emptied" if rec.get("emptied") else "fill dropped",
             )
 
 
@@ -160,7 +135,9 @@ class BinOverflowUnserved(_BinRule):
         r = b.streak.step(ts, bad, self.p)
         if r:
             hours = (ts - b.since) / HOUR_NS
-            self._emit(r, rec, out, f"overflowing for {hours:.1f} h, not emptied", hours, "emptied")
+            self._emit(
+                r, rec, out, f"overflowing for {hours:.1f} h, not emptied", hours, off_msg="emptied"
+            )
 
 
 class _Fill:
@@ -302,7 +279,7 @@ class BinKnockedOver(_BinRule):
         bad = tilt >= c.tilt_deg or (st.on and tilt >= c.tilt_clear_deg)
         r = st.step(rec["ts"], bad, self.p)
         if r:
-            self._emit(r, rec, out, f"tilt {tilt:.0f} deg", tilt, "upright again")
+            self._emit(r, rec, out, f"tilt {tilt:.0f} deg", tilt, off_msg="upright again")
 
 
 # --- wiring (registry factories) ----------------------------------------------------------

@@ -22,6 +22,9 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
+
+from processors.rules.base import Condition, Record, Rule
 
 NS = 1_000_000_000
 
@@ -113,3 +116,41 @@ class Streak:
     def tail(self, ts: int, p: StreakParams) -> int:
         """For rules whose inputs can stop judging a target: keep the clear going."""
         return self._hold(ts, p)
+
+
+class DeviceRule(Rule):
+    """A per-device rule with a fixed kind and severity whose streak verdicts become conditions.
+
+    Subclasses set ``kind`` and ``severity`` and call ``_emit`` with a Streak verdict.
+    """
+
+    kind: ClassVar[str]
+    severity: ClassVar[str]
+
+    def _emit(
+        self,
+        r: int,
+        rec: Record,
+        out: list[Condition],
+        msg: str,
+        value: float | None = None,
+        *,
+        command: str | None = None,
+        off_msg: str = "back to normal",
+    ) -> None:
+        on = r == EMIT_ON
+        out.append(
+            Condition(
+                self.kind,
+                rec["device_id"],
+                "device",
+                on,
+                rec["ts"],
+                self.severity,
+                rec["family"],
+                rec["district"],
+                msg if on else off_msg,
+                value if on else None,
+                command if on else None,
+            )
+        )

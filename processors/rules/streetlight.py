@@ -53,7 +53,7 @@ from processors.rules.solar import (
     parse_hhmm,
     solar_schedule,
 )
-from processors.rules.streak import EMIT_OFF, EMIT_ON, NOTHING, Streak, StreakParams
+from processors.rules.streak import EMIT_OFF, EMIT_ON, NOTHING, DeviceRule, Streak, StreakParams
 
 ON_UNKNOWN_LEVEL = -1.0  # expected lit, level uncertain (next to a profile step)
 Steps = Iterable[tuple[str | int, str | int, float]]
@@ -270,7 +270,7 @@ class CircuitTracker:
 # --- rules --------------------------------------------------------------------------------
 
 
-class _LampRule(Rule):
+class _LampRule(DeviceRule):
     families: ClassVar[tuple[str, ...]] = ("streetlight",)
     kind: ClassVar[str]
     severity: ClassVar[str] = "warning"
@@ -289,33 +289,6 @@ class _LampRule(Rule):
             self.repeat_ns,
             int(self.cfg.max_gap_s * NS),
             int(min_span_s * NS),
-        )
-
-    def _emit(
-        self,
-        r: int,
-        rec: Record,
-        out: list[Condition],
-        msg: str,
-        value: float | None = None,
-        command: str | None = None,
-        off_msg: str = "back to normal",
-    ) -> None:
-        on = r == EMIT_ON
-        out.append(
-            Condition(
-                self.kind,
-                rec["device_id"],
-                "device",
-                on,
-                rec["ts"],
-                self.severity,
-                "streetlight",
-                rec["district"],
-                msg if on else off_msg,
-                value if on else None,
-                command if on else None,
-            )
         )
 
 
@@ -416,7 +389,7 @@ class DayBurn(_LampRule):
                 out,
                 "lit while it should be dark",
                 rec.get("power_w"),
-                f"switch off lamp {dev}",
+                command=f"switch off lamp {dev}",
             )
 
 

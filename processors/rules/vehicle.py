@@ -48,7 +48,7 @@ from shapely.geometry.base import BaseGeometry
 from processors.config import RulesConfig, VehicleRulesConfig
 from processors.rules.base import Condition, Record, Rule
 from processors.rules.solar import LocalClock, city_location, city_timezone, in_window, parse_hhmm
-from processors.rules.streak import EMIT_ON, NS, Streak, StreakParams
+from processors.rules.streak import EMIT_ON, NS, DeviceRule, Streak, StreakParams
 
 EARTH_M = 6_371_008.8
 OK = 1
@@ -192,7 +192,7 @@ class FixFilter:
 # --- rules --------------------------------------------------------------------------------
 
 
-class _VehicleRule(Rule):
+class _VehicleRule(DeviceRule):
     families: ClassVar[tuple[str, ...]] = ("vehicle",)
     kind: ClassVar[str]
     severity: ClassVar[str] = "warning"
@@ -233,31 +233,6 @@ class _VehicleRule(Rule):
         v = rec.get("speed_kmh")
         return float(v) if v is not None else self.filter.speed(rec["device_id"])
 
-    def _emit(
-        self,
-        r: int,
-        rec: Record,
-        out: list[Condition],
-        msg: str,
-        value: float | None = None,
-        off_msg: str = "back to normal",
-    ) -> None:
-        on = r == EMIT_ON
-        out.append(
-            Condition(
-                self.kind,
-                rec["device_id"],
-                "device",
-                on,
-                rec["ts"],
-                self.severity,
-                "vehicle",
-                rec["district"],
-                msg if on else off_msg,
-                value if on else None,
-            )
-        )
-
 
 class GpsJump(_VehicleRule):
     """A fix implying an impossible speed: dropped, reported as a data-quality event."""
@@ -295,7 +270,7 @@ class GpsJump(_VehicleRule):
                 out,
                 f"fix implies {speed:.0f} km/h; dropped",
                 speed,
-                "fixes consistent again",
+                off_msg="fixes consistent again",
             )
 
 
@@ -504,7 +479,7 @@ class IllegalDump(_VehicleRule):
                 out,
                 f"loaded and stopped {mins:.0f} min outside disposal sites and depots",
                 mins,
-                "moving again",
+                off_msg="moving again",
             )
 
 
@@ -555,7 +530,7 @@ class DaytimeHauling(_VehicleRule):
                 out,
                 "moving in the no-haul zone during banned hours",
                 rec.get("speed_kmh"),
-                "outside the zone or the banned hours",
+                off_msg="outside the zone or the banned hours",
             )
 
 
