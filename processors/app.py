@@ -155,8 +155,12 @@ class Processor:
             self.part_seen[tp] = time.monotonic()
             hw = self.consumer.highwater(tp)
             self.part_lag[tp] = max(0, (hw or 0) - offsets[tp])
-        # While a partition still replays its past, what the clock raises was raised before.
-        self.engine.tick(self.watermark(), warm if self.warm_until else out)
+        # No clock while any partition still replays its past: its state is not complete, and
+        # what a tick raises then would be lost with the suppressed output. Time-based rules
+        # stamp their conditions with event time (a silence starts at last reading + limit),
+        # so a later tick raises the same alert with the same id.
+        if not self.warm_until:
+            self.engine.tick(self.watermark(), out)
         await self._emit(out, stop)
         if offsets:
             await self.consumer.commit(offsets)
@@ -223,7 +227,8 @@ class Processor:
                 else:
                     # Idle: still let time-based rules (silence) see event time move.
                     out = Output()
-                    self.engine.tick(self.watermark(), out)
+                    if not self.warm_until:
+                        self.engine.tick(self.watermark(), out)
                     if out.lines or out.events:
                         await self._emit(out, stop)
         finally:

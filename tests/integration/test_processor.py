@@ -80,7 +80,10 @@ async def _run(s: Settings, spawn, rid: str, fault) -> tuple[int, list[str]]:
     await asyncio.to_thread(wait_for, lambda: _count(s, rid) > len(records) // 4, 60, 0.1)
     await fault(proc, env)
     await asyncio.to_thread(wait_for, lambda: _count(s, rid) >= len(records), 180)
-    await asyncio.sleep(2)  # anything beyond the expected count would show up now
+    # Silence is judged on the event-time clock, which a partition holds back until it has
+    # been idle for idle_partition_s (5 s): give the last alerts that long, and more.
+    await asyncio.to_thread(wait_for, lambda: len(_silent_targets(s, rid)) >= DEVICES // 10, 30)
+    await asyncio.sleep(2)  # anything beyond the expected counts would show up now
     result = _count(s, rid), _raised_ids(s, rid)
     await delete_topic(s, topic)
     return result
@@ -93,18 +96,22 @@ async def _no_fault(proc, env) -> None:
 _T0: dict[str, object] = {}
 
 
+def _silent_targets(s: Settings, rid: str) -> set[str]:
+    rows = influx_query(
+        s,
+        "SHOW TAG VALUES FROM alerts WITH KEY = target WHERE kind = 'device_silence' "
+        f"AND target =~ /^bin-{rid}-/",
+    )
+    return {r[1] for r in rows}
+
+
 def _check(s: Settings, rid: str, n: int, raised: list[str]) -> None:
     expected = len(_records(rid, t0=_T0[rid]))  # type: ignore[arg-type]
     assert n == expected, f"{n} of {expected} readings in InfluxDB"
     dup = [a for a, c in Counter(raised).items() if c > 1]
     assert not dup, f"alert ids raised twice: {dup[:5]}"
     silent = {f"bin-{rid}-{d}" for d in range(0, DEVICES, 10)}
-    rows = influx_query(
-        s,
-        f"SHOW TAG VALUES FROM alerts WITH KEY = target WHERE kind = 'device_silence' "
-        f"AND target =~ /^bin-{rid}-/",
-    )
-    got = {r[1] for r in rows}
+    got = _silent_targets(s, rid)
     assert got == silent, (
         f"silence alerts for {sorted(got)[:5]}..., expected the {len(silent)} silent bins"
     )
