@@ -199,7 +199,11 @@ class _VehicleRule(DeviceRule):
     muck_only: ClassVar[bool] = False
 
     def __init__(
-        self, proj: LocalProjection, cfg: VehicleRulesConfig | None, hold_s: float, repeat_s: float
+        self,
+        proj: LocalProjection,
+        cfg: VehicleRulesConfig | None = None,
+        hold_s: float = 600.0,
+        repeat_s: float = 60.0,
     ) -> None:
         self.proj = proj
         self.cfg = c = cfg or VehicleRulesConfig()
@@ -207,6 +211,11 @@ class _VehicleRule(DeviceRule):
         self.state: dict[str, Streak] = {}
         self.hold_ns = int(hold_s * NS)
         self.repeat_ns = int(repeat_s * NS)
+        self.p = self._params(*self._needs())
+
+    def _needs(self) -> tuple[int, int]:
+        """Readings in a row to raise, and to clear; one each unless a rule says otherwise."""
+        return 1, 1
 
     def _params(self, need: int, clear_need: int) -> StreakParams:
         return StreakParams(
@@ -242,16 +251,6 @@ class GpsJump(_VehicleRule):
     severity: ClassVar[str] = "info"
     description: ClassVar[str] = "implied speed between fixes > 200 km/h"
 
-    def __init__(
-        self,
-        proj: LocalProjection,
-        cfg: VehicleRulesConfig | None = None,
-        hold_s: float = 600.0,
-        repeat_s: float = 60.0,
-    ) -> None:
-        super().__init__(proj, cfg, hold_s, repeat_s)
-        self.p = self._params(1, 1)
-
     def on_reading(self, rec: Record, out: list[Condition]) -> None:
         lat, lon = rec.get("lat"), rec.get("lon")
         if lat is None or lon is None:
@@ -281,6 +280,9 @@ class Overspeed(_VehicleRule):
     kind: ClassVar[str] = "overspeed"
     description: ClassVar[str] = "speed above the limit for the vehicle kind, >= 3 fixes"
 
+    def _needs(self) -> tuple[int, int]:
+        return self.cfg.overspeed_fixes, self.cfg.clear_fixes
+
     def __init__(
         self,
         proj: LocalProjection,
@@ -289,7 +291,6 @@ class Overspeed(_VehicleRule):
         repeat_s: float = 60.0,
     ) -> None:
         super().__init__(proj, cfg, hold_s, repeat_s)
-        self.p = self._params(self.cfg.overspeed_fixes, self.cfg.clear_fixes)
         self.limits = dict(self.cfg.overspeed_kmh)
 
     def on_reading(self, rec: Record, out: list[Condition]) -> None:
@@ -326,7 +327,6 @@ class IdleTooLong(_VehicleRule):
         repeat_s: float = 60.0,
     ) -> None:
         super().__init__(proj, cfg, hold_s, repeat_s)
-        self.p = self._params(1, 1)
         self.after_ns = int(self.cfg.idle_after_min * 60 * NS)
         self.max_gap_ns = int(self.cfg.max_gap_s * NS)
         self.idle: dict[str, _Idle] = {}
@@ -363,6 +363,9 @@ class CorridorViolation(_VehicleRule):
     severity: ClassVar[str] = "major"
     description: ClassVar[str] = ">= 3 consecutive fixes outside the route buffer (150 m)"
 
+    def _needs(self) -> tuple[int, int]:
+        return self.cfg.corridor_fixes, self.cfg.clear_fixes
+
     def __init__(
         self,
         proj: LocalProjection,
@@ -375,7 +378,6 @@ class CorridorViolation(_VehicleRule):
         repeat_s: float = 60.0,
     ) -> None:
         super().__init__(proj, cfg, hold_s, repeat_s)
-        self.p = self._params(self.cfg.corridor_fixes, self.cfg.clear_fixes)
         self.lines = {rid: proj.geom(g) for rid, g in routes.items()}
         self.buffers = {rid: (buffers_m or {}).get(rid, self.cfg.corridor_m) for rid in routes}
         self.corridors = {rid: Area(g.buffer(self.buffers[rid])) for rid, g in self.lines.items()}
@@ -436,7 +438,6 @@ class IllegalDump(_VehicleRule):
         repeat_s: float = 60.0,
     ) -> None:
         super().__init__(proj, cfg, hold_s, repeat_s)
-        self.p = self._params(1, 1)
         self.sites = Areas(proj.geom(g) for g in sites)
         self.after_ns = int(self.cfg.dump_after_min * 60 * NS)
         self.r2 = self.cfg.stop_radius_m**2
@@ -490,6 +491,9 @@ class DaytimeHauling(_VehicleRule):
     kind: ClassVar[str] = "daytime_hauling"
     description: ClassVar[str] = "moving > 5 km/h in the no-haul zone in banned hours, >= 3 fixes"
 
+    def _needs(self) -> tuple[int, int]:
+        return self.cfg.haul_fixes, self.cfg.clear_fixes
+
     def __init__(
         self,
         proj: LocalProjection,
@@ -501,7 +505,6 @@ class DaytimeHauling(_VehicleRule):
     ) -> None:
         """``zones``: (area in lon/lat, banned from, banned to); None = the configured hours."""
         super().__init__(proj, cfg, hold_s, repeat_s)
-        self.p = self._params(self.cfg.haul_fixes, self.cfg.clear_fixes)
         self.clock = clock
         da, db = self.cfg.banned_hours
         self.zones = [
