@@ -139,6 +139,30 @@ class ProcessorSettings(BaseModel):
     metrics_port: int = 9320
 
 
+class NotifierSettings(BaseModel):
+    """Alert routing, work orders and the crew API (``citywatch notify``); see notifier/."""
+
+    group_id: str = "citywatch-notifier"
+
+
+class CommandSettings(BaseModel):
+    """Device commands and the downlink service; see commands/."""
+
+    group_id: str = "citywatch-downlink"
+
+
+class GrafanaSettings(BaseModel):
+    """Dashboards and KPIs (``citywatch dashboards``, ``citywatch report``); see dashboards/."""
+
+    datasource_name: str = "citywatch-influxdb"
+
+
+class SecuritySettings(BaseModel):
+    """Device credentials and broker TLS (``citywatch devices``); see citywatch/security/."""
+
+    tls_port: int = 8883
+
+
 class Settings(BaseSettings):
     """Everything configurable. Secrets not given here are generated once under state_dir."""
 
@@ -156,6 +180,10 @@ class Settings(BaseSettings):
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
+    notifier: NotifierSettings = Field(default_factory=NotifierSettings)
+    commands: CommandSettings = Field(default_factory=CommandSettings)
+    grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
     # Optional overrides of generated secrets (role -> password); see citywatch.credentials.
     passwords: dict[str, SecretStr] = Field(default_factory=dict)
     health_timeout_s: float = 60.0

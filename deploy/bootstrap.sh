@@ -11,6 +11,9 @@ need=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto mosquitto-clients)
 command -v java >/dev/null || need+=(default-jdk-headless)
 command -v mvn >/dev/null || need+=(maven)
+# Headless browser for the live operations page tests (driven by Playwright, system browser).
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   say "installing Debian packages: ${need[*]}"
   $SUDO apt-get update -qq

@@ -1,0 +1,1 @@
+"""Device commands: switch, dim, schedule lamps; downlink delivery and tracking."""
