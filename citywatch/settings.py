@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
@@ -139,16 +140,126 @@ class ProcessorSettings(BaseModel):
     metrics_port: int = 9320
 
 
+class CrewSettings(BaseModel):
+    """One maintenance crew (or the supervisor desk) and where its notifications go."""
+
+    id: str
+    districts: list[str] = Field(default_factory=list)  # empty: every district
+    webhook_url: str | None = None
+    email: list[str] = Field(default_factory=list)
+    mqtt: bool = True  # crews/{id}/alerts (QoS 1) and retained crews/{id}/status
+
+
+class RouteRule(BaseModel):
+    """First matching rule picks the crew; ``*`` matches anything.
+
+    ``hours`` ("HH:MM-HH:MM", may wrap midnight, in ``NotifierSettings.timezone``) limits a
+    rule to a shift; ``min_severity`` matches that severity and above.
+    """
+
+    crew: str
+    district: str = "*"
+    family: str = "*"
+    min_severity: str = "info"
+    hours: str | None = None
+
+
+class SlaSettings(BaseModel):
+    """Seconds a work order may stay unacknowledged / unresolved before the supervisor hears."""
+
+    ack_s: float
+    resolve_s: float
+
+
+def _default_slas() -> dict[str, SlaSettings]:
+    return {
+        "critical": SlaSettings(ack_s=15 * 60, resolve_s=4 * 3600),
+        "major": SlaSettings(ack_s=3600, resolve_s=24 * 3600),
+        "warning": SlaSettings(ack_s=4 * 3600, resolve_s=3 * 24 * 3600),
+        "info": SlaSettings(ack_s=24 * 3600, resolve_s=7 * 24 * 3600),
+    }
+
+
+class SmtpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 25
+    starttls: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = "citywatch@localhost"
+    timeout_s: float = 15.0
+
+
 class NotifierSettings(BaseModel):
     """Alert routing, work orders and the crew API (``citywatch notify``); see notifier/."""
 
     group_id: str = "citywatch-notifier"
+    instance: str = "n1"
+    # SQLAlchemy URL; None: sqlite:///<state_dir>/notifier.db. PostgreSQL works by URL
+    # (postgresql+psycopg://user:pw@host/db).
+    db_url: str | None = None
+    crews: list[CrewSettings] = Field(
+        default_factory=lambda: [CrewSettings(id="crew-central", districts=["central"]),
+                                 CrewSettings(id="crew-north", districts=["north"]),
+                                 CrewSettings(id="crew-harbour", districts=["harbour"])]
+    )
+    routes: list[RouteRule] = Field(
+        default_factory=lambda: [RouteRule(crew=f"crew-{d}", district=d)
+                                 for d in ("central", "north", "harbour")]
+    )
+    default_crew: str = "crew-central"  # when no rule matches
+    supervisor: CrewSettings = Field(default_factory=lambda: CrewSettings(id="supervisor"))
+    timezone: str = "UTC"  # for RouteRule.hours
+    sla: dict[str, SlaSettings] = Field(default_factory=_default_slas)
+    escalation_check_s: float = 5.0
+    # Webhook signing key (HMAC-SHA256); None: generated once in <state_dir>/webhook.key.
+    webhook_secret: SecretStr | None = None
+    webhook_timeout_s: float = 10.0
+    # Failed sends are retried with exponential backoff (base * 2^n, capped) up to max_attempts.
+    retry_base_s: float = 1.0
+    retry_cap_s: float = 300.0
+    max_attempts: int = 12
+    # A persisted notification waits this long before its first send (repeats within it
+    # update the order instead of adding messages).
+    delivery_delay_s: float = 0.0
+    delivery_concurrency: int = 8
+    max_batch: int = 500  # alert events per poll / DB transaction
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    mqtt_status_retained: bool = True
+    api_host: str = "127.0.0.1"
+    api_port: int = 8090
+    live_poll_s: float = 1.0  # how often the live page's event stream looks for changes
+    kpi_interval_s: float = 300.0  # 0 disables KPI points from ``citywatch notify``
+    kpi_window_s: float = 30 * 24 * 3600.0
 
 
 class CommandSettings(BaseModel):
-    """Device commands and the downlink service; see commands/."""
+    """Device commands and the downlink service (``citywatch downlink``); see commands/."""
 
     group_id: str = "citywatch-downlink"
+    instance: str = "d1"  # part of the MQTT client id
+    # SQLAlchemy URL of the command store; None: sqlite:///<state_dir>/commands.db.
+    db_url: str | None = None
+    # City model used to resolve targets (district, circuit -> lamps); None: the processor's,
+    # else <state_dir>/city.json.
+    city_model: Path | None = None
+    mqtt_user: str = "notifier"  # the broker role allowed to write .../down and read .../ack
+    default_expiry_s: float = 3600.0
+    max_expiry_s: float = 7 * 24 * 3600.0
+    # Rate limit: at most this many commands per target in any window (any issuer).
+    rate_limit_count: int = 6
+    rate_limit_window_s: float = 60.0
+    # Crews may command devices and circuits of their own districts; district-wide commands
+    # (always requiring confirm=true) are for supervisors unless this is set.
+    crews_district_wide: bool = False
+    # Delivery: resend when no ack came within ack_timeout_s * 2^attempt (capped), then fail.
+    ack_timeout_s: float = 10.0
+    ack_timeout_cap_s: float = 300.0
+    max_attempts: int = 5
+    # After the ack, the device's next reading must show the effect within this long.
+    verify_timeout_s: float = 900.0
+    verify_mismatches: int = 2  # readings contradicting the command before it is failed
+    tick_s: float = 0.5
 
 
 class GrafanaSettings(BaseModel):
@@ -160,7 +271,22 @@ class GrafanaSettings(BaseModel):
 class SecuritySettings(BaseModel):
     """Device credentials and broker TLS (``citywatch devices``); see citywatch/security/."""
 
+    # A TLS listener on mqtt.host:tls_port, with a CA and server certificate generated under
+    # <state_dir>/tls (citywatch.security.tls). Off by default: listeners change only when
+    # the broker restarts, and the pipeline's own clients use the plaintext loopback listener.
+    tls: bool = False
     tls_port: int = 8883
+    # True: no plaintext listener at all (every client, the pipeline's included, must use TLS).
+    require_tls: bool = False
+    # True: a TLS client must present a certificate signed by the project CA; its CN is then
+    # the MQTT username (no password needed on that listener).
+    tls_client_certs: bool = False
+    tls_cert_days: int = 825
+    # Extra names (DNS or IP) for the server certificate besides localhost/127.0.0.1/mqtt.host.
+    tls_server_names: list[str] = Field(default_factory=list)
+    # Uplinks from a device id not registered with `citywatch devices add`: "accept" them
+    # (and remember the id as auto-registered) or "deadletter" them (reason unknown_device).
+    unknown_devices: Literal["accept", "deadletter"] = "accept"
 
 
 class Settings(BaseSettings):
