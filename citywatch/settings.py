@@ -266,6 +266,17 @@ class GrafanaSettings(BaseModel):
     """Dashboards and KPIs (``citywatch dashboards``, ``citywatch report``); see dashboards/."""
 
     datasource_name: str = "citywatch-influxdb"
+    datasource_uid: str = "citywatch-influxdb"
+    url: str = "http://127.0.0.1:3000"  # `dashboards push` default target
+    folder: str = "citywatch"
+    # Dashboards, the report's local day and night hours; IANA name (the city's clock).
+    timezone: str = "Asia/Shanghai"
+    # The processors' trip summaries (KPI points) live in this retention policy.
+    trips_rp: str = "raw"
+    # `citywatch dashboards monitor`: scrape period and what it writes (measurement in `raw`).
+    monitor_interval_s: float = 10.0
+    monitor_measurement: str = "pipeline"
+    report_dir: Path = Path("out/reports")
 
 
 class SecuritySettings(BaseModel):
