@@ -11,6 +11,7 @@ import typer
 from citywatch.sim_cli import evaluate, simulate
 from citywatch.stack.cli import app as stack_app
 from ingest.cli import gateway
+from notifier.cli import api, notify, orders_app
 from processors.backtest.cli import backtest
 from processors.cli import process
 
@@ -26,6 +27,9 @@ app.command("process")(process)
 app.command("backtest")(backtest)
 app.command("simulate")(simulate)
 app.command("evaluate")(evaluate)
+app.command("notify")(notify)
+app.command("api")(api)
+app.add_typer(orders_app, name="orders")
 
 
 @app.command()

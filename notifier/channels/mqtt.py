@@ -1,0 +1,68 @@
+"""MQTT channel: ``crews/{crew_id}/alerts`` (QoS 1) and a retained ``crews/{crew_id}/status``.
+
+Connects as the broker user ``notifier`` (ACL: write ``crews/#``). The alert message is not
+retained (each is an event; the payload carries the idempotency key for dedupe); the status
+message is retained so a crew's app sees its current open/acknowledged counts on connect.
+
+Example:
+    >>> status_topic("crew-north")
+    'crews/crew-north/status'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+
+from citywatch import credentials
+from citywatch.mqtt import AsyncMqtt
+from citywatch.settings import Settings
+from notifier.channels import DeliveryError, body
+
+
+def alerts_topic(crew_id: str) -> str:
+    return f"crews/{crew_id}/alerts"
+
+
+def status_topic(crew_id: str) -> str:
+    return f"crews/{crew_id}/status"
+
+
+class MqttChannel:
+    name = "mqtt"
+
+    def __init__(self, s: Settings) -> None:
+        self.s = s
+        self.timeout = s.notifier.webhook_timeout_s
+        self.client = AsyncMqtt(
+            host=s.mqtt.host,
+            port=s.mqtt.port,
+            client_id=f"citywatch-notifier-{s.notifier.instance}",
+            username="notifier",
+            password=credentials.password(s, "notifier"),
+            keepalive_s=s.mqtt.keepalive_s,
+        )
+
+    async def start(self) -> None:
+        await self.client.connect()
+
+    async def _publish(self, topic: str, payload: bytes, retain: bool) -> None:
+        try:
+            await asyncio.wait_for(
+                self.client.publish(topic, payload, qos=1, retain=retain), self.timeout
+            )
+        except (TimeoutError, ConnectionError) as exc:
+            raise DeliveryError(f"MQTT publish to {topic}: {exc!r}") from exc
+
+    async def send(self, delivery: dict[str, Any]) -> None:
+        await self._publish(alerts_topic(delivery["recipient"]), body(delivery), retain=False)
+
+    async def publish_status(self, crew_id: str, counts: dict[str, int]) -> None:
+        doc = {"crew_id": crew_id, **counts, "updated_at": time.time()}
+        await self._publish(status_topic(crew_id), orjson.dumps(doc), retain=True)
+
+    async def close(self) -> None:
+        await self.client.close()
