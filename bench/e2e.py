@@ -1,0 +1,367 @@
+"""End to end: simulator -> Mosquitto -> gateway -> Kafka -> processor -> InfluxDB, sustained.
+
+A city of ``--devices`` (districts named ``x01``.. so its device ids are the benchmark's own)
+is simulated at a speed chosen to offer ``--rate`` readings/s for ``--duration`` wall seconds,
+through one gateway and one processor that write to benchmark topics (readings, alerts, dead
+letters, presence) so nothing else sees their output. While it runs, both processes'
+Prometheus counters and resident memory (/proc/<pid>/status) are sampled every second. After
+the drain, the simulator's ledger of acknowledged readings is compared with InfluxDB
+(``processors.evaluate``): ``missing`` must be 0.
+
+Offer more than the pipeline takes (the harness offers 1.2 x the slower of gateway and
+processor) and the processor's rate over its busy span is the sustained maximum.
+
+Example:
+    $ .venv/bin/python -m bench.e2e --devices 10000 --rate 6000 --duration 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from citywatch.demo import _metric
+from citywatch.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+NS = 1_000_000_000
+#: Devices per simulated district (citygen lays out ~300-600; 457 on average).
+DEVICES_PER_DISTRICT = 457
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS (now) and VmHWM (peak) of a process in KiB; {} once it has gone."""
+    out: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0])
+    return out
+
+
+@dataclass
+class Pipeline:
+    """Gateways and processors run as processes on benchmark-only Kafka topics.
+
+    The gateways' MQTT filter decides what they see; everything they and the processors emit
+    goes to ``citywatch.bench.<rid>.*`` topics, deleted by ``close``.
+    """
+
+    s: Settings
+    workdir: Path
+    uplink_filter: str = "city/+/+/+/up"
+    env_extra: dict[str, str] = field(default_factory=dict)
+    rid: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def topics(self) -> dict[str, str]:
+        base = f"citywatch.bench.{self.rid}"
+        return {k: f"{base}.{k}" for k in ("readings", "alerts", "deadletter", "presence")}
+
+    def env(self) -> dict[str, str]:
+        t = self.topics
+        return {
+            **os.environ,
+            "CITYWATCH_STATE_DIR": str(self.s.state_dir),
+            "CITYWATCH_KAFKA__READINGS_TOPIC": t["readings"],
+            "CITYWATCH_KAFKA__ALERTS_TOPIC": t["alerts"],
+            "CITYWATCH_KAFKA__DEADLETTER_TOPIC": t["deadletter"],
+            "CITYWATCH_KAFKA__PRESENCE_TOPIC": t["presence"],
+            "CITYWATCH_GATEWAY__UPLINK_FILTER": self.uplink_filter,
+            "CITYWATCH_GATEWAY__STATUS_FILTER": self.uplink_filter.removesuffix("/up") + "/status",
+            # Short: a benchmark's session must not keep queueing in Mosquitto afterwards.
+            "CITYWATCH_GATEWAY__SESSION_EXPIRY_S": "30",
+            "CITYWATCH_GATEWAY__SHARE_GROUP": f"bench{self.rid}",
+            "CITYWATCH_PROCESSOR__GROUP_ID": f"citywatch-bench-{self.rid}",
+            "CITYWATCH_PROCESSOR__WARMUP_S": "0",
+            **self.env_extra,
+        }
+
+    async def create_topics(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.s.kafka.bootstrap)
+        await admin.start()
+        try:
+            t = self.topics
+            await admin.create_topics(
+                [NewTopic(t["readings"], self.s.kafka.readings_partitions, 1)]
+                + [NewTopic(t[k], 1, 1) for k in ("alerts", "deadletter", "presence")]
+            )
+        finally:
+            await admin.close()
+
+    async def delete_topics(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.s.kafka.bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics(list(self.topics.values()))
+        except Exception:  # cleanup only: a leftover topic is harmless
+            pass
+        finally:
+            await admin.close()
+
+    def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> int:
+        log = (self.workdir / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "citywatch", *args],
+            cwd=REPO,
+            env={**self.env(), **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        return self.procs[name].pid
+
+    def start_gateway(self, name: str = "gateway", registry: Path | None = None) -> int:
+        port = self.ports[name] = free_port()
+        env = {"CITYWATCH_GATEWAY__METRICS_PORT": str(port)}
+        if registry is not None:
+            env["CITYWATCH_GATEWAY__DEVICE_REGISTRY"] = str(registry)
+        return self.spawn(name, ["gateway", "--instance", f"bench-{self.rid}-{name}"], env)
+
+    def start_processor(self, name: str = "processor", city_model: Path | None = None) -> int:
+        port = self.ports[name] = free_port()
+        args = ["process", "--instance", f"bench-{self.rid}-{name}"]
+        if city_model is not None:
+            args += ["--city-model", str(city_model)]
+        return self.spawn(name, args, {"CITYWATCH_PROCESSOR__METRICS_PORT": str(port)})
+
+    def metric(self, name: str, metric: str) -> float:
+        return _metric(f"http://127.0.0.1:{self.ports[name]}/metrics", metric)
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        """Until every process answers on its metrics port (then give them 2 s to subscribe)."""
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        for name, port in self.ports.items():
+            while True:
+                proc = self.procs[name]
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited: see {self.workdir / name}.log")
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1.0)
+                    break
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{name} not ready in {timeout_s} s") from None
+                    time.sleep(0.3)
+        time.sleep(2.0)
+
+    def close(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs.values():
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        asyncio.run(self.delete_topics())
+
+
+class Sampler(threading.Thread):
+    """Every ``every`` s: gateway readings forwarded, processor readings, and both RSS."""
+
+    def __init__(self, pipe: Pipeline, every: float = 1.0) -> None:
+        super().__init__(daemon=True)
+        self.pipe, self.every = pipe, every
+        self.samples: list[dict[str, float]] = []
+        self._stop_evt = threading.Event()
+        self.t0 = time.monotonic()
+
+    def sample(self) -> dict[str, float]:
+        p = self.pipe
+        row: dict[str, float] = {"t": time.monotonic() - self.t0}
+        for name, proc in p.procs.items():
+            metric = (
+                "citywatch_gateway_readings_forwarded"
+                if name.startswith("gateway")
+                else "citywatch_processor_records"
+            )
+            row[name] = p.metric(name, metric)
+            mem = memory_kib(proc.pid)
+            row[f"{name}_rss_kib"] = mem.get("VmRSS", 0)
+            row[f"{name}_hwm_kib"] = mem.get("VmHWM", 0)
+        return row
+
+    def run(self) -> None:
+        while not self._stop_evt.is_set():
+            self.samples.append(self.sample())
+            self._stop_evt.wait(self.every)
+
+    def stop(self) -> None:
+        self._stop_evt.set()
+        self.join(10)
+
+
+def sustained_rate(series: list[tuple[float, float]]) -> tuple[float, float]:
+    """(rate, span_s) of a cumulative counter over its busy span: first to last increase.
+
+    >>> sustained_rate([(0, 0), (1, 0), (2, 100), (3, 300), (4, 500), (5, 500)])
+    (200.0, 2.0)
+    """
+    busy = [i for i in range(1, len(series)) if series[i][1] > series[i - 1][1]]
+    if not busy:
+        return 0.0, 0.0
+    # The sample before the first increase is when counting started (within one period).
+    (t0, c0), (t1, c1) = series[busy[0]], series[busy[-1]]
+    span = t1 - t0
+    return ((c1 - c0) / span if span > 0 else 0.0), span
+
+
+def readings_per_sim_second(model: Any) -> float:
+    return float(sum(1.0 / d.interval_s for d in model.devices.values()))
+
+
+def influx_loss(s: Settings, ledger_file: Path) -> dict[str, Any]:
+    """The simulator's acked readings vs InfluxDB (``processors.evaluate``'s loss ledger)."""
+    from ingest.simulator.ledger import Ledger
+    from processors.evaluate import collect, compare, parse_iso
+
+    led = Ledger.load(ledger_file)
+    t0, t1 = parse_iso(led.meta["sim_start"]), parse_iso(led.meta["sim_end"])
+    since_ns = int((float(led.meta.get("wall_start", 0.0)) - 5.0) * NS)
+    got = asyncio.run(
+        collect(
+            s,
+            since_ns=since_ns,
+            t0=t0 - 3600,
+            t1=t1 + 3600,
+            alerts_from_kafka=False,
+            use_kafka=False,
+            use_influx=True,
+            limit_s=60.0,
+        )
+    )
+    st = compare("influxdb", led.acked, got.influx or {})
+    return {
+        "acked": led.readings_acked,
+        "in_influxdb": st.present,
+        "missing": st.missing if got.influx is not None else None,
+        "first_missing": st.first_missing[:5],
+        "notes": got.notes,
+    }
+
+
+def run(
+    s: Settings, *, devices: int, rate: float, duration: float, workdir: Path, seed: int = 11
+) -> dict[str, Any]:
+    """Offer ``rate`` readings/s from ``devices`` simulated devices for ``duration`` s."""
+    from citywatch.citymodel import CityModel
+    from ingest.simulator.ledger import Ledger, ledger_path
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    scale = max(1, math.ceil(devices / DEVICES_PER_DISTRICT))
+    names = [f"x{i + 1:02d}" for i in range(scale)]
+    model_file, truth = workdir / "city.json", workdir / "truth.jsonl"
+    model = CityModel.generate(seed, scale, s.city.model_copy(update={"districts": names}))
+    model.save(model_file)
+    speed = rate / readings_per_sim_second(model)
+    pipe = Pipeline(s, workdir, env_extra={"CITYWATCH_CITY__DISTRICTS": json.dumps(names)})
+    asyncio.run(pipe.create_topics())
+    try:
+        pipe.start_gateway(registry=model_file)
+        pipe.start_processor(city_model=model_file)
+        pipe.wait_ready()
+        sampler = Sampler(pipe)
+        idle = sampler.sample()
+        sampler.start()
+        t_sim = time.monotonic()
+        sim = subprocess.run(
+            [sys.executable, "-m", "citywatch", "simulate", "--seed", str(seed)]
+            + ["--scale", str(scale), "--speed", f"{speed:.4f}", "--duration", str(duration)]
+            + ["--truth", str(truth), "--city-model", str(model_file), "--no-presence"]
+            + ["--fault-rate", "0", "--transport-rate", "0", "--clock-skew-rate", "0"],
+            cwd=REPO,
+            env=pipe.env(),
+            capture_output=True,
+            text=True,
+            timeout=duration + 600,
+        )
+        sim_wall = time.monotonic() - t_sim
+        (workdir / "simulator.log").write_text(sim.stdout + sim.stderr)
+        if sim.returncode != 0:
+            raise RuntimeError(f"simulator failed: {sim.stderr[-2000:]}")
+        acked = Ledger.load(ledger_path(truth)).readings_acked
+        # Drain: the processor has processed at least what Mosquitto acked, and is quiet.
+        deadline, quiet, last = time.monotonic() + 300, 0, -1.0
+        while time.monotonic() < deadline and quiet < 3:
+            time.sleep(1.0)
+            done = pipe.metric("processor", "citywatch_processor_records")
+            quiet = quiet + 1 if done >= acked and done == last else 0
+            last = done
+        sampler.stop()
+        samples = sampler.samples
+        final = sampler.sample()
+    finally:
+        pipe.close()
+    proc_rate, proc_span = sustained_rate([(r["t"], r["processor"]) for r in samples])
+    gw_rate, gw_span = sustained_rate([(r["t"], r["gateway"]) for r in samples])
+    loss = influx_loss(s, ledger_path(truth))
+    mem = {}
+    for name in ("gateway", "processor"):
+        peak = max([r.get(f"{name}_rss_kib", 0.0) for r in samples] + [0.0])
+        mem[name] = {
+            "idle_rss_mib": idle[f"{name}_rss_kib"] / 1024,
+            "peak_rss_mib": peak / 1024,
+            "hwm_mib": final.get(f"{name}_hwm_kib", 0) / 1024 or None,
+            "per_10k_devices_mib": (peak - idle[f"{name}_rss_kib"]) / 1024 * 10_000 / devices,
+        }
+    return {
+        "devices": len(model.devices),
+        "offered_per_s": rate,
+        "speed": speed,
+        "simulator_wall_s": sim_wall,
+        "acked": acked,
+        "offered_actual_per_s": acked / sim_wall if sim_wall else 0.0,
+        "gateway_per_s": gw_rate,
+        "gateway_span_s": gw_span,
+        "e2e_per_s": proc_rate,
+        "e2e_span_s": proc_span,
+        "loss": loss,
+        "memory": mem,
+        "series": [
+            {"t": r["t"], "gateway": r["gateway"], "processor": r["processor"]} for r in samples
+        ],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--devices", type=int, default=10_000)
+    ap.add_argument("--rate", type=float, default=5_000, help="offered readings/s")
+    ap.add_argument("--duration", type=float, default=60.0, help="wall seconds of simulation")
+    ap.add_argument("--workdir", type=Path, default=None)
+    a = ap.parse_args()
+    s = Settings()
+    wd = a.workdir or s.state_dir / "bench" / time.strftime("%Y%m%d-%H%M%S")
+    out = run(s, devices=a.devices, rate=a.rate, duration=a.duration, workdir=wd)
+    out.pop("series")
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
