@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from citywatch.security.cli import app as devices_app
 from citywatch.sim_cli import evaluate, simulate
 from citywatch.stack.cli import app as stack_app
 from ingest.cli import gateway
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 
 app.add_typer(stack_app, name="stack")
+app.add_typer(devices_app, name="devices")
 app.command("gateway")(gateway)
 app.command("process")(process)
 app.command("backtest")(backtest)
