@@ -54,8 +54,10 @@ class Simulation:
         if t0 is None:
             t0 = default_start(self.city, time.time() if now is None else now, cfg.sim_seconds)
         self.ctx = SimContext.build(self.city, cfg, t0)
+        self.lamps = Lamps(self.ctx)
+        self.now = math.ceil(self.ctx.t0)  # the simulated second being generated
         self.families: list[Family] = [
-            Lamps(self.ctx),
+            self.lamps,
             Bins(self.ctx),
             Vehicles(self.ctx),
             Dust(self.ctx),
@@ -114,6 +116,7 @@ class Simulation:
         if self.cfg.presence:
             yield from self._count(self._plan_presence(t0))
         for t in range(t0, t1):
+            self.now = t
             out: list[Message] = []
             for fam in self.families:
                 fam.emit(t, out)
@@ -124,6 +127,10 @@ class Simulation:
             yield from self._count(out)
         # Held messages whose release falls after the end go out at the end, not later.
         yield from self._count([replace(m, t=min(m.t, t1)) for m in self.transport.flush()])
+
+    def command(self, device_id: str, kind: str, params: dict[str, Any]) -> str | None:
+        """A command reaching a lamp now (see ``Lamps.command``); its next report shows it."""
+        return self.lamps.command(device_id, kind, params, self.now)
 
     def _count(self, msgs: list[Message]) -> list[Message]:
         st = self.stats

@@ -12,6 +12,13 @@ Faults: ``lamp_out`` (off, 0 W), ``day_burn`` (on at 100 % while the schedule sa
 ``lamp_degradation`` (power × factor while lit), ``voltage_out_of_band`` and
 ``device_silence`` (the lamp is left out / does not publish).
 
+Commands (``command``; delivered by ``ingest.simulator.downlink``): ``switch`` and ``dim``
+override the schedule (and a day-burning controller) until their ``duration_s`` or the
+circuit's next scheduled switch; ``schedule`` replaces the lamp's on/off/dimming times;
+``reboot`` drops every override; ``ping`` does nothing. A lamp reports at once after a
+command that changes it. A dead lamp (``lamp_out``, ``circuit_outage``) still acknowledges,
+but its next reading shows that nothing happened; a silent one does not answer at all.
+
 Example:
     >>> from citywatch.citymodel import CityModel
     >>> from ingest.simulator.config import SimConfig
@@ -31,7 +38,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from citywatch.citymodel import Device, hhmm_seconds
+from citywatch.citymodel import CityModel, Device, hhmm_seconds
 from ingest.simulator.context import SimContext
 from ingest.simulator.formats import Message, encode, lamp_frame
 from ingest.simulator.truth import Fault
@@ -76,6 +83,48 @@ class _CircuitClock:
         return "off", 0
 
 
+@dataclass(slots=True)
+class _Override:
+    """A commanded state (``until`` None: open-ended) or a commanded schedule."""
+
+    state: str = "on"
+    dim: int = 100
+    until: float | None = None
+    schedule: dict[str, Any] | None = None
+
+    def expected(self, city: CityModel, t: float) -> tuple[str, int] | None:
+        if self.until is not None and t >= self.until:
+            return None
+        if self.schedule is None:
+            return self.state, self.dim
+        sch = self.schedule
+        day = city.local_day(t)
+        for d in (day - 1, day):
+            on = _at(city, sch["on"], d)
+            off = _at(city, sch["off"], d)
+            if off <= on:
+                off = _at(city, sch["off"], d + 1)
+            if on <= t < off:
+                if "dim_level_pct" in sch:
+                    for dd in (d, d + 1):
+                        a = _at(city, sch["dim_from"], dd)
+                        b = _at(city, sch["dim_to"], dd)
+                        b = b if b > a else b + 86400
+                        if a <= t < b:
+                            return "dim", int(sch["dim_level_pct"])
+                return "on", 100
+        return "off", 0
+
+
+def _at(city: CityModel, spec: str, day: int) -> float:
+    """A schedule time ("HH:MM", "sunset", "sunrise-10" minutes) on a local day, in epoch s."""
+    for name, idx in (("sunset", 1), ("sunrise", 0)):
+        if spec.startswith(name):
+            rest = spec[len(name) :]
+            return city.sun_times(day)[idx] + (int(rest) * 60 if rest else 0)
+    return city.local_midnight(day) + hhmm_seconds(spec)
+
+
 class Lamps:
     """All streetlight publishers of the city."""
 
@@ -96,6 +145,8 @@ class Lamps:
                     base = city.local_midnight(day)
                     dim.append((base + a, base + b, step.level_pct))
             self.clocks[cid] = _CircuitClock(lit, dim, ctx.faults(cid))
+        self.overrides: dict[str, _Override] = {}
+        self.lamp_of: dict[str, tuple[_Lamp, _Publisher]] = {}
         pubs: dict[str, _Publisher] = {}
         for dev in city.devices.values():
             if dev.family != "streetlight":
@@ -116,6 +167,7 @@ class Lamps:
                     dev, [], dev.payload_format, dev.concentrator_id is not None
                 )
             pub.lamps.append(lamp)
+            self.lamp_of[dev.id] = (lamp, pub)
         self.buckets: list[list[_Publisher]] = [[] for _ in range(self.interval)]
         for pid, pub in pubs.items():
             self.buckets[ctx.phase(pid, self.interval)].append(pub)
@@ -141,6 +193,43 @@ class Lamps:
 
     def _event(self, t: float, pub: _Publisher) -> None:
         self.events.setdefault(math.ceil(t), {})[id(pub)] = pub
+
+    def command(self, device_id: str, kind: str, params: dict[str, Any], t: int) -> str | None:
+        """Apply a command at simulated second ``t``: the ack status ("ok", "unsupported"),
+        or None when the lamp cannot answer (unknown here, or silent by a fault)."""
+        found = self.lamp_of.get(device_id)
+        if found is None:
+            return None
+        lamp, pub = found
+        assert lamp.dev.circuit_id is not None
+        fault = SimContext.active(lamp.faults, t)
+        if fault is not None and fault.kind == "device_silence":
+            return None
+        if kind == "ping":
+            return "ok"
+        if kind == "reboot":
+            self.overrides.pop(device_id, None)
+        elif kind in ("switch", "dim"):
+            if kind == "switch":
+                state, dim = ("on", 100) if params.get("state") == "on" else ("off", 0)
+            else:
+                dim = int(params["level_pct"])
+                state = "off" if dim == 0 else ("on" if dim >= 100 else "dim")
+            until: float | None = None
+            if params.get("duration_s"):
+                until = t + float(params["duration_s"])
+            else:
+                # Like a real controller: a manual override lasts until the next switch
+                # of the circuit's own schedule.
+                nxt = self.ctx.city.switch_times(lamp.dev.circuit_id, t + 1, t + 2 * 86400)
+                until = nxt[0] if nxt else None
+            self.overrides[device_id] = _Override(state, dim, until)
+        elif kind == "schedule":
+            self.overrides[device_id] = _Override(schedule=dict(params))
+        else:
+            return "unsupported"
+        self._event(t + 1, pub)  # controllers report on every change
+        return "ok"
 
     def emit(self, t: int, out: list[Message]) -> None:
         due = self.buckets[t % self.interval]
@@ -189,7 +278,14 @@ class Lamps:
         volts = 230.0 + lamp.vbias + rng.gauss(0.0, 1.2)
         if kind == "day_burn":
             state, dim = "on", 100
-        elif kind == "lamp_out":
+        ov = self.overrides.get(dev.id) if self.overrides else None
+        if ov is not None:
+            commanded = ov.expected(self.ctx.city, t)
+            if commanded is None:
+                del self.overrides[dev.id]
+            else:
+                state, dim = commanded
+        if kind == "lamp_out":
             state, dim = "off", 0
         power = 0.0
         if state != "off":
