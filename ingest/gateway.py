@@ -27,12 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import cast
-
-import paho.mqtt.client as mqtt
 
 from citywatch import credentials
-from citywatch.mqtt import AsyncMqtt
+from citywatch.mqttlean import LeanSubscriber
 from citywatch.settings import Settings
 from ingest.decode import decode_message
 from ingest.kafka_sink import KafkaSink
@@ -87,25 +84,23 @@ class Gateway:
         self._kafka_ready = asyncio.Event()
         self._busy_since: float | None = None
         self._kafka_task: asyncio.Task[None] | None = None
-        self.mqtt = AsyncMqtt(
-            host=settings.mqtt.host,
-            port=settings.mqtt.port,
-            client_id=f"citywatch-{self.instance}",
-            username="gateway",
-            password=credentials.password(settings, "gateway"),
+        self.mqtt = LeanSubscriber(
+            settings.mqtt.host,
+            settings.mqtt.port,
+            f"citywatch-{self.instance}",
+            "gateway",
+            credentials.password(settings, "gateway"),
+            on_message=self._on_message,
             clean_start=False,  # persistent session: the broker keeps what we did not ack
             session_expiry_s=g.session_expiry_s,
             receive_maximum=g.receive_maximum,
-            manual_ack=True,
             keepalive_s=settings.mqtt.keepalive_s,
-            on_message=self._on_message,
         )
         self.stats = {"messages": 0, "readings": 0, "dead": 0, "spooled": 0, "drained": 0}
 
     # -- MQTT in ---------------------------------------------------------------------
-    def _on_message(self, msg: mqtt.MQTTMessage) -> None:
-        payload = cast(bytes, msg.payload)  # paho hands over bytes; typed as bytes | bytearray
-        self.inbox.put_nowait(Inbound(msg.mid, msg.qos, msg.topic, payload, time.time_ns()))
+    def _on_message(self, topic: str, payload: bytes, qos: int, mid: int) -> None:
+        self.inbox.put_nowait(Inbound(mid, qos, topic, payload, time.time_ns()))
         if self.inbox.qsize() >= self.high:
             self.mqtt.pause_reading()
 

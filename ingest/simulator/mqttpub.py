@@ -28,53 +28,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import struct
 from collections.abc import Callable
 from typing import Any, Final
+
+from citywatch.mqttlean import (
+    CONNACK,
+    CONNECT,
+    DISCONNECT,
+    PINGREQ,
+    PINGRESP,
+    PUBACK,
+    U16,
+    MqttError,
+    string,
+    varint,
+)
 
 log = logging.getLogger(__name__)
 
 AckCallback = Callable[[Any, bool], None]
 
-_CONNECT: Final = 0x10
-_CONNACK: Final = 0x20
 _PUBLISH_QOS1: Final = 0x32
 _DUP: Final = 0x08
-_PUBACK: Final = 0x40
-_PINGREQ: Final = b"\xc0\x00"
-_PINGRESP: Final = 0xD0
-_DISCONNECT: Final = b"\xe0\x00"
-_U16: Final = struct.Struct(">H")
-
-
-class MqttError(ConnectionError):
-    """The broker refused us or the connection broke in a way we cannot repair."""
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _string(s: str | bytes) -> bytes:
-    b = s.encode() if isinstance(s, str) else s
-    return _U16.pack(len(b)) + b
 
 
 def connect_packet(client_id: str, username: str, password: str, keepalive: int) -> bytes:
-    body = _string("MQTT") + bytes([4, 0xC2]) + _U16.pack(keepalive)  # v4, user+pw, clean
-    body += _string(client_id) + _string(username) + _string(password)
-    return bytes([_CONNECT]) + _varint(len(body)) + body
+    body = string("MQTT") + bytes([4, 0xC2]) + U16.pack(keepalive)  # v4, user+pw, clean
+    body += string(client_id) + string(username) + string(password)
+    return bytes([CONNECT]) + varint(len(body)) + body
 
 
 def publish_packet(topic: bytes, payload: bytes, pid: int, dup: bool = False) -> bytes:
     rest = len(topic) + 4 + len(payload)
-    head = bytes([_PUBLISH_QOS1 | (_DUP if dup else 0)]) + _varint(rest)
-    return b"".join((head, _U16.pack(len(topic)), topic, _U16.pack(pid), payload))
+    head = bytes([_PUBLISH_QOS1 | (_DUP if dup else 0)]) + varint(rest)
+    return b"".join((head, U16.pack(len(topic)), topic, U16.pack(pid), payload))
 
 
 class _Protocol(asyncio.Protocol):
@@ -101,11 +88,11 @@ class _Protocol(asyncio.Protocol):
                 return
             if n - pos < 2 + length:
                 break
-            if kind == _PUBACK:
-                owner._acked(_U16.unpack_from(buf, pos + 2)[0])
-            elif kind == _CONNACK:
+            if kind == PUBACK:
+                owner._acked(U16.unpack_from(buf, pos + 2)[0])
+            elif kind == CONNACK:
                 owner._on_connack(buf[pos + 3])
-            elif kind != _PINGRESP:
+            elif kind != PINGRESP:
                 log.debug("ignoring MQTT packet type 0x%02x", kind)
             pos += 2 + length
         del buf[:pos]
@@ -209,7 +196,7 @@ class FastPublisher:
         while not self._closing:
             await asyncio.sleep(self.keepalive_s / 2)
             if self._connected.is_set():
-                self._out.append(_PINGREQ)
+                self._out.append(PINGREQ)
                 self._schedule_flush()
 
     # -- publishing ----------------------------------------------------------------------
@@ -280,7 +267,7 @@ class FastPublisher:
                 task.cancel()
         if self._proto is not None and self._proto.transport is not None:
             self._flush()
-            self._proto.transport.write(_DISCONNECT)
+            self._proto.transport.write(DISCONNECT)
             self._proto.transport.close()
         for _, _, token in self.inflight.values():
             self.on_ack(token, False)
