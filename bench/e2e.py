@@ -328,7 +328,10 @@ def run(
             "idle_rss_mib": idle[f"{name}_rss_kib"] / 1024,
             "peak_rss_mib": peak / 1024,
             "hwm_mib": final.get(f"{name}_hwm_kib", 0) / 1024 or None,
-            "per_10k_devices_mib": (peak - idle[f"{name}_rss_kib"]) / 1024 * 10_000 / devices,
+            "per_10k_devices_mib": (peak - idle[f"{name}_rss_kib"])
+            / 1024
+            * 10_000
+            / len(model.devices),
         }
     return {
         "devices": len(model.devices),
