@@ -101,13 +101,15 @@ class Pipeline:
             **self.env_extra,
         }
 
-    async def create_topics(self) -> None:
+    async def create_topics(self, readings: bool = True) -> None:
+        """All benchmark topics; ``readings=False`` when the caller fills that one itself."""
         admin = AIOKafkaAdminClient(bootstrap_servers=self.s.kafka.bootstrap)
         await admin.start()
         try:
             t = self.topics
+            first = [NewTopic(t["readings"], self.s.kafka.readings_partitions, 1)]
             await admin.create_topics(
-                [NewTopic(t["readings"], self.s.kafka.readings_partitions, 1)]
+                (first if readings else [])
                 + [NewTopic(t[k], 1, 1) for k in ("alerts", "deadletter", "presence")]
             )
         finally:
