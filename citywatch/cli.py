@@ -11,6 +11,8 @@ import typer
 from citywatch.security.cli import app as devices_app
 from citywatch.sim_cli import evaluate, simulate
 from citywatch.stack.cli import app as stack_app
+from commands.cli import app as cmd_app
+from commands.cli import downlink
 from ingest.cli import gateway
 from notifier.cli import api, notify, orders_app
 from processors.backtest.cli import backtest
@@ -32,6 +34,8 @@ app.command("evaluate")(evaluate)
 app.command("notify")(notify)
 app.command("api")(api)
 app.add_typer(orders_app, name="orders")
+app.add_typer(cmd_app, name="cmd")
+app.command("downlink")(downlink)
 
 
 @app.command()

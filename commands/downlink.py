@@ -51,7 +51,7 @@ from commands.model import (
     effect_seen,
     verified_on_ack,
 )
-from commands.store import Store, Suggestion
+from commands.store import Store, Suggestion, db_url
 from commands.targets import Targets
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,6 @@ class DownlinkStats:
     failed: int = 0
     expired: int = 0
     extra: dict[str, int] = field(default_factory=dict)
-
-
-def db_url(settings: Settings) -> str:
-    return settings.commands.db_url or f"sqlite:///{settings.state_dir / 'commands.db'}"
 
 
 def down_payload(cmd: Command, d: Delivery) -> bytes:

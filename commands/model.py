@@ -202,8 +202,8 @@ def aggregate(states: Iterable[str]) -> State:
         return "queued"
     open_ = [s for s in seen if s not in TERMINAL]
     if open_:
-        order = ("queued", "sent", "acked")
-        return min(open_, key=order.index)  # type: ignore[return-value]
+        order: tuple[State, ...] = ("queued", "sent", "acked")
+        return next(s for s in order if s in open_)
     if all(s == "applied" for s in seen):
         return "applied"
     if all(s == "expired" for s in seen):
@@ -223,11 +223,11 @@ def effect_seen(kind: str, params: Mapping[str, Any], reading: Mapping[str, Any]
     if state is None:
         return None
     if kind == "switch":
-        return (state != "off") if params.get("state") == "on" else (state == "off")
+        return bool(state != "off") if params.get("state") == "on" else bool(state == "off")
     if kind == "dim":
         level = int(params.get("level_pct", 0))
         if level == 0:
-            return state == "off"
+            return bool(state == "off")
         if state == "off":
             return False
         pct = reading.get("dimming_pct")

@@ -64,10 +64,10 @@ def command_record(cmd: Command) -> bytes:
 class Submitter:
     """Shared by the API (one per app) and the CLI (one per call)."""
 
-    def __init__(self, settings: Settings, store: Store, targets: Targets) -> None:
+    def __init__(self, settings: Settings, store: Store, targets: Targets | None = None) -> None:
         self.s = settings
         self.store = store
-        self.targets = targets
+        self._targets = targets
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -92,6 +92,13 @@ class Submitter:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+
+    @property
+    def targets(self) -> Targets:
+        """The city model, read on first use (an API may start before the model exists)."""
+        if self._targets is None:
+            self._targets = Targets.load(self.s)
+        return self._targets
 
     def prepare(
         self, p: PrincipalLike, req: CommandRequest, source: str, now: float | None = None

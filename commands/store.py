@@ -43,6 +43,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import StaticPool
 
+from citywatch.settings import Settings
 from commands.model import Command, Delivery, aggregate, can_move
 
 
@@ -144,9 +145,9 @@ class Suggestion:
 def _to_command(r: CommandRow) -> Command:
     return Command(
         id=r.id,
-        kind=r.kind,  # type: ignore[arg-type]
+        kind=r.kind,
         params=json.loads(r.params),
-        target_type=r.target_type,  # type: ignore[arg-type]
+        target_type=r.target_type,
         target=r.target,
         district=r.district,
         issuer=r.issuer,
@@ -156,7 +157,7 @@ def _to_command(r: CommandRow) -> Command:
         confirmed=r.confirmed,
         source=r.source,
         note=r.note,
-        state=r.state,  # type: ignore[arg-type]
+        state=r.state,
         detail=r.detail,
     )
 
@@ -191,6 +192,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def db_url(settings: Settings) -> str:
+    """The configured store URL (default: SQLite under the state directory)."""
+    return settings.commands.db_url or f"sqlite:///{settings.state_dir / 'commands.db'}"
 
 
 def make_engine(url: str) -> Engine:
@@ -261,7 +267,7 @@ class Store:
             row = s.get(CommandRow, cmd_id)
             return _to_command(row) if row else None
 
-    def list(
+    def list_commands(
         self,
         *,
         state: str | None = None,
@@ -278,6 +284,22 @@ class Store:
             q = q.where(CommandRow.target == target)
         if district:
             q = q.where(CommandRow.district == district)
+        if districts is not None:
+            q = q.where(CommandRow.district.in_(list(districts)))
+        with self._tx() as s:
+            return [_to_command(r) for r in s.scalars(q)]
+
+    def changed_since(
+        self, since: float, districts: Sequence[str] | None = None, limit: int = 200
+    ) -> list[Command]:
+        """Commands with an audit entry at or after ``since`` (the live page's feed)."""
+        ids = select(AuditRow.cmd_id).where(AuditRow.ts >= since).distinct()
+        q = (
+            select(CommandRow)
+            .where(CommandRow.id.in_(ids))
+            .order_by(CommandRow.created_at.desc())
+            .limit(limit)
+        )
         if districts is not None:
             q = q.where(CommandRow.district.in_(list(districts)))
         with self._tx() as s:
