@@ -11,7 +11,9 @@ Reject reasons (stable, machine-readable): ``bad_topic``, ``payload_too_large``,
 ``empty_payload``, ``unknown_format``, ``bad_json``, ``bad_envelope``, ``bad_item``,
 ``empty_batch``, ``no_decoded_payload``, ``bad_ts``, ``senml``, ``truncated``,
 ``bad_version``, ``bad_frame``, ``crc``, ``device_mismatch``, ``family_mismatch``,
-``district_mismatch``, ``validation`` and, should a decoder have a bug, ``internal``.
+``district_mismatch``, ``unknown_device`` (only with an ``allow_device`` check, see
+citywatch.security.devices.DevicePolicy), ``validation`` and, should a decoder have a bug,
+``internal``.
 
 Example:
     >>> from datetime import datetime, timezone
@@ -24,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
@@ -108,6 +111,7 @@ def _decode(
     received_at: datetime,
     max_payload_bytes: int,
     policy: ValidationPolicy | None,
+    allow_device: Callable[[str], bool] | None = None,
 ) -> DecodeResult:
     result = DecodeResult()
     if not isinstance(payload, bytes):
@@ -125,6 +129,13 @@ def _decode(
         return result
     if not payload:
         result.rejects.append(Reject("empty_payload", "zero-length payload"))
+        return result
+    # The topic's device is the one the broker authenticated (ACL: %u in the topic); a
+    # cabinet's child lamps are covered by their cabinet.
+    if allow_device is not None and not allow_device(info.device_id):
+        result.rejects.append(
+            Reject("unknown_device", f"device {info.device_id!r} is not registered")
+        )
         return result
     decoder = pick_decoder(topic, payload)
     if decoder is None:
@@ -163,10 +174,14 @@ def decode_message(
     *,
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     policy: ValidationPolicy | None = None,
+    allow_device: Callable[[str], bool] | None = None,
 ) -> DecodeResult:
-    """Decode and validate one MQTT uplink; never raises (see the module docstring)."""
+    """Decode and validate one MQTT uplink; never raises (see the module docstring).
+
+    ``allow_device`` (e.g. ``DevicePolicy(settings).allows``) refuses unregistered devices.
+    """
     try:
-        return _decode(topic, payload, received_at, max_payload_bytes, policy)
+        return _decode(topic, payload, received_at, max_payload_bytes, policy, allow_device)
     except Exception as exc:  # the gateway must never die on input: report, don't raise
         return DecodeResult(
             rejects=[Reject("internal", _clip(f"{type(exc).__name__}: {exc}"))],

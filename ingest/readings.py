@@ -2,7 +2,8 @@
 
 Every reading is validated here before it leaves the gateway. Models are strict (no
 string-to-number or 0/1-to-bool coercion), reject NaN/inf and unknown fields, and check
-time: ``ts`` more than ``max_future`` (default 5 min) after ``received_at`` is rejected, and
+time: ``ts`` more than ``max_future`` (default 5 min) after ``received_at`` or more than
+``max_age`` (default 30 days) before it is rejected, and
 ``ts`` more than ``max_lateness`` (default 1 h) before it sets ``late=True``. Field names
 follow FIWARE Smart Data Models (Streetlight, WasteContainer, Vehicle, AirQualityObserved,
 NoiseLevelObserved) in snake_case with the unit in the name.
@@ -98,6 +99,10 @@ class ValidationPolicy:
 
     max_lateness: timedelta = timedelta(hours=1)
     max_future: timedelta = timedelta(minutes=5)
+    # Older than this is refused (an unset RTC sends 1970, a corrupt clock year 1): InfluxDB
+    # rejects points outside the raw retention policy (90 d) or before 1677 (int64 ns),
+    # and one such point would block a processor's whole batch forever.
+    max_age: timedelta = timedelta(days=30)
 
 
 DEFAULT_POLICY: Final = ValidationPolicy()
@@ -148,6 +153,11 @@ class ReadingBase(BaseModel):
             raise ValueError(
                 f"ts is {skew.total_seconds():.0f} s after received_at "
                 f"(limit {policy.max_future.total_seconds():.0f} s)"
+            )
+        if -skew > policy.max_age:
+            raise ValueError(
+                f"ts is {-skew.total_seconds() / 86400:.0f} days before received_at "
+                f"(limit {policy.max_age.days} days)"
             )
         d["late"] = -skew > policy.max_lateness
         for name in self.MEASURED:

@@ -9,7 +9,13 @@ import pytest
 
 from ingest.decode import decode_message
 from ingest.decoders.senml import SenML, split_name
-from ingest.readings import BinReading, DustReading, StreetlightReading, VehicleReading
+from ingest.readings import (
+    BinReading,
+    DustReading,
+    StreetlightReading,
+    ValidationPolicy,
+    VehicleReading,
+)
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 BT = 1714564740  # NOW - 60 s
@@ -134,8 +140,9 @@ def test_relative_and_missing_times_are_relative_to_received_at() -> None:
 
 def test_time_2_to_28_is_absolute_and_just_below_is_relative() -> None:
     pack = b'[{"bn":"lamp-0001:","bt":268435456,"n":"power_w","v":1}]'
-    res = decode_message(LAMP, pack, NOW)
-    # 1978 is far more than an hour behind: accepted but flagged late.
+    # 1978 is far more than an hour behind: accepted but flagged late (when the policy's
+    # max_age allows such old readings at all; the default refuses > 30 days).
+    res = decode_message(LAMP, pack, NOW, policy=ValidationPolicy(max_age=timedelta(days=36500)))
     assert res.readings[0].ts == datetime(1978, 7, 4, 21, 24, 16, tzinfo=UTC)
     assert res.readings[0].late is True
     pack = b'[{"bn":"lamp-0001:","bt":-1,"t":0,"n":"power_w","v":1}]'
