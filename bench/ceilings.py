@@ -69,10 +69,8 @@ def publish_qos0(n: int, prefix: str, devices: int = 1000) -> dict[str, float]:
 def mqtt_qos0(n: int, timeout_s: float = 60.0) -> dict[str, float]:
     """QoS 0 publish -> subscribe: receive rate and the share of messages delivered."""
     prefix = f"city/raw0{uuid.uuid4().hex[:6]}"
-    sub = _spawn(
-        ["-m", "bench.common", "subscribe", "--n", str(n), "--prefix", prefix]
-        + ["--timeout", str(timeout_s)]
-    )
+    args = ["-m", "bench.common", "subscribe", "--n", str(n), "--prefix", prefix]
+    sub = _spawn([*args, "--timeout", str(timeout_s)])
     assert sub.stdout is not None
     sub.stdout.readline()  # "ready"
     time.sleep(0.5)
@@ -164,12 +162,15 @@ def kafka_perf_test(s: Settings, n: int, record_size: int = 300) -> dict[str, fl
     g = s.gateway
     asyncio.run(_admin(s, create=topic))
     try:
+        cmd = [
+            *("java", "-Xmx256m", "-cp", f"{libs}/*", "org.apache.kafka.tools.ProducerPerformance"),
+            *("--topic", topic, "--num-records", str(n), "--record-size", str(record_size)),
+            *("--throughput", "-1", "--producer-props", f"bootstrap.servers={s.kafka.bootstrap}"),
+            *("acks=all", f"linger.ms={g.linger_ms}", f"batch.size={g.max_batch_bytes}"),
+            f"compression.type={g.compression}",
+        ]
         run = subprocess.run(
-            ["java", "-Xmx256m", "-cp", f"{libs}/*", "org.apache.kafka.tools.ProducerPerformance"]
-            + ["--topic", topic, "--num-records", str(n), "--record-size", str(record_size)]
-            + ["--throughput", "-1", "--producer-props", f"bootstrap.servers={s.kafka.bootstrap}"]
-            + ["acks=all", f"linger.ms={g.linger_ms}", f"batch.size={g.max_batch_bytes}"]
-            + [f"compression.type={g.compression}"],
+            cmd,
             capture_output=True,
             text=True,
             timeout=600,

@@ -241,7 +241,8 @@ def readings_per_sim_second(model: Any) -> float:
 def influx_loss(s: Settings, ledger_file: Path) -> dict[str, Any]:
     """The simulator's acked readings vs InfluxDB (``processors.evaluate``'s loss ledger)."""
     from ingest.simulator.ledger import Ledger
-    from processors.evaluate import collect, compare, parse_iso
+    from ingest.simulator.truth import parse_iso
+    from processors.evaluate import collect, compare
 
     led = Ledger.load(ledger_file)
     t0, t1 = parse_iso(led.meta["sim_start"]), parse_iso(led.meta["sim_end"])
@@ -293,10 +294,12 @@ def run(
         sampler.start()
         t_sim = time.monotonic()
         sim = subprocess.run(
-            [sys.executable, "-m", "citywatch", "simulate", "--seed", str(seed)]
-            + ["--scale", str(scale), "--speed", f"{speed:.4f}", "--duration", str(duration)]
-            + ["--truth", str(truth), "--city-model", str(model_file), "--no-presence"]
-            + ["--fault-rate", "0", "--transport-rate", "0", "--clock-skew-rate", "0"],
+            [
+                *(sys.executable, "-m", "citywatch", "simulate", "--seed", str(seed)),
+                *("--scale", str(scale), "--speed", f"{speed:.4f}", "--duration", str(duration)),
+                *("--truth", str(truth), "--city-model", str(model_file), "--no-presence"),
+                *("--fault-rate", "0", "--transport-rate", "0", "--clock-skew-rate", "0"),
+            ],
             cwd=REPO,
             env=pipe.env(),
             capture_output=True,
