@@ -16,7 +16,7 @@ from citywatch.settings import Settings
 from notifier.channels.webhook import verify_signature
 from notifier.store import Store
 
-from .helpers import start_group_at_end, wait_for, wait_log
+from .helpers import influx_query, start_group_at_end, wait_for, wait_log
 from .test_notifier_support import SECRET, Receivers, alert, produce_alerts, write_config
 
 pytestmark = pytest.mark.integration
@@ -116,3 +116,24 @@ async def test_kill9_between_persist_and_send_sends_exactly_once(
     assert wait_for(lambda: all(d["state"] == "sent" for d in st.deliveries()), 30)
     assert len(st.list_orders()) == 1
     assert "sent opened" in p2.log_text()
+
+
+async def test_kpis_reach_influxdb(stack_settings: Settings, rid: str, tmp_path: Path) -> None:
+    from notifier.kpis import write_kpis
+
+    s = stack_settings
+    st = Store(f"sqlite:///{tmp_path / 'k.db'}")
+    st.create_schema()
+    now = time.time()
+    for i in range(4):
+        e = alert(rid, f"K{rid}{i}", f"bin-{rid}-{i}", "bin_overflow", "major", "raised")
+        st.apply_event(e, "c", lambda o, ev: [], now=now - 3600)
+    for oid in (1, 2, 3):
+        st.transition(oid, "acknowledged", "c")
+        st.transition(oid, "resolved", "c", "emptied")
+    assert await write_kpis(s, st) == 2  # d<rid>/bin and all/all
+    q = (f"SELECT last(closure_rate), last(created), last(ack_s_mean) "
+         f"FROM \"{s.influx.database}\".\"{s.influx.kpi_retention_policy}\".\"workorders\" "
+         f"WHERE district = 'd{rid}' AND family = 'bin'")
+    rows = wait_for(lambda: influx_query(s, q), 30)
+    assert rows and rows[0][1] == 0.75 and rows[0][2] == 4.0 and rows[0][3] >= 3600
