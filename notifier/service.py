@@ -86,6 +86,22 @@ class Notifier:
             out.append(outcome)
         return out
 
+    async def _apply_until_stored(self, events: list[dict[str, Any]], stop: asyncio.Event
+                                  ) -> list[str]:
+        # The database may be briefly away (PostgreSQL restart, SQLite lock): retry rather
+        # than exit; re-applying a half-stored batch is harmless (events are deduplicated).
+        delay = 0.5
+        while True:
+            try:
+                return await asyncio.to_thread(self._apply_batch, events)
+            except Exception as exc:
+                if stop.is_set():
+                    raise
+                log.error("storing %d alert events failed, retry in %.1fs: %s",
+                          len(events), delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
     async def consume(self, stop: asyncio.Event) -> None:
         c = AIOKafkaConsumer(
             self.s.kafka.alerts_topic,
@@ -114,7 +130,7 @@ class Notifier:
                             self.stats["bad"] += 1
                             log.error("skipping bad alert record %s[%d]@%d: %s",
                                       tp.topic, tp.partition, r.offset, exc)
-                outcomes = await asyncio.to_thread(self._apply_batch, events)
+                outcomes = await self._apply_until_stored(events, stop)
                 for o in outcomes:
                     self.stats[o] += 1
                 # Offsets only after the work orders (and their pending deliveries) are stored.
