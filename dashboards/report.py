@@ -1,0 +1,295 @@
+"""``citywatch report --date YYYY-MM-DD``: a one-page daily operations report (HTML + PNG charts).
+
+The figures are the KPIs of dashboards/kpis.py (the same InfluxQL as the dashboards) for one
+local day in ``grafana.timezone``; the lighting rate is for the night that starts that
+evening (12:00 that day to 12:00 the next), as bureaus report it. Charts are matplotlib PNGs
+next to the HTML; the template is dashboards/templates/report.html.j2.
+
+Example:
+    $ citywatch report --date 2026-11-22 --out out/reports
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from citywatch import influxql
+from citywatch.settings import Settings
+from dashboards.kpis import Kpi, expand, kpis
+
+FAMILIES = ("streetlight", "bin", "vehicle", "dust")
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def _utc(dt: datetime) -> str:
+    return dt.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Report:
+    day: date
+    figures: list[tuple[str, str, str]] = field(default_factory=list)  # section, name, value
+    charts: list[tuple[str, str]] = field(default_factory=list)  # title, file name
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, section: str, name: str, value: str) -> None:
+        self.figures.append((section, name, value))
+
+
+class Runner:
+    """Runs KPI queries for a window, all districts, one family at a time where needed."""
+
+    def __init__(self, s: Settings, start: datetime, end: datetime) -> None:
+        self.s, self.start, self.end = s, _utc(start), _utc(end)
+
+    def rows(self, k: Kpi, family: str = ".*", interval: str = "1h") -> list[list[Any]]:
+        q = expand(k.query, start=self.start, end=self.end, interval=interval)
+        q = q.replace("$district", ".*").replace("$family", family)
+        return influxql.rows(self.s, q)
+
+    def series(self, k: Kpi, tag: str, interval: str = "1h") -> dict[str, list[list[Any]]]:
+        """Rows per value of one GROUP BY tag (influxql.rows flattens series, so ask raw)."""
+        import httpx
+
+        from citywatch import credentials
+
+        q = expand(k.query, start=self.start, end=self.end, interval=interval)
+        q = q.replace("$district", ".*").replace("$family", ".*")
+        r = httpx.get(
+            f"{self.s.influx.url}/query",
+            params={
+                "db": self.s.influx.database,
+                "u": self.s.influx.admin_user,
+                "p": credentials.password(self.s, "influx"),
+                "q": q,
+            },
+            timeout=30.0,
+        )
+        r.raise_for_status()
+        out: dict[str, list[list[Any]]] = {}
+        for res in r.json().get("results", []):
+            for ser in res.get("series", []) or []:
+                key = (ser.get("tags") or {}).get(tag, "")
+                out.setdefault(key, []).extend(ser.get("values", []))
+        return out
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.2f} %"
+
+
+def _num(x: float | None, fmt: str = "{:,.0f}") -> str:
+    return "—" if x is None else fmt.format(x)
+
+
+def _first(rows: Sequence[Sequence[Any]], col: int = 1) -> float | None:
+    for r in rows:
+        if len(r) > col and r[col] is not None:
+            return float(r[col])
+    return None
+
+
+def _bar(path: Path, title: str, labels: list[str], values: list[float], unit: str) -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 2.8), dpi=100)
+    ax.barh(labels, values, color="#3b7dd8")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(unit)
+    ax.tick_params(labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _lines(path: Path, title: str, data: dict[str, list[list[Any]]], unit: str) -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 2.8), dpi=100)
+    for name, rows in sorted(data.items()):
+        pts = [(datetime.fromisoformat(r[0]), r[1]) for r in rows if r[1] is not None]
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, label=name or "all", linewidth=1.2)
+    ax.set_title(title, fontsize=10)
+    ax.set_ylabel(unit)
+    ax.tick_params(labelsize=8)
+    if data:
+        ax.legend(fontsize=7)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def build_report(s: Settings, day: date, out_dir: Path) -> Path:
+    """Query, draw and write ``report-<day>.html`` (+ PNGs) under out_dir; returns the HTML."""
+    tz = ZoneInfo(s.grafana.timezone)
+    lo = datetime.combine(day, time(0), tz)
+    hi = lo + timedelta(days=1)
+    k = kpis(s)
+    dayq = Runner(s, lo, hi)
+    night = Runner(s, lo + timedelta(hours=12), hi + timedelta(hours=12))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rep = Report(day)
+    stem = f"report-{day.isoformat()}"
+
+    # Streetlights
+    rep.add(
+        "Streetlights",
+        "Lighting rate, city (night)",
+        _pct(_first(night.rows(k["lighting_rate_city"]))),
+    )
+    by_d = night.series(k["lighting_rate"], "district")
+    for d, rows in sorted(by_d.items()):
+        rep.add("Streetlights", f"Lighting rate, {d}", _pct(_first(rows)))
+    hourly = night.series(k["lighting_rate_hourly"], "district")
+    if hourly:
+        name = f"{stem}-lighting.png"
+        _lines(out_dir / name, "Lighting rate per hour (night)", hourly, "share lit")
+        rep.charts.append(("Lighting rate per hour", name))
+
+    # Facility integrity per family
+    labels, values = [], []
+    for fam in FAMILIES:
+        seen = _first(dayq.rows(k["devices_reporting"], fam))
+        bad = _first(dayq.rows(k["devices_faulty"], fam)) or 0.0
+        if seen:
+            rate = 1.0 - bad / seen
+            rep.add(
+                "Facility integrity",
+                f"{fam}: healthy / reporting",
+                f"{_pct(rate)} ({seen - bad:.0f} / {seen:.0f})",
+            )
+            labels.append(fam)
+            values.append(100 * rate)
+    if labels:
+        name = f"{stem}-integrity.png"
+        _bar(out_dir / name, "Facility integrity rate by family", labels, values, "%")
+        rep.charts.append(("Facility integrity", name))
+
+    # Sanitation
+    rep.add(
+        "Sanitation", "Bins over threshold at end of day", _num(_first(dayq.rows(k["bins_over"])))
+    )
+    served = [
+        (datetime.fromisoformat(r[0].replace("Z", "+00:00")).timestamp() - r[1] / 1e9) / 60
+        for r in dayq.rows(kpis_view(s, "overflow_cleared"))
+        if r[1] is not None
+    ]
+    rep.add(
+        "Sanitation",
+        "Overflow response (overflow → emptied), median",
+        f"{statistics.median(served):.0f} min over {len(served)} bins" if served else "—",
+    )
+    moving = [r[1] for r in dayq.rows(k["vehicles_moving"], interval="5m") if r[1] is not None]
+    rep.add("Sanitation", "Vehicles on the move, peak", _num(max(moving) if moving else None))
+    trips = dayq.series(k["trips"], "vehicle")
+    # A day's trip summary is stamped at that day's local midnight.
+    if trips:
+        veh = sorted(trips)
+        km = [float(trips[v][-1][1] or 0) for v in veh]
+        hours = [float(trips[v][-1][2] or 0) for v in veh]
+        cov = [float(trips[v][-1][3]) for v in veh if trips[v][-1][3] is not None]
+        rep.add("Vehicles", "Vehicles with a trip summary", str(len(veh)))
+        rep.add("Vehicles", "Mileage, all vehicles", f"{sum(km):,.1f} km")
+        rep.add("Vehicles", "Operating hours, all vehicles", f"{sum(hours):,.1f} h")
+        rep.add("Vehicles", "Route coverage, mean", _pct(statistics.mean(cov) if cov else None))
+        name = f"{stem}-mileage.png"
+        _bar(out_dir / name, "Mileage per vehicle", veh, km, "km")
+        rep.charts.append(("Mileage per vehicle", name))
+    else:
+        rep.notes.append("No trip summaries for this day yet (written an hour after midnight).")
+
+    # Dust
+    over = dayq.series(k["dust_hours_over"], "site_id")
+    hours_over = {site: sum(float(r[1] or 0) for r in rows) for site, rows in over.items()}
+    rep.add("Dust and noise", "Site-hours over the PM10 limit", _num(sum(hours_over.values())))
+    now = dayq.series(k["dust_now"], "site_id")
+    # The sites nearest their limit (a city has hundreds of sites; one page shows 8).
+    latest = sorted(((rows[0], site) for site, rows in now.items()), key=lambda x: -(x[0][1] or 0))
+    for r, site in latest[:8]:
+        rep.add(
+            "Dust and noise",
+            f"{site} last 15 min",
+            f"PM10 {r[1]:.0f} µg/m³, PM2.5 {r[2]:.0f}, noise {r[3]:.0f} dBA",
+        )
+    if hours_over:
+        name = f"{stem}-dust.png"
+        sites = sorted(hours_over)
+        _bar(
+            out_dir / name,
+            "Hours over the PM10 limit per site",
+            sites,
+            [hours_over[x] for x in sites],
+            "h",
+        )
+        rep.charts.append(("Dust: hours over limit", name))
+
+    # Alerts
+    per_state = dayq.series(k["alerts_per_day"], "state")
+    for st in ("raised", "escalated", "cleared"):
+        rep.add(
+            "Alerts",
+            f"Alert events {st}",
+            _num(sum(float(r[1] or 0) for r in per_state.get(st, []))),
+        )
+    sev = dayq.series(k["open_alerts_by_severity"], "severity")
+    for sv, rows in sorted(sev.items()):
+        rep.add("Alerts", f"Open at end of day: {sv}", _num(_first(rows)))
+    ttc = [
+        (datetime.fromisoformat(r[0].replace("Z", "+00:00")).timestamp() - r[1] / 1e9) / 60
+        for r in dayq.rows(k["cleared_alerts"])
+        if r[1] is not None
+    ]
+    rep.add("Alerts", "Time to clear, median", f"{statistics.median(ttc):.0f} min" if ttc else "—")
+    if sev:
+        name = f"{stem}-alerts.png"
+        names = sorted(sev)
+        _bar(
+            out_dir / name,
+            "Open alerts by severity",
+            names,
+            [_first(sev[n]) or 0 for n in names],
+            "alerts",
+        )
+        rep.charts.append(("Open alerts", name))
+    rep.notes.append("Work orders: closure rate and time arrive with issue #9.")
+
+    # Pipeline (wall-clock day)
+    rates = dayq.rows(k["pipeline_rates"])
+    if rates:
+        ins = [r[1] for r in rates if r[1] is not None]
+        rep.add("Pipeline", "Readings in per second, peak", _num(max(ins) if ins else None))
+    lat = [r[1] for r in dayq.rows(k["pipeline_write_latency"]) if r[1] is not None]
+    rep.add(
+        "Pipeline",
+        "InfluxDB write latency, mean",
+        _num(statistics.mean(lat) if lat else None, "{:.1f} ms"),
+    )
+
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())
+    html = env.get_template("report.html.j2").render(
+        city=s.city.name,
+        day=day.isoformat(),
+        tz=s.grafana.timezone,
+        rep=rep,
+        sections=list(dict.fromkeys(sec for sec, _, _ in rep.figures)),
+    )
+    path = out_dir / f"{stem}.html"
+    path.write_text(html)
+    return path
+
+
+def kpis_view(s: Settings, key: str) -> Kpi:
+    from dashboards.boards import views
+
+    return views(s)[key]
