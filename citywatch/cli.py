@@ -13,6 +13,8 @@ from citywatch.sim_cli import evaluate, simulate
 from citywatch.stack.cli import app as stack_app
 from commands.cli import app as cmd_app
 from commands.cli import downlink
+from dashboards.cli import app as dashboards_app
+from dashboards.cli import report
 from ingest.cli import gateway
 from notifier.cli import api, notify, orders_app
 from processors.backtest.cli import backtest
@@ -25,6 +27,8 @@ app = typer.Typer(
 )
 
 app.add_typer(stack_app, name="stack")
+app.add_typer(dashboards_app, name="dashboards")
+app.command("report")(report)
 app.add_typer(devices_app, name="devices")
 app.command("gateway")(gateway)
 app.command("process")(process)
