@@ -365,3 +365,11 @@ BOARDS = {
 def build_all(s: Settings) -> list[dm.Dashboard]:
     k, v = kpis(s), views(s)
     return [fn(s, k, v).build() for fn in BOARDS.values()]
+
+
+def all_queries(s: Settings) -> dict[str, Kpi]:
+    """Every query a panel may carry, by its InfluxQL text (the tests look panels up here)."""
+    ks = [*kpis(s).values(), *views(s).values()]
+    ks += [alerts_raised(f) for f in ("streetlight", "bin", "dust")]
+    ks.append(alerts_raised("vehicle", MUCK_KINDS))
+    return {k.query: k for k in ks}
