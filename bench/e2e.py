@@ -220,16 +220,20 @@ class Sampler(threading.Thread):
 
 
 def sustained_rate(series: list[tuple[float, float]]) -> tuple[float, float]:
-    """(rate, span_s) of a cumulative counter over its busy span: first to last increase.
+    """(rate, span_s) of a cumulative counter over its busy span.
 
-    >>> sustained_rate([(0, 0), (1, 0), (2, 100), (3, 300), (4, 500), (5, 500)])
-    (200.0, 2.0)
+    The span runs from the last sample before the counter first grew (counting started
+    within that period, so this errs low by at most one period) to its last growth.
+
+    >>> sustained_rate([(0.0, 0), (1.0, 0), (2.0, 100), (3.0, 300), (4.0, 500), (5.0, 500)])
+    (166.66666666666666, 3.0)
+    >>> sustained_rate([(0, 0), (1, 0)])
+    (0.0, 0.0)
     """
     busy = [i for i in range(1, len(series)) if series[i][1] > series[i - 1][1]]
     if not busy:
         return 0.0, 0.0
-    # The sample before the first increase is when counting started (within one period).
-    (t0, c0), (t1, c1) = series[busy[0]], series[busy[-1]]
+    (t0, c0), (t1, c1) = series[busy[0] - 1], series[busy[-1]]
     span = t1 - t0
     return ((c1 - c0) / span if span > 0 else 0.0), span
 

@@ -121,7 +121,7 @@ async def _poll_influx(
             since = max(start_ns, time.time_ns() - 30 * 10**9)
             q = (
                 f'SELECT "temperature_c", "device_id" FROM "{s.influx.retention_policy}"."bin" '
-                f"WHERE \"district\" = '{district}' AND \"temperature_c\" > {PROBE_C - 5} "
+                f'WHERE "district" = \'{district}\' AND "temperature_c" > {PROBE_C - 5} '
                 f"AND time > {since}"
             )
             params = {**auth, "db": s.influx.database, "q": q, "epoch": "ns"}
@@ -183,8 +183,13 @@ async def _measure(
         f"--devices={devices}",
         cwd=REPO,
         stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
-    out, _ = await pub.communicate()
+    out, err = await pub.communicate()
+    if pub.returncode != 0:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise RuntimeError(f"latency publisher failed: {err.decode()[-1500:]}")
     stats = json.loads(out.decode().strip().splitlines()[-1])
     # Drain: every probe seen in both places, or 15 s of grace.
     deadline = time.monotonic() + 15

@@ -71,11 +71,14 @@ def gateways(s: Settings, n: int, count: int, workdir: Path) -> dict[str, float]
             [sys.executable, "-m", "bench.common", "publish", "--n", str(n), "--prefix", prefix],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         series = _follow(
             lambda: sum(asyncio.run(end_offsets(s.kafka.bootstrap, topic)).values()), n, 600
         )
-        pub.wait(120)
+        _, err = pub.communicate(timeout=120)
+        if pub.returncode != 0:
+            raise RuntimeError(f"publisher failed: {err.decode()[-1500:]}")
     finally:
         pipe.close()
     rate, span = sustained_rate(series)

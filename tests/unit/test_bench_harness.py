@@ -1,0 +1,162 @@
+"""The benchmark harness's pure parts: rates, percentiles, ratios, table, parsing, output."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from bench import harness
+from bench.ceilings import line_protocol, parse_perf_test
+from bench.e2e import memory_kib, sustained_rate
+from bench.latency import summary
+
+RESULTS = {
+    "ceilings": {
+        "mqtt_qos0": {"per_s": 12_000.0, "delivered": 1.0},
+        "mqtt_qos1": {"per_s": 8_000.0},
+        "kafka": {"produce_per_s": 50_000.0, "consume_per_s": 300_000.0},
+        "kafka_perf_test": {"per_s": 90_000.0, "record_bytes": 300},
+        "influx_write": {"per_s": 200_000.0},
+    },
+    "pipeline": {
+        "gateway_per_s": 4_000.0,
+        "raw_consume_per_s": 300_000.0,
+        "processor_per_s": 9_000.0,
+    },
+    "e2e": {
+        "devices": 10_000,
+        "e2e_per_s": 3_600.0,
+        "e2e_span_s": 61.0,
+        "loss": {"acked": 220_000, "missing": 0},
+        "series": [
+            {"t": 0.0, "gateway": 0, "processor": 0},
+            {"t": 1.0, "gateway": 3000, "processor": 2000},
+            {"t": 2.0, "gateway": 6500, "processor": 5800},
+        ],
+    },
+    "latency": {
+        "offered_per_s": 1_800.0,
+        "influx": {"n": 100, "p50_ms": 250.0, "p95_ms": 400.0, "p99_ms": 600.0},
+        "alert": {"n": 100, "p50_ms": 200.0, "p95_ms": 350.0, "p99_ms": 450.0},
+    },
+    "memory": {
+        "gateway": {"per_10k_devices_mib": 30.0, "idle_rss_mib": 80, "peak_rss_mib": 110},
+        "processor": {"per_10k_devices_mib": 60.0, "idle_rss_mib": 110, "peak_rss_mib": 170},
+        "detector_bytes_per_device_metric": 1_500.0,
+        "rule_bytes_per_device": 2_300.0,
+    },
+    "scaling": {
+        "gateways_1": {"per_s": 4_000.0},
+        "gateways_2": {"per_s": 5_000.0},
+        "gateways_speedup": 1.25,
+        "processors_1": {"per_s": 9_000.0},
+        "processors_2": {"per_s": 10_800.0},
+        "processors_speedup": 1.2,
+    },
+    "detectors": {"passthrough": {"points_per_s": 1e7, "vs_passthrough": 1.0}},
+    "errors": {},
+}
+
+
+def test_sustained_rate_counts_from_the_sample_before_growth_to_the_last_growth() -> None:
+    series = [(0.0, 0.0), (1.0, 0.0), (2.0, 100.0), (3.0, 300.0), (4.0, 500.0), (9.0, 500.0)]
+    rate, span = sustained_rate(series)
+    assert span == 3.0
+    assert rate == pytest.approx(500 / 3)
+
+
+def test_sustained_rate_of_a_single_jump_and_of_nothing() -> None:
+    assert sustained_rate([(0.0, 0.0), (0.5, 5000.0)]) == (10_000.0, 0.5)
+    assert sustained_rate([(0.0, 7.0), (1.0, 7.0)]) == (0.0, 0.0)
+    assert sustained_rate([]) == (0.0, 0.0)
+
+
+def test_latency_summary_nearest_rank_percentiles_in_ms() -> None:
+    lat = [i / 1000 for i in range(1, 101)]  # 1..100 ms
+    out = summary(lat)
+    assert out == {"n": 100, "p50_ms": 50.0, "p95_ms": 95.0, "p99_ms": 99.0, "max_ms": 100.0}
+
+
+def test_latency_summary_of_nothing_is_none_not_zero() -> None:
+    assert summary([]) == {"n": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
+
+
+def test_ratios_pick_the_slowest_ceiling_on_the_readings_path() -> None:
+    q = harness.ratios(RESULTS)
+    # QoS 0 (12,000/s) is not on the pipeline's path: QoS 1 is the slowest ceiling.
+    assert q["slowest_ceiling"] == "MQTT QoS 1"
+    assert q["e2e_vs_slowest_ceiling"] == pytest.approx(0.45)
+    assert q["gateway_vs_mqtt_qos1"] == pytest.approx(0.5)
+    assert q["processor_vs_raw_consume"] == pytest.approx(0.03)
+
+
+def test_ratios_survive_missing_phases() -> None:
+    q = harness.ratios({"e2e": {"e2e_per_s": 10.0}})
+    assert q["slowest_ceiling"] is None
+    assert q["e2e_vs_slowest_ceiling"] is None
+
+
+def test_table_has_one_row_per_figure_and_markdown_renders_it() -> None:
+    rows = harness.table_rows(RESULTS)
+    text = harness.markdown(rows)
+    assert text.splitlines()[0] == "| benchmark | measured | ratio / target |"
+    assert len(text.splitlines()) == len(rows) + 2
+    e2e = next(r for r in rows if r[0].startswith("end to end"))
+    assert e2e[1] == "3,600 readings/s"
+    assert "0.450 ×" in e2e[2] and "MQTT QoS 1" in e2e[2]
+    alert = next(r for r in rows if "alert on" in r[0])
+    assert alert[1] == "p50 200 ms · p95 350 ms · p99 450 ms"
+    assert any(r[0] == "  sustained for / loss ledger" and "0 missing" in r[2] for r in rows)
+
+
+def test_table_reports_failed_phases_and_skips_absent_ones() -> None:
+    rows = harness.table_rows({"errors": {"latency": "Traceback\nRuntimeError: broker gone"}})
+    assert rows == [("latency: FAILED", "RuntimeError: broker gone", "")]
+
+
+def test_parse_perf_test_takes_the_summary_line() -> None:
+    text = (
+        "49000 records sent, 9800.0 records/sec (2.80 MB/sec), 20.1 ms avg latency.\n"
+        "200000 records sent, 61349.693252 records/sec (17.55 MB/sec), 101.22 ms avg latency,"
+        " 400.00 ms max latency, 80 ms 50th, 300 ms 95th, 350 ms 99th, 390 ms 99.9th.\n"
+    )
+    assert parse_perf_test(text) == {"records": 200000.0, "per_s": 61349.693252, "mb_per_s": 17.55}
+    with pytest.raises(ValueError, match="no ProducerPerformance summary"):
+        parse_perf_test("Exception in thread main")
+
+
+def test_line_protocol_points_are_distinct_series_times() -> None:
+    lines = line_protocol(20_001, devices=10_000, t0_ns=10**18)
+    assert len(set(lines)) == 20_001
+    assert lines[10_000].startswith(b"bench,device_id=dev-0,")
+    assert lines[10_000].endswith(b" %d" % (10**18 + 10_000 * 1000))
+
+
+def test_memory_of_this_process_and_of_a_gone_one() -> None:
+    mem = memory_kib(os.getpid())
+    assert mem["VmRSS"] > 1000 and mem["VmHWM"] >= mem["VmRSS"]
+    assert memory_kib(2**22 + 12345) == {}
+
+
+def test_plot_and_json_written_from_results(tmp_path: Path) -> None:
+    png = tmp_path / "r.png"
+    harness.plot(RESULTS, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    harness.plot({"errors": {}}, tmp_path / "empty.png")  # nothing measured: still a plot
+    assert (tmp_path / "empty.png").stat().st_size > 0
+    assert json.loads(json.dumps(harness.ratios(RESULTS)))["slowest_ceiling"] == "MQTT QoS 1"
+
+
+def test_offered_load_is_above_the_slower_stage_and_half_load_halves_e2e() -> None:
+    assert harness._offered(RESULTS, harness.SIZES["full"]) == pytest.approx(4_800.0)
+    assert harness._half_load(RESULTS) == pytest.approx(1_800.0)
+    assert harness._half_load({}) == pytest.approx(1_000.0)
+
+
+def test_unknown_phase_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        harness.main(["--only", "ceilings,warp"])
+    assert "unknown phases: ['warp']" in capsys.readouterr().err
