@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from citywatch.chaos import chaos_command
 from citywatch.security.cli import app as devices_app
 from citywatch.sim_cli import evaluate, simulate
 from citywatch.stack.cli import app as stack_app
@@ -30,6 +31,7 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(dashboards_app, name="dashboards")
 app.command("report")(report)
 app.add_typer(devices_app, name="devices")
+app.command("chaos")(chaos_command)
 app.command("gateway")(gateway)
 app.command("process")(process)
 app.command("backtest")(backtest)
