@@ -304,3 +304,9 @@ def test_spoofed_device_id_is_dead_lettered_end_to_end(
     headers = dict(got[0].headers)
     assert headers["reason"] == b"device_mismatch"
     assert orjson.loads(got[0].value) == body  # raw bytes kept verbatim
+    # Secrets never reach a log: the gateway's, the broker's.
+    logs = gw.log_text() + broker.proc.log_file.read_text(errors="replace")
+    assert "gateway up" in logs or "up (mode" in logs
+    secrets = [pw, *credentials.load_all(s).values()]
+    leaked = [x for x in secrets if x in logs]
+    assert not leaked
