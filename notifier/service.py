@@ -28,7 +28,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -78,13 +78,12 @@ class Notifier:
 
     # -- consume -> persist -> commit ------------------------------------------------
     def _apply_batch(self, events: list[dict[str, Any]]) -> list[str]:
-        out = []
-        for ev in events:
-            outcome, oid = self.store.apply_event(ev, self.router.crew_for(ev), self.router.plan)
-            log.info("alert %s %s on %s/%s -> %s (work order %s)", ev["alert_id"],
-                     ev["state"], ev["target"], ev["kind"], outcome, oid)
-            out.append(outcome)
-        return out
+        routed = [(ev, self.router.crew_for(ev)) for ev in events]
+        results = self.store.apply_events(routed, self.router.plan)
+        for ev, (outcome, oid) in zip(events, results, strict=True):
+            log.debug("alert %s %s on %s/%s -> %s (work order %s)", ev["alert_id"],
+                      ev["state"], ev["target"], ev["kind"], outcome, oid)
+        return [outcome for outcome, _ in results]
 
     async def _apply_until_stored(self, events: list[dict[str, Any]], stop: asyncio.Event
                                   ) -> list[str]:
@@ -136,7 +135,8 @@ class Notifier:
                 # Offsets only after the work orders (and their pending deliveries) are stored.
                 offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
                 await c.commit(offsets)
-                log.info("stored %d alert events, committed offsets", len(events))
+                log.info("stored %d alert events (%s), committed offsets", len(events),
+                         dict(Counter(outcomes)))
                 self.wake.set()
         finally:
             with contextlib.suppress(KafkaError):

@@ -357,18 +357,36 @@ class Store:
         ``plan(order_dict, event_name) -> list[PlannedDelivery]`` says who hears about it.
         Outcomes: duplicate, opened, updated, escalated, resolved, closed, ignored.
         """
+        return self.apply_events([(ev, crew_id)], plan, now)[0]
+
+    def apply_events(
+        self,
+        events: Sequence[tuple[dict[str, Any], str]],
+        plan: Any,
+        now: float | None = None,
+    ) -> list[tuple[str, int | None]]:
+        """Apply a batch of (event, crew) in ONE transaction (one fsync per Kafka batch)."""
         now = time.time() if now is None else now
-        ev_key = f"{ev['alert_id']}|{ev['state']}|{ev['ts']}"
+        out: list[tuple[str, int | None]] = []
         with self.tx() as s:
-            if s.get(AlertEventRow, ev_key) is not None:
-                return "duplicate", None
-            outcome, o = self._apply(s, ev, crew_id, now)
-            s.add(AlertEventRow(key=ev_key, work_order_id=o.id if o else None, applied_at=now))
-            if o is not None and outcome in ("opened", "escalated", "resolved"):
-                event_name = {"resolved": "auto_resolved"}.get(outcome, outcome)
-                for p in plan(o.as_dict(), event_name):
-                    self._add_delivery(s, o, ev_key, p, now)
-            return outcome, (o.id if o else None)
+            for ev, crew_id in events:
+                out.append(self._apply_one(s, ev, crew_id, plan, now))
+                s.flush()
+        return out
+
+    def _apply_one(
+        self, s: Session, ev: dict[str, Any], crew_id: str, plan: Any, now: float
+    ) -> tuple[str, int | None]:
+        ev_key = f"{ev['alert_id']}|{ev['state']}|{ev['ts']}"
+        if s.get(AlertEventRow, ev_key) is not None:
+            return "duplicate", None
+        outcome, o = self._apply(s, ev, crew_id, now)
+        s.add(AlertEventRow(key=ev_key, work_order_id=o.id if o else None, applied_at=now))
+        if o is not None and outcome in ("opened", "escalated", "resolved"):
+            event_name = {"resolved": "auto_resolved"}.get(outcome, outcome)
+            for p in plan(o.as_dict(), event_name):
+                self._add_delivery(s, o, ev_key, p, now)
+        return outcome, (o.id if o else None)
 
     def _apply(
         self, s: Session, ev: dict[str, Any], crew_id: str, now: float

@@ -143,8 +143,15 @@ class Receivers:
             time.sleep(0.1)
 
 
-def write_config(path: Path, rid: str, rec: Receivers, db: Path, extra: str = "") -> Path:
+def write_config(path: Path, rid: str, rec: Receivers, db: Path, extra: str = "",
+                 short_sla: bool = False) -> Path:
+    """A notifier config routing district d<rid> to the receivers' crew, all else to nobody.
+
+    ``short_sla``: critical orders escalate after 1 s / 2 s (otherwise the defaults apply,
+    so other tests' alerts on the shared topic do not escalate to our supervisor).
+    """
     crew = rec.crew
+    sla = "[notifier.sla.critical]\nack_s = 1.0\nresolve_s = 2.0\n" if short_sla else ""
     path.write_text(f"""
 [notifier]
 group_id = "citywatch-notifier-test-{rid}"
@@ -180,10 +187,7 @@ mqtt = false
 host = "127.0.0.1"
 port = {rec.smtp_port}
 
-[notifier.sla.critical]
-ack_s = 1.0
-resolve_s = 2.0
-""")
+{sla}""")
     return path
 
 
