@@ -64,6 +64,7 @@ class _Open:
     cmd: Command
     d: Delivery
     waiting_logged: bool = False
+    contradicting: set[Any] = field(default_factory=set)  # seqs of readings that said no
 
 
 @dataclass
@@ -131,7 +132,9 @@ class Downlink:
                 keys.add(o.d.device_id.encode())
                 dev = self.targets.city.devices.get(o.d.device_id)
                 if dev is not None and dev.circuit_id:
-                    # Streetlight readings are keyed by circuit on citywatch.readings.
+                    # Streetlight readings are keyed by circuit on citywatch.readings
+                    # (ingest.kafka_sink.partition_key: "circuit:<id>").
+                    keys.add(f"circuit:{dev.circuit_id}".encode())
                     keys.add(dev.circuit_id.encode())
         self._watch_keys = keys
 
@@ -299,12 +302,18 @@ class Downlink:
         received = float(rec.get("received_at", 0)) / 1e9
         for o in [o for o in self.open.values() if o.d.device_id == dev]:
             d = o.d
-            if d.state != "acked" or d.acked_at is None or received < d.acked_at - 0.5:
+            if d.state != "acked" or d.acked_at is None or received < d.acked_at:
                 continue
             seen = effect_seen(o.cmd.kind, o.cmd.params, rec)
+            seq = rec.get("seq")
             if seen:
-                self._move(o, "applied", f"reading seq {rec.get('seq')} shows it")
+                self._move(o, "applied", f"reading seq {seq} shows it")
             elif seen is False:
+                # A report made just before the command can arrive after the ack, and
+                # at-least-once delivery repeats readings: count each reading once.
+                if seq is not None and seq in o.contradicting:
+                    continue
+                o.contradicting.add(seq)
                 d.mismatches += 1
                 state = rec.get("power_state")
                 if d.mismatches >= self.cfg.verify_mismatches:

@@ -72,8 +72,9 @@ def ack(dl: Downlink, topic: str, cmd_id: str, device: str, status: str = "ok") 
 
 
 def reading(dl: Downlink, dev: Any, received: float, **fields: Any) -> None:
-    rec = {"device_id": dev.id, "received_at": int(received * 1e9), "seq": 9, **fields}
-    dl.on_reading(dev.circuit_id.encode(), orjson.dumps(rec))
+    rec = {"device_id": dev.id, "received_at": int(received * 1e9), "seq": 9}
+    rec.update(fields)
+    dl.on_reading(f"circuit:{dev.circuit_id}".encode(), orjson.dumps(rec))
 
 
 async def flush(dl: Downlink) -> None:
@@ -170,7 +171,10 @@ async def test_circuit_command_and_mismatch(dl: Downlink, monkeypatch: Any) -> N
     await flush(dl)
     assert dl.store.get(cmd.id).state == "acked"  # type: ignore[union-attr]
     reading(dl, lamps[0], T0 + 1, power_state="on")
-    reading(dl, lamps[0], T0 + 2, power_state="on")  # second contradiction: failed
+    reading(dl, lamps[0], T0 + 1.5, power_state="on")  # the same reading again: counts once
+    await flush(dl)
+    assert dl.store.get(cmd.id).state == "acked"  # type: ignore[union-attr]
+    reading(dl, lamps[0], T0 + 2, power_state="on", seq=10)  # second contradiction: failed
     await flush(dl)
     got = dl.store.get(cmd.id)
     assert got is not None and got.state == "failed" and "power_state=on" in got.detail
