@@ -219,18 +219,24 @@ class Sampler(threading.Thread):
         self.join(10)
 
 
-def sustained_rate(series: list[tuple[float, float]]) -> tuple[float, float]:
+def sustained_rate(
+    series: list[tuple[float, float]], floor: float = 0.05
+) -> tuple[float, float]:
     """(rate, span_s) of a cumulative counter over its busy span.
 
-    The span runs from the last sample before the counter first grew (counting started
-    within that period, so this errs low by at most one period) to its last growth.
+    Busy samples are those whose growth exceeds ``floor`` x the largest growth, so a trickle
+    of other traffic before or after the run does not stretch the span. The span runs from
+    the sample before the first busy one (counting started within that period, so this errs
+    low by at most one period) to the last busy one.
 
-    >>> sustained_rate([(0.0, 0), (1.0, 0), (2.0, 100), (3.0, 300), (4.0, 500), (5.0, 500)])
-    (166.66666666666666, 3.0)
-    >>> sustained_rate([(0, 0), (1, 0)])
+    >>> sustained_rate([(0.0, 0), (1.0, 2), (2.0, 100), (3.0, 300), (4.0, 500), (5.0, 501)])
+    (166.0, 3.0)
+    >>> sustained_rate([(0.0, 0), (1.0, 0)])
     (0.0, 0.0)
     """
-    busy = [i for i in range(1, len(series)) if series[i][1] > series[i - 1][1]]
+    steps = [series[i][1] - series[i - 1][1] for i in range(1, len(series))]
+    top = max(steps, default=0.0)
+    busy = [i + 1 for i, d in enumerate(steps) if d > 0 and d >= floor * top]
     if not busy:
         return 0.0, 0.0
     (t0, c0), (t1, c1) = series[busy[0] - 1], series[busy[-1]]

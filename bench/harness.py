@@ -224,8 +224,15 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"{_n(d.get('vs_passthrough'), ' × passthrough', 3)}",
             )
     for phase, err in r.get("errors", {}).items():
-        add(f"{phase}: FAILED", err.splitlines()[-1][:80] if err else "?")
+        add(f"{phase}: FAILED", _last_line(err))
     return rows
+
+
+def _last_line(text: str) -> str:
+    """The exception line of a traceback (its message may span lines: the first of them)."""
+    lines = [x for x in text.splitlines() if x.strip()]
+    heads = [x for x in lines if not x.startswith(" ") and ":" in x and "Traceback" not in x]
+    return (heads[-1] if heads else lines[-1] if lines else "?")[:120]
 
 
 def markdown(rows: list[tuple[str, str, str]]) -> str:
@@ -294,11 +301,17 @@ def phase_detectors(z: dict[str, float]) -> dict[str, Any]:
 
 
 def run_all(
-    s: Settings, phases: list[str], size: str, workdir: Path, log: Callable[[str], None] = print
+    s: Settings,
+    phases: list[str],
+    size: str,
+    workdir: Path,
+    log: Callable[[str], None] = print,
+    sizes: dict[str, float] | None = None,
 ) -> dict[str, Any]:
+    """Run the phases in order; a failed phase is retried once, then recorded in errors."""
     from bench import ceilings, e2e, latency, scaling
 
-    z = SIZES[size]
+    z = sizes or SIZES[size]
     r: dict[str, Any] = {"errors": {}}
     steps: dict[str, Callable[[], Any]] = {
         "ceilings": lambda: ceilings.run(
@@ -341,8 +354,9 @@ def run_all(
                 break
             except Exception:
                 # Other jobs restart the servers now and then: one retry after `stack up`.
-                r["errors"][phase] = traceback.format_exc()
-                log(f"   {phase} failed (attempt {attempt}): {r['errors'][phase].splitlines()[-1]}")
+                err = r["errors"][phase] = traceback.format_exc()
+                r.setdefault("retried", {})[phase] = err
+                log(f"   {phase} failed (attempt {attempt}): {_last_line(err)}")
         log(f"   {phase}: {time.monotonic() - t0:.0f} s")
     return r
 

@@ -160,3 +160,23 @@ def test_unknown_phase_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit):
         harness.main(["--only", "ceilings,warp"])
     assert "unknown phases: ['warp']" in capsys.readouterr().err
+
+
+def test_sustained_rate_ignores_a_trickle_of_other_traffic() -> None:
+    # 3 readings/s of someone else's devices before and after a 1,000/s run.
+    series = [(float(t), 3.0 * t) for t in range(6)]
+    series += [(5.0 + t, 15.0 + 1000.0 * t) for t in range(1, 11)]
+    series += [(15.0 + t, series[-1][1] + 3.0 * t) for t in range(1, 5)]
+    rate, span = sustained_rate(series)
+    assert span == 10.0
+    assert rate == pytest.approx(1000.0, rel=0.01)
+
+
+def test_failed_phase_shows_the_exception_line_even_with_a_multiline_message() -> None:
+    err = (
+        "Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
+        "RuntimeError: latency publisher failed: MqttError: connection lost\n\n   \n"
+    )
+    assert harness._last_line(err) == (
+        "RuntimeError: latency publisher failed: MqttError: connection lost"
+    )

@@ -1,0 +1,37 @@
+"""Smoke test of the benchmark harness on the real stack: tiny sizes, same code paths.
+
+The end-to-end phase (simulator -> gateway -> processor -> InfluxDB, benchmark topics) must
+account for every acked reading, and the latency phase must see its probes in InfluxDB and
+as alerts. No figure is asserted (timed assertions are not allowed here); bench/run is for
+figures.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import harness
+from citywatch.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def test_harness_quick_e2e_and_latency(stack_settings: Settings, tmp_path: Path) -> None:
+    sizes = {**harness.SIZES["quick"], "devices": 300, "e2e_s": 5, "latency_s": 3}
+    r = harness.run_all(stack_settings, ["e2e", "latency"], "quick", tmp_path, sizes=sizes)
+    assert r["errors"] == {}, r["errors"]
+    e2e = r["e2e"]
+    assert e2e["loss"]["acked"] > 500
+    assert e2e["loss"]["missing"] == 0, e2e["loss"]["first_missing"]
+    assert e2e["e2e_per_s"] > 0 and e2e["memory"]["processor"]["peak_rss_mib"] > 20
+    lat = r["latency"]
+    assert lat["probes_missing_influx"] == 0 and lat["probes_missing_alert"] == 0
+    assert lat["alert"]["n"] == lat["published"]["probes"] > 0
+    assert lat["influx"]["p50_ms"] > 0
+    rows = harness.table_rows(r)
+    assert any("0 missing" in row[2] for row in rows)
+    harness.plot(r, tmp_path / "plot.png")
+    assert json.loads(json.dumps(r, default=str))["e2e"]["loss"]["missing"] == 0
