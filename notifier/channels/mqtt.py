@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -21,6 +22,8 @@ from citywatch import credentials
 from citywatch.mqtt import AsyncMqtt
 from citywatch.settings import Settings
 from notifier.channels import DeliveryError, body
+
+log = logging.getLogger(__name__)
 
 
 def alerts_topic(crew_id: str) -> str:
@@ -45,11 +48,32 @@ class MqttChannel:
             password=credentials.password(s, "notifier"),
             keepalive_s=s.mqtt.keepalive_s,
         )
+        self._connector: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self.client.connect()
+        # A broker that is down at start must not stop the notifier: keep trying in the
+        # background; sends fail (and are retried with backoff) until connected.
+        try:
+            await self.client.connect()
+        except (ConnectionError, TimeoutError) as exc:
+            log.warning("MQTT not reachable yet (%s); retrying in the background", exc)
+            self._connector = asyncio.create_task(self._connect_forever())
+
+    async def _connect_forever(self) -> None:
+        delay = 0.5
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self.client.connect()
+                log.info("MQTT connected")
+                return
+            except (ConnectionError, TimeoutError) as exc:
+                log.warning("MQTT connect failed: %s", exc)
+                delay = min(delay * 2, 10.0)
 
     async def _publish(self, topic: str, payload: bytes, retain: bool) -> None:
+        if self._connector is not None and not self._connector.done():
+            raise DeliveryError(f"MQTT publish to {topic}: not connected yet")
         try:
             await asyncio.wait_for(
                 self.client.publish(topic, payload, qos=1, retain=retain), self.timeout
@@ -65,4 +89,6 @@ class MqttChannel:
         await self._publish(status_topic(crew_id), orjson.dumps(doc), retain=True)
 
     async def close(self) -> None:
+        if self._connector is not None:
+            self._connector.cancel()
         await self.client.close()
