@@ -1,0 +1,219 @@
+"""Every panel's every query, variables expanded to real values, against the real InfluxDB.
+
+A module fixture runs a short accelerated city (simulator -> gateway -> processor, with the
+pipeline monitor scraping both) and writes the asset register; then each InfluxQL target of
+each generated dashboard must return at least one series with the columns its panel expects.
+Also: ``citywatch report`` renders real numbers and PNG charts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from citywatch import credentials
+from citywatch.citymodel import CityModel
+from citywatch.monitor import scrape_text
+from citywatch.settings import Settings
+from dashboards.assets import write_assets
+from dashboards.boards import all_queries
+from dashboards.build import render
+from dashboards.kpis import expand
+from dashboards.report import build_report
+
+from .helpers import Proc, run_id, start_group_at_end
+
+pytestmark = pytest.mark.integration
+
+GW_PORT, PROC_PORT = 19411, 19412
+
+
+def _metric(port: int, name: str) -> float:
+    try:
+        m = scrape_text(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text)
+    except httpx.HTTPError:
+        return -1.0
+    return sum(v for (n, _), v in m.items() if n == name)
+
+
+def _influx(s: Settings, q: str) -> list[dict[str, Any]]:
+    r = httpx.get(
+        f"{s.influx.url}/query",
+        params={
+            "db": s.influx.database,
+            "u": s.influx.admin_user,
+            "p": credentials.password(s, "influx"),
+            "q": q,
+        },
+        timeout=180,
+    )
+    r.raise_for_status()
+    res = r.json()["results"][0]
+    assert "error" not in res, f"{res['error']}\n{q}"
+    return list(res.get("series", []) or [])
+
+
+@pytest.fixture(scope="module")
+def city_run(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """10 simulated hours (16:00 -> 02:00 local, yesterday) through the pipeline, ~1 min."""
+    s = stack_settings
+    out = tmp_path_factory.mktemp("dash")
+    rid = run_id()
+    model = out / "city.json"
+    city = CityModel.generate(1, 1, s.city)
+    city.save(model)
+    group = f"citywatch-test-dash-{rid}"
+    asyncio.run(start_group_at_end(s, group, s.kafka.readings_topic))
+    env = {
+        "CITYWATCH_STATE_DIR": str(s.state_dir),
+        "CITYWATCH_GATEWAY__SHARE_GROUP": f"t{rid}",
+        "CITYWATCH_GATEWAY__SESSION_EXPIRY_S": "180",
+        "CITYWATCH_GATEWAY__METRICS_PORT": str(GW_PORT),
+        "CITYWATCH_GATEWAY__DEVICE_REGISTRY": str(model),
+        "CITYWATCH_PROCESSOR__GROUP_ID": group,
+        "CITYWATCH_PROCESSOR__WARMUP_S": "0",
+        "CITYWATCH_PROCESSOR__METRICS_PORT": str(PROC_PORT),
+        "CITYWATCH_GRAFANA__MONITOR_INTERVAL_S": "1",
+    }
+    wall_start = datetime.now(UTC)
+    procs = [
+        Proc(["gateway", "--instance", f"dash-{rid}"], env, out / "gateway.log").start(),
+        Proc(
+            ["process", "--instance", f"dash-{rid}", "--city-model", str(model)],
+            env,
+            out / "processor.log",
+        ).start(),
+        Proc(["dashboards", "monitor"], env, out / "monitor.log").start(),
+    ]
+    try:
+        time.sleep(4)
+        sim = Proc(
+            [
+                "simulate",
+                "--seed",
+                "1",
+                "--speed",
+                "0",
+                "--sim-hours",
+                "10",
+                "--truth",
+                str(out / "truth.jsonl"),
+                "--city-model",
+                str(out / "sim-city.json"),
+            ],
+            env,
+            out / "sim.log",
+        ).start()
+        assert sim.p is not None
+        procs.append(sim)
+        assert sim.p.wait(420) == 0, sim.log_text()[-2000:]
+        m = re.search(r"simulated (\S+) \.\. (\S+)", sim.log_text())
+        assert m, sim.log_text()[-2000:]
+        sim_window = (m.group(1), m.group(2))
+        deadline, quiet = time.monotonic() + 180, 0
+        while time.monotonic() < deadline and quiet < 3:
+            time.sleep(1.5)
+            fwd = _metric(GW_PORT, "citywatch_gateway_readings_forwarded_total")
+            done = _metric(PROC_PORT, "citywatch_processor_records_total")
+            quiet = quiet + 1 if fwd > 0 and done >= fwd else 0
+        assert quiet >= 3, "processor did not catch up:\n" + procs[1].log_text()[-2000:]
+        time.sleep(3)  # a few more monitor samples
+        write_assets(s, city)
+        yield s, city, out, sim_window, wall_start
+    finally:
+        for p in procs:
+            p.stop(timeout=20)
+
+
+FMT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def _window(query: str, sim: tuple[str, str], wall_start: datetime) -> tuple[str, str]:
+    """The dashboard's time range as a user would pick it: the simulated span for device
+    data, the day before it for trip summaries (stamped at local midnight), wall-clock time
+    for the monitor's pipeline points."""
+    if "FROM pipeline" in query:
+        return wall_start.strftime(FMT), (datetime.now(UTC) + timedelta(minutes=1)).strftime(FMT)
+    lo = datetime.fromisoformat(sim[0].replace("Z", "+00:00"))
+    if '"trips"' in query:
+        lo -= timedelta(days=1)
+    return lo.strftime(FMT), sim[1]
+
+
+def test_every_panel_query_returns_series_with_its_columns(city_run: Any) -> None:
+    s, city, _, sim, wall_start = city_run
+    districts = [
+        r[1] for ser in _influx(s, 'SHOW TAG VALUES WITH KEY = "district"') for r in ser["values"]
+    ]
+    home = sorted(city.districts)[0]
+    assert home in districts
+    known = all_queries(s)
+    checked, failures = 0, []
+    for text in render(s).values():
+        board = json.loads(text)
+        for panel in board["panels"]:
+            for t in panel.get("targets", []):
+                if "query" not in t:
+                    continue  # a server-side math expression over A and B (checked in unit tests)
+                kpi = known[t["query"]]
+                families = (
+                    ["streetlight", "bin", "vehicle", "dust"] if "$family" in t["query"] else ["-"]
+                )
+                start, end = _window(t["query"], sim, wall_start)
+                for fam in families:
+                    q = expand(
+                        t["query"],
+                        start=start,
+                        end=end,
+                        interval="5m",
+                        variables={"district": [home], "family": [fam]},
+                    )
+                    series = _influx(s, q)
+                    where = f"{board['title']} / {panel['title']} / {t['refId']} ({fam})"
+                    if not series:
+                        failures.append(f"{where}: no series\n  {q}")
+                        continue
+                    missing = [c for c in kpi.columns if c not in series[0]["columns"]]
+                    if missing:
+                        failures.append(f"{where}: missing columns {missing}")
+                    checked += 1
+    assert not failures, "\n".join(failures)
+    assert checked >= 35
+
+
+def test_variable_queries_return_values(city_run: Any) -> None:
+    s = city_run[0]
+    for text in render(s).values():
+        for v in json.loads(text)["templating"]["list"]:
+            if v["type"] == "query":
+                assert _influx(s, v["query"]), v["name"]
+
+
+def test_daily_report_has_real_numbers_and_charts(city_run: Any, tmp_path: Path) -> None:
+    s = city_run[0]
+    tz = s.grafana.timezone
+    from zoneinfo import ZoneInfo
+
+    # The run starts at 16:00 local the day before its end: that day's night is in it.
+    rows = _influx(s, "SELECT last(power_w) FROM streetlight WHERE time > now() - 48h")
+    last = datetime.fromisoformat(rows[0]["values"][0][0].replace("Z", "+00:00"))
+    day = (last.astimezone(ZoneInfo(tz)) - timedelta(hours=12)).date()
+    html = build_report(s, day, tmp_path)
+    text = html.read_text()
+    assert "Lighting rate, city (night)" in text
+    assert 'Lighting rate, city (night)</td><td class="v">—' not in text
+    assert " %" in text and "Mileage" in text
+    pngs = sorted(tmp_path.glob("*.png"))
+    assert len(pngs) >= 4
+    for p in pngs:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+        assert p.name in text
