@@ -23,7 +23,6 @@ import functools
 import logging
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -82,7 +81,6 @@ class Gateway:
         self._pending: dict[int, _Pending] = {}
         self._next = 0
         self._kafka_ready = asyncio.Event()
-        self._busy_since: float | None = None
         self._kafka_task: asyncio.Task[None] | None = None
         self.mqtt = LeanSubscriber(
             settings.mqtt.host,
@@ -109,9 +107,11 @@ class Gateway:
             self.mqtt.ack(item.mid, item.qos)
 
     # -- forwarding ------------------------------------------------------------------
-    async def _forward(self, item: Inbound) -> None:
+    def _forward(self, item: Inbound) -> None:
         """Decode and send one message's records; the ack follows the last Kafka ack."""
-        futs, families = await self._send_records(item)
+        futs, families = self._send_records(item)
+        # Records of one message usually share a batch, hence one future: count each once.
+        futs = list(dict.fromkeys(futs))
         pend = _Pending(item, len(futs), families)
         key = self._next
         self._next += 1
@@ -121,11 +121,11 @@ class Gateway:
         for fut in futs:
             fut.add_done_callback(done)
 
-    async def _send_records(self, item: Inbound) -> tuple[list[asyncio.Future[object]], list[str]]:
+    def _send_records(self, item: Inbound) -> tuple[list[asyncio.Future[object]], list[str]]:
         topic = item.topic
         rat = item.received_at_ns
         if topic.endswith("/status"):
-            return await self._send_presence(item), []
+            return self._send_presence(item), []
         received_at = datetime.fromtimestamp(rat / 1e9, UTC)
         res = decode_message(
             topic, item.payload, received_at, max_payload_bytes=self.s.gateway.max_payload_bytes
@@ -138,24 +138,24 @@ class Gateway:
                 known = lamps.get(reading.device_id)
                 if known is not None:
                     reading.circuit_id, reading.cabinet_id = known
-            futs.append(await self.sink.send_reading(reading))
+            futs.append(self.sink.send_reading(reading))
             families.append(reading.family)
             self.metrics.received(reading.family)
         for rej in res.rejects:
             futs.append(
-                await self.sink.send_deadletter(item.payload, topic, rej.reason, rej.detail, rat)
+                self.sink.send_deadletter(item.payload, topic, rej.reason, rej.detail, rat)
             )
             self.metrics.dead(rej.reason)
             self.stats["dead"] += 1
         return futs, families
 
-    async def _send_presence(self, item: Inbound) -> list[asyncio.Future[object]]:
+    def _send_presence(self, item: Inbound) -> list[asyncio.Future[object]]:
         parts = item.topic.split("/")
         status = item.payload.decode("utf-8", "replace").strip().strip('"').lower()
         if len(parts) != 5 or parts[0] != "city" or status not in ("online", "offline"):
             self.metrics.dead("bad_presence")
             return [
-                await self.sink.send_deadletter(
+                self.sink.send_deadletter(
                     item.payload,
                     item.topic,
                     "bad_presence",
@@ -164,9 +164,7 @@ class Gateway:
                 )
             ]
         _, district, family, device_id, _ = parts
-        return [
-            await self.sink.send_presence(device_id, family, district, status, item.received_at_ns)
-        ]
+        return [self.sink.send_presence(device_id, family, district, status, item.received_at_ns)]
 
     def _record_done(self, key: int, fut: asyncio.Future[object]) -> None:
         pend = self._pending.get(key)
@@ -233,9 +231,7 @@ class Gateway:
                 n_readings = 0
                 for rec in recs:
                     item = Inbound(0, 0, rec.topic, rec.payload, rec.received_at_ns)
-                    f, fams = await asyncio.wait_for(
-                        self._send_records(item), self.s.gateway.request_timeout_ms / 1000
-                    )
+                    f, fams = self._send_records(item)
                     futs.extend(f)
                     n_readings += len(fams)
                     for fam in fams:
@@ -259,37 +255,34 @@ class Gateway:
 
     # -- loops -----------------------------------------------------------------------
     async def _work(self) -> None:
+        inbox = self.inbox
         while True:
-            item = await self.inbox.get()
-            if self.mqtt.paused and self.inbox.qsize() <= self.low:
-                self.mqtt.resume_reading()
-            self.stats["messages"] += 1
-            self.metrics.messages.inc()
-            if self.mode is Mode.SPOOL or not self._kafka_ready.is_set():
-                self._spool(item)
-                continue
-            self._busy_since = time.monotonic()
-            try:
-                await self._forward(item)
-            except asyncio.CancelledError:
-                self._spool(item)
-                raise
-            except Exception as exc:
-                self._enter_spool_mode(repr(exc))
-                self._spool(item)
-            finally:
-                self._busy_since = None
+            self._handle(await inbox.get())
+            # Take what is already queued without a suspension per message; yield now and
+            # then so the socket, timers and Kafka acks keep flowing.
+            for _ in range(min(inbox.qsize(), 500)):
+                self._handle(inbox.get_nowait())
 
-    async def _watchdog(self, restart_worker: Callable[[], None]) -> None:
+    def _handle(self, item: Inbound) -> None:
+        if self.mqtt.paused and self.inbox.qsize() <= self.low:
+            self.mqtt.resume_reading()
+        self.stats["messages"] += 1
+        self.metrics.messages.inc()
+        if self.mode is Mode.SPOOL or not self._kafka_ready.is_set():
+            self._spool(item)
+            return
+        try:
+            self._forward(item)
+        except Exception as exc:
+            self._enter_spool_mode(repr(exc))
+            self._spool(item)
+
+    async def _watchdog(self) -> None:
         stall = self.s.gateway.kafka_stall_s
         while True:
             await asyncio.sleep(0.25)
-            now = time.monotonic()
-            if self._pending and now - next(iter(self._pending.values())).t0 > stall:
+            if self._pending and time.monotonic() - next(iter(self._pending.values())).t0 > stall:
                 self._enter_spool_mode(f"no Kafka ack for {stall:.0f}s")
-            if self._busy_since is not None and now - self._busy_since > stall:
-                self._enter_spool_mode(f"Kafka send blocked for {stall:.0f}s")
-                restart_worker()
 
     async def _reset_kafka(self, stop: asyncio.Event) -> None:
         self._kafka_ready.clear()
@@ -321,21 +314,28 @@ class Gateway:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    async def _connect_mqtt(self, stop: asyncio.Event) -> None:
+        """Connect (subscribing on CONNACK), waiting for a broker that is not up yet."""
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                await self.mqtt.connect()
+                return
+            except (ConnectionError, TimeoutError) as exc:
+                log.warning("MQTT broker not reachable yet (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     async def run(self, stop: asyncio.Event) -> dict[str, int]:
         g = self.s.gateway
         self._kafka_task = asyncio.create_task(self._start_kafka(stop))
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._kafka_ready.wait()), 10)
-        await self.mqtt.connect()
         share = f"$share/{g.share_group}/" if g.subscription == "shared" else ""
         await self.mqtt.subscribe([(share + g.uplink_filter, 1), (share + g.status_filter, 1)])
-        holder: dict[str, asyncio.Task[None]] = {"w": asyncio.create_task(self._work())}
-
-        def restart_worker() -> None:
-            holder["w"].cancel()
-            holder["w"] = asyncio.create_task(self._work())
-
-        watchdog = asyncio.create_task(self._watchdog(restart_worker))
+        await self._connect_mqtt(stop)
+        worker = asyncio.create_task(self._work())
+        watchdog = asyncio.create_task(self._watchdog())
         drain_stop = asyncio.Event()
         drainer = asyncio.create_task(self._drain(drain_stop))
         log.info("gateway %s up (mode %s)", self.instance, self.mode.value)
@@ -346,7 +346,7 @@ class Gateway:
         while (self.inbox.qsize() or self._pending) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         watchdog.cancel()
-        holder["w"].cancel()
+        worker.cancel()
         drain_stop.set()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(drainer, 10 if self._kafka_ready.is_set() else 0.1)
