@@ -2,10 +2,12 @@
 
 Loop: poll up to ``max_batch`` records (or ``batch_ms``) from ``citywatch.readings`` in the
 consumer group -> engine (rules, detectors, alerts) -> write the batch's lines to InfluxDB,
-retrying with backoff until confirmed (consumption simply waits meanwhile, so memory stays
-bounded) -> publish alert events to ``citywatch.alerts`` (acks=all) -> commit offsets. A crash
-anywhere before the commit replays the batch: readings overwrite themselves in InfluxDB and
-alert ids are deterministic, so the replay adds nothing.
+retrying with backoff until confirmed -> publish alert events to ``citywatch.alerts``
+(acks=all) -> commit offsets. The write, publish and commit of one batch run while the engine
+works on the next (InfluxDB works on the other core meanwhile); at most one batch is in
+flight, so memory stays bounded and batches finish in order. A crash anywhere before the
+commit replays the batch: readings overwrite themselves in InfluxDB and alert ids are
+deterministic, so the replay adds nothing.
 
 After a partition is assigned (start, restart, rebalance) the processor first replays up to
 ``warmup_s`` of that partition's recent past before the committed offset with all output
@@ -44,6 +46,9 @@ class _Warmup(ConsumerRebalanceListener):  # type: ignore[misc]
         self.proc = proc
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # Finish (write + commit) the batch in flight while the partitions are still ours.
+        with contextlib.suppress(Exception):
+            await self.proc.settle()
         for tp in revoked:
             self.proc.warm_until.pop(tp, None)
 
@@ -115,6 +120,7 @@ class Processor:
         self.m_write = Histogram(
             "citywatch_processor_write_seconds", "InfluxDB batch write", registry=reg
         )
+        self._inflight: asyncio.Task[None] | None = None
         self.stats = {
             "records": 0,
             "warmup": 0,
@@ -125,6 +131,28 @@ class Processor:
         }
 
     async def _handle(self, batch: dict[TopicPartition, list[Any]], stop: asyncio.Event) -> None:
+        out, offsets = self._process(batch)
+        await self.settle()
+        self._inflight = asyncio.create_task(self._finish(out, offsets, stop))
+
+    async def settle(self) -> None:
+        """Wait until the batch in flight is written and committed (its error is raised)."""
+        task, self._inflight = self._inflight, None
+        if task is not None:
+            await task
+
+    async def _finish(
+        self, out: Output, offsets: dict[TopicPartition, int], stop: asyncio.Event
+    ) -> None:
+        await self._emit(out, stop)
+        if offsets:
+            await self.consumer.commit(offsets)
+        self.stats["batches"] += 1
+
+    def _process(
+        self, batch: dict[TopicPartition, list[Any]]
+    ) -> tuple[Output, dict[TopicPartition, int]]:
+        """Run the engine over a polled batch: its output and the offsets to commit after."""
         out = Output()
         warm = Output()  # discarded: warm-up only rebuilds state
         offsets: dict[TopicPartition, int] = {}
@@ -161,10 +189,7 @@ class Processor:
         # so a later tick raises the same alert with the same id.
         if not self.warm_until:
             self.engine.tick(self.watermark(), out)
-        await self._emit(out, stop)
-        if offsets:
-            await self.consumer.commit(offsets)
-        self.stats["batches"] += 1
+        return out, offsets
 
     async def _emit(self, out: Output, stop: asyncio.Event) -> None:
         """Lines to InfluxDB (until confirmed), then alert events to Kafka (acks=all)."""
@@ -230,7 +255,9 @@ class Processor:
                     if not self.warm_until:
                         self.engine.tick(self.watermark(), out)
                     if out.lines or out.events:
+                        await self.settle()
                         await self._emit(out, stop)
+            await self.settle()
         finally:
             with contextlib.suppress(Exception):
                 await self.consumer.stop()

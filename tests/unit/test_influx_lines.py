@@ -75,3 +75,21 @@ def test_streetlight_tags_and_typed_fields() -> None:
     assert line.startswith("streetlight,circuit_id=c\\ 1,device_id=lamp-1,district=c ")
     assert "power_w=85," in line and 'power_state="on"' in line and "seq=3i" in line
     assert line.endswith(" 10")
+
+
+FIELD_VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(2**63), 2**63 - 1),
+    st.booleans(),
+    st.none(),
+    HOSTILE,
+)
+
+
+@given(st.dictionaries(HOSTILE, FIELD_VALUES, min_size=1, max_size=6))
+def test_encode_fields_equals_the_clients_encoder(fields: dict[str, object]) -> None:
+    from influxdb_client.client.write.point import _append_fields
+
+    from processors.sinks.influx import encode_fields
+
+    assert encode_fields(fields) == _append_fields(fields, {})

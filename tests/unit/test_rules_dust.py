@@ -7,6 +7,8 @@ import random
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from citywatch.citymodel import CityModel
 from processors.alerts import AlertManager, AlertPolicy
@@ -327,3 +329,14 @@ def test_factories_take_limits_and_sensors_from_the_city_model() -> None:
     assert rule.sensor_site[site.sensor_ids[0]] == site.id
     nn = build_night_noise(RulesConfig(), city)
     assert isinstance(nn, NightNoise) and nn.limits[site.id] == site.night_noise_limit_dba
+
+
+@given(st.lists(st.floats(0, 500), min_size=2, max_size=40), st.data())
+def test_leave_one_out_median_matches_the_median_of_the_others(
+    xs: list[float], data: st.DataObject
+) -> None:
+    from processors.rules.dust import _median, _median_without
+
+    i = data.draw(st.integers(0, len(xs) - 1))
+    others = xs[:i] + xs[i + 1 :]
+    assert _median_without(sorted(xs), xs[i]) == _median(others)
