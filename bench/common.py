@@ -95,14 +95,16 @@ def subscribe(n: int, topic_filter: str, timeout_s: float) -> dict[str, float]:
         CallbackAPIVersion.VERSION2, client_id=f"bench-sub-{time.time_ns()}", protocol=mqtt.MQTTv5
     )
     c.username_pw_set("gateway", credentials.password(s, "gateway"))
-    state = {"n": 0, "first": 0.0, "last": 0.0}
+    state = {"n": 0, "first": 0.0, "last": 0.0, "cpu_first": 0.0, "cpu_last": 0.0}
 
     def on_message(_c: object, _u: object, _m: object) -> None:
         now = time.monotonic()
         if state["n"] == 0:
             state["first"] = now
+            state["cpu_first"] = time.process_time()
         state["n"] += 1
         state["last"] = now
+        state["cpu_last"] = time.process_time()
 
     c.on_message = on_message
     c.on_connect = lambda cl, *_: cl.subscribe(topic_filter, 1)

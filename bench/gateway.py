@@ -5,6 +5,9 @@
    land in ``citywatch.readings``.
 Rates are receive spans (first to last message) so that start-up costs do not count. Prints
 both rates and their ratio; the issue's targets are >= 20,000 readings/s and >= 0.5 x raw.
+Because the two cores are shared with the broker, Kafka, the publisher (and whatever else
+runs), wall rates swing with load; the CPU time each side spends per message is much steadier,
+so the bench also prints readings per CPU-second of the subscriber / gateway process.
 
 Example:
     $ .venv/bin/python -m bench.gateway --n 50000 --batch 1
@@ -48,7 +51,13 @@ def _last_json(out: str) -> dict[str, float]:
     raise RuntimeError(out[-2000:])
 
 
-def raw(n: int, batch: int) -> float:
+def cpu_s(pid: int) -> float:
+    """user + system CPU seconds of a process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def raw(n: int, batch: int) -> tuple[float, float]:
     prefix = f"city/raw{uuid.uuid4().hex[:6]}"
     sub = _spawn(["-m", "bench.common", "subscribe", "--n", str(n), "--prefix", prefix])
     assert sub.stdout is not None
@@ -60,7 +69,8 @@ def raw(n: int, batch: int) -> float:
     pub.communicate(timeout=600)
     out, _ = sub.communicate(timeout=600)
     st = _last_json(out)
-    return st["n"] / max(st["last"] - st["first"], 1e-9)
+    cpu = max(st["cpu_last"] - st["cpu_first"], 1e-9)
+    return st["n"] / max(st["last"] - st["first"], 1e-9), st["n"] / cpu
 
 
 async def _count_kafka(
@@ -96,7 +106,7 @@ async def _count_kafka(
     return {"n": n, "first": first, "last": last}
 
 
-def gateway(n: int, batch: int) -> tuple[float, float]:
+def gateway(n: int, batch: int) -> tuple[float, float, float]:
     s = Settings()
     rid = uuid.uuid4().hex[:6]
     district = f"gwb{rid}"
@@ -114,6 +124,7 @@ def gateway(n: int, batch: int) -> tuple[float, float]:
         ready = asyncio.Event()
         counter = asyncio.create_task(_count_kafka(s, prefix, n * batch, 600, ready))
         await ready.wait()
+        marks["cpu0"] = cpu_s(gw.pid)
         pub = await asyncio.create_subprocess_exec(
             PY,
             "-m",
@@ -129,13 +140,16 @@ def gateway(n: int, batch: int) -> tuple[float, float]:
             stdout=asyncio.subprocess.PIPE,
         )
         await pub.communicate()
-        return await counter
+        got = await counter
+        marks["cpu1"] = cpu_s(gw.pid)
+        return got
 
+    marks: dict[str, float] = {}
     st = asyncio.run(run())
     gw.terminate()
     gw.communicate(timeout=60)
     span = max(st["last"] - st["first"], 1e-9)
-    return st["n"] / span, st["n"]
+    return st["n"] / span, st["n"], st["n"] / max(marks["cpu1"] - marks["cpu0"], 1e-9)
 
 
 def main() -> None:
@@ -143,20 +157,25 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=50_000, help="MQTT messages per phase")
     ap.add_argument("--batch", type=int, default=1, help="readings per MQTT message")
     a = ap.parse_args()
-    raw_msgs = raw(a.n, a.batch)
-    gw_readings, got = gateway(a.n, a.batch)
+    raw_msgs, raw_cpu = raw(a.n, a.batch)
+    gw_readings, got, gw_cpu = gateway(a.n, a.batch)
     raw_readings = raw_msgs * a.batch
+    load = os.getloadavg()[0]
     print(f"messages: {a.n} x {a.batch} reading(s); gateway delivered {got:.0f} readings")
     print(f"raw MQTT subscriber : {raw_msgs:10,.0f} msg/s  = {raw_readings:10,.0f} readings/s")
     gw_msgs = gw_readings / a.batch
     print(f"gateway -> Kafka    : {gw_msgs:10,.0f} msg/s  = {gw_readings:10,.0f} readings/s")
-    print(f"ratio gateway/raw   : {gw_readings / raw_readings:.2f}")
+    print(f"ratio gateway/raw   : {gw_readings / raw_readings:.2f}   (load average {load:.1f})")
+    print(f"per CPU-second      : raw {raw_cpu * a.batch:10,.0f} readings, gateway {gw_cpu:10,.0f}")
     print(
         json.dumps(
             {
                 "raw_msgs_per_s": raw_msgs,
                 "gateway_readings_per_s": gw_readings,
                 "ratio": gw_readings / raw_readings,
+                "raw_readings_per_cpu_s": raw_cpu * a.batch,
+                "gateway_readings_per_cpu_s": gw_cpu,
+                "load_average": load,
                 "batch": a.batch,
                 "n": a.n,
             }

@@ -27,6 +27,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.gateway import cpu_s
 from citywatch.kafkautil import end_offsets
 from citywatch.settings import Settings
 
@@ -101,7 +102,10 @@ async def fill(s: Settings, topic: str, n: int) -> None:
     await p.stop()
 
 
-async def raw_consume(s: Settings, topic: str, n: int) -> float:
+async def raw_consume(
+    s: Settings, topic: str, n: int, cpu: dict[str, float] | None = None
+) -> float:
+    """Readings/s of a bare consumer; ``cpu`` (if given) gets its readings per CPU-second."""
     c = AIOKafkaConsumer(
         topic,
         bootstrap_servers=s.kafka.bootstrap,
@@ -116,12 +120,14 @@ async def raw_consume(s: Settings, topic: str, n: int) -> float:
     while got < n:
         batch = await c.getmany(timeout_ms=500, max_records=5000)
         if batch and not t0:
-            t0 = time.monotonic()
+            t0, c0 = time.monotonic(), time.process_time()
         for msgs in batch.values():
             for m in msgs:
                 orjson.loads(m.value)  # the processor parses every record too
             got += sum(len(m) for m in batch.values())
     rate = got / (time.monotonic() - t0)
+    if cpu is not None:
+        cpu["raw_per_cpu_s"] = got / max(time.process_time() - c0, 1e-9)
     await c.stop()
     return rate
 
@@ -136,7 +142,8 @@ async def committed_total(s: Settings, group: str) -> int:
         await admin.close()
 
 
-def processor(s: Settings, topic: str, n: int) -> float:
+def processor(s: Settings, topic: str, n: int, cpu: dict[str, float] | None = None) -> float:
+    """Readings/s of one ``citywatch process``; ``cpu`` gets its readings per CPU-second."""
     group = f"bench-proc-{uuid.uuid4().hex[:6]}"
     env = {
         **os.environ,
@@ -159,11 +166,13 @@ def processor(s: Settings, topic: str, n: int) -> float:
     while time.monotonic() < deadline:
         done = asyncio.run(committed_total(s, group))
         if done and t0 is None:
-            t0, first = time.monotonic(), done
+            t0, first, c0 = time.monotonic(), done, cpu_s(p.pid)
         if done >= end:
             break
         time.sleep(0.5)
     elapsed = time.monotonic() - (t0 or time.monotonic())
+    if cpu is not None and t0:
+        cpu["processor_per_cpu_s"] = (done - first) / max(cpu_s(p.pid) - c0, 1e-9)
     p.terminate()
     p.wait(60)
     return (done - first) / max(elapsed, 1e-9) if t0 else 0.0
@@ -176,12 +185,21 @@ def main() -> None:
     s = Settings()
     topic = f"citywatch.bench.{uuid.uuid4().hex[:6]}"
     asyncio.run(fill(s, topic, a.n))
-    raw = asyncio.run(raw_consume(s, topic, a.n))
-    proc = processor(s, topic, a.n)
+    cpu: dict[str, float] = {}
+    raw = asyncio.run(raw_consume(s, topic, a.n, cpu))
+    proc = processor(s, topic, a.n, cpu)
     print(f"raw aiokafka consumer (+ JSON parse): {raw:10,.0f} readings/s")
     print(f"citywatch process (rules, detector, InfluxDB, commit): {proc:10,.0f} readings/s")
-    print(f"ratio processor/raw: {proc / raw:.2f}")
-    print(json.dumps({"raw_per_s": raw, "processor_per_s": proc, "ratio": proc / raw, "n": a.n}))
+    print(f"ratio processor/raw: {proc / raw:.2f}   (load average {os.getloadavg()[0]:.1f})")
+    print(
+        f"per CPU-second: raw {cpu.get('raw_per_cpu_s', 0):,.0f}, "
+        f"processor {cpu.get('processor_per_cpu_s', 0):,.0f} readings"
+    )
+    print(
+        json.dumps(
+            {"raw_per_s": raw, "processor_per_s": proc, "ratio": proc / raw, "n": a.n, **cpu}
+        )
+    )
     asyncio.run(_delete(s, topic))
 
 
