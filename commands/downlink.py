@@ -37,6 +37,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaConnectionError
 from paho.mqtt.client import MQTTMessage
 
 from citywatch import credentials
@@ -250,6 +251,8 @@ class Downlink:
         """Expire, send, resend, give up: everything that is due."""
         now = time.time() if now is None else now
         cfg = self.cfg
+        # While the broker is away nothing is sent, and no attempt is used up.
+        online = self.mqtt is not None and self.mqtt.connected.is_set()
         for o in list(self.open.values()):
             d = o.d
             if o.cmd.expired(now):
@@ -263,6 +266,8 @@ class Downlink:
                     self._move(o, "failed", "no reading confirmed the effect")
                 continue
             if now < d.next_at:
+                continue
+            if not online:
                 continue
             if not self.presence.get(d.publisher_id, True):
                 if not o.waiting_logged:
@@ -370,6 +375,21 @@ async def _consume(
                 await c.commit()
 
 
+async def _start(c: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+    """Start a consumer, waiting for Kafka (with backoff) rather than exiting."""
+    delay = 0.5
+    while True:
+        try:
+            await c.start()
+            return
+        except KafkaConnectionError as exc:
+            if stop.is_set():
+                raise
+            log.warning("Kafka not reachable (%s); retrying in %.0f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> DownlinkStats:
     """Run until ``stop`` is set (or SIGTERM/SIGINT)."""
     cfg = settings.commands
@@ -397,7 +417,15 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> Downli
         on_message=dl.on_ack,
     )
     dl.mqtt = mq
-    await mq.connect()
+    delay = 0.5
+    while True:
+        try:
+            await mq.connect()
+            break
+        except (ConnectionError, TimeoutError) as exc:  # MqttRefused too: a broker restart
+            log.warning("MQTT broker not reachable (%s); retrying in %.0f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
     await mq.subscribe([("city/+/+/+/ack", 1)])
 
     k = settings.kafka
@@ -423,7 +451,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> Downli
     presence = AIOKafkaConsumer(bootstrap_servers=k.bootstrap, enable_auto_commit=False)
     consumers = (commands, readings, alerts, presence)
     for c in consumers:
-        await c.start()
+        await _start(c, stop)
     tasks: list[asyncio.Task[None]] = []
     try:
         parts = presence.partitions_for_topic(k.presence_topic)

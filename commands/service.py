@@ -168,6 +168,15 @@ class Submitter:
                 "note": f"suggested by alert {alert_id} ({sug.alert_kind})",
             }
         )
-        cmd = await self.submit(p, req, source=f"alert:{alert_id}")
-        await asyncio.to_thread(self.store.decide_suggestion, alert_id, "confirmed", p.name, cmd.id)
+        # Claim it first so that two people confirming at once send one command.
+        if not await asyncio.to_thread(
+            self.store.decide_suggestion, alert_id, "confirmed", p.name
+        ):
+            raise CommandError(f"the suggestion of alert {alert_id} was just decided")
+        try:
+            cmd = await self.submit(p, req, source=f"alert:{alert_id}")
+        except Exception:
+            await asyncio.to_thread(self.store.reopen_suggestion, alert_id)
+            raise
+        await asyncio.to_thread(self.store.link_suggestion, alert_id, cmd.id)
         return cmd

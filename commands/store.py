@@ -463,3 +463,16 @@ class Store:
                 return False
             row.state, row.decided_by, row.cmd_id = state, actor, cmd_id
             return True
+
+    def reopen_suggestion(self, alert_id: str) -> None:
+        """Back to pending (its command could not be sent)."""
+        with self._tx() as s:
+            row = s.get(SuggestionRow, alert_id)
+            if row is not None and row.state == "confirmed" and row.cmd_id is None:
+                row.state, row.decided_by = "pending", None
+
+    def link_suggestion(self, alert_id: str, cmd_id: str) -> None:
+        with self._tx() as s:
+            row = s.get(SuggestionRow, alert_id)
+            if row is not None:
+                row.cmd_id = cmd_id

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -157,7 +158,7 @@ def world(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
         "CITYWATCH_COMMANDS__GROUP_ID": f"citywatch-test-downlink-{rid}",
         "CITYWATCH_COMMANDS__INSTANCE": f"t{rid}",
         "CITYWATCH_COMMANDS__ACK_TIMEOUT_S": "1.0",
-        "CITYWATCH_COMMANDS__MAX_ATTEMPTS": "3",
+        "CITYWATCH_COMMANDS__MAX_ATTEMPTS": "4",
         "CITYWATCH_COMMANDS__TICK_S": "0.2",
     }
     s = override(
@@ -269,7 +270,7 @@ def test_offline_lamp_gets_the_command_after_reconnecting(w: World) -> None:
     assert w.received(cmd_id) == []  # nothing went down while it was offline
     asyncio.run(say(b"online"))
     cmd = w.wait_state(cmd_id, {"applied", "failed", "expired"})
-    assert cmd.state == "applied", w.trail(cmd_id)
+    assert cmd.state == "applied", "\n".join(w.trail(cmd_id))
     assert w.received(cmd_id)[0]["params"] == {"level_pct": 40}
 
 
@@ -302,8 +303,8 @@ def test_lamp_ignoring_commands_fails_after_retries(w: World) -> None:
                         "params": {"state": "on"}})
     cmd_id = r.json()["id"]
     cmd = w.wait_state(cmd_id, {"applied", "failed", "expired"})
-    assert cmd.state == "failed" and "no ack after 3 attempts" in cmd.detail
-    assert len(w.received(cmd_id)) == 3, (  # sent three times (1 s, 2 s backoff), never acked
+    assert cmd.state == "failed" and "no ack after 4 attempts" in cmd.detail
+    assert len(w.received(cmd_id)) == 4, (  # sent 4 times (1, 2, 4 s backoff), never acked
         [(b["cmd_id"], b["device_id"]) for b in w.simdl.received], w.trail(cmd_id),
         w.city.devices[ignored])
 
@@ -334,6 +335,40 @@ def test_district_wide_needs_confirmation(w: World) -> None:
     north_lamps = [d for d in w.city.devices.values() if d.district == "north"]
     assert cmd.state == "applied"
     assert len(w.store.deliveries(cmd.id)) == len(north_lamps)
+
+
+def test_alert_suggestion_runs_only_when_a_person_confirms(w: World) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    lamp = w.lamp("central", 3)
+    alert_id = f"a{run_id()}"
+    event = {"alert_id": alert_id, "kind": "day_burn", "target": lamp.id,
+             "target_type": "device", "family": "streetlight", "district": "central",
+             "severity": "warning", "state": "raised", "episode_start": time.time_ns(),
+             "ts": time.time_ns(), "message": "lit while it should be dark",
+             "suggested_command": f"switch off lamp {lamp.id}"}
+
+    async def produce() -> None:
+        p = AIOKafkaProducer(bootstrap_servers=w.s.kafka.bootstrap)
+        await p.start()
+        try:
+            await p.send_and_wait(w.s.kafka.alerts_topic, orjson.dumps(event),
+                                  key=alert_id.encode())
+        finally:
+            await p.stop()
+
+    asyncio.run(produce())
+    auth = {"Authorization": f"Bearer {w.tokens['crew-central']}"}
+    listed = wait_for(lambda: [s for s in w.http.get("/commands/suggestions", headers=auth).json()
+                               if s["alert_id"] == alert_id], 30, 0.3)
+    assert listed and listed[0]["text"] == f"switch off lamp {lamp.id}"
+    time.sleep(1.0)
+    assert w.store.list_commands(target=lamp.id) == []  # suggested, not executed
+    r = w.http.post(f"/commands/suggestions/{alert_id}/confirm", headers=auth)
+    assert r.status_code == 201, r.text
+    cmd = w.wait_state(r.json()["id"], {"applied", "failed", "expired"})
+    assert cmd.state == "applied" and cmd.source == f"alert:{alert_id}"
+    assert cmd.issuer == "crew-central" and w.sim.lamps.overrides[lamp.id].state == "off"
 
 
 @pytest.fixture

@@ -135,6 +135,10 @@ def test_suggestion_confirmed_by_a_person(client: tuple[TestClient, dict[str, An
                                        "central", "warning", 1.0, "pending", None, None))
     assert [s["alert_id"] for s in c.get("/commands/suggestions").json()] == ["al1"]
     assert ctx["producer"].records == []  # nothing runs until a person confirms
+    ctx["who"]["p"] = Principal("crew-north", "crew", frozenset({"north"}))
+    assert c.post("/commands/suggestions/al1/confirm").status_code == 403
+    assert store.suggestion("al1").state == "pending"  # type: ignore[union-attr]
+    ctx["who"]["p"] = Principal("crew-central", "crew", frozenset({"central"}))
     r = c.post("/commands/suggestions/al1/confirm")
     assert r.status_code == 201, r.text
     cmd = r.json()
