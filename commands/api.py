@@ -14,7 +14,7 @@ the same bearer tokens (``notifier.auth.current_principal``):
   when a person confirms it.
 
 The live page gets ``command`` events (a command whose state changed) via
-``app.state.live_sources``.
+``app.state.live_sources``; ``GET /commands/live.js`` is the page's command panel.
 
 Example:
     >>> from fastapi import FastAPI
@@ -30,9 +30,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, cast
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from citywatch.settings import Settings, get_settings
@@ -185,6 +187,13 @@ async def dismiss_suggestion(
     if not await asyncio.to_thread(st.decide_suggestion, alert_id, "dismissed", p.name):
         raise HTTPException(409, f"the suggestion of alert {alert_id} is already {sug.state}")
     return await asyncio.to_thread(st.suggestion, alert_id)
+
+
+@router.get("/live.js", include_in_schema=False)
+async def live_js() -> FileResponse:
+    """The live page's command panel (include with ``<script src="/commands/live.js">``)."""
+    return FileResponse(Path(__file__).parent / "live" / "commands.js",
+                        media_type="text/javascript")
 
 
 @router.get("/{cmd_id}", response_model=CommandDetail)

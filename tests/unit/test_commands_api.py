@@ -171,3 +171,5 @@ async def test_live_source_reports_changes(client: tuple[TestClient, dict[str, A
     events = await source(Principal("crew-central", "crew", frozenset({"central"})), 0.0)
     assert [name for name, _ in events] == ["command"]
     assert await source(Principal("crew-north", "crew", frozenset({"north"})), 0.0) == []
+    js = c.get("/commands/live.js")
+    assert js.status_code == 200 and 'live.on("command"' in js.text
