@@ -25,7 +25,7 @@ from processors.detectors.base import Detector
 from processors.detectors.registry import create
 from processors.rules.base import Condition, Record, Rule
 from processors.rules.registry import build_rules
-from processors.sinks.influx import point_line, reading_line
+from processors.sinks.influx import encode_fields, point_line, reading_line, series_prefix
 
 FAMILIES = ("streetlight", "bin", "vehicle", "dust")
 
@@ -70,6 +70,8 @@ class Engine:
         self.metrics = {fam: tuple(m) for fam, m in cfg.detectors.metrics.items()}
         self.store_above = cfg.detectors.store_above
         self.detectors: dict[tuple[str, str], Detector] = {}
+        # The anomaly line's series part per (device, metric): escaping it is the costly bit.
+        self._anomaly_prefix: dict[tuple[str, str], str] = {}
         self.watermark = 0
         self._conds: list[Condition] = []
 
@@ -98,8 +100,9 @@ class Engine:
                     det = self.detectors[key] = create(self.detector_name)
                 score = det.update(ts / 1e9, v)
                 if score >= self.store_above:
-                    lines.append(
-                        point_line(
+                    prefix = self._anomaly_prefix.get(key)
+                    if prefix is None:
+                        prefix = self._anomaly_prefix[key] = series_prefix(
                             "anomalies",
                             {
                                 "device_id": rec["device_id"],
@@ -107,10 +110,9 @@ class Engine:
                                 "metric": metric,
                                 "district": rec["district"],
                             },
-                            {"score": float(score), "value": float(v)},
-                            ts,
                         )
-                    )
+                    fields = {"score": float(score), "value": float(v)}
+                    lines.append(f"{prefix}{encode_fields(fields)} {ts}")
             lines.append(reading_line(rec))
         if tick:
             self.tick(self.watermark, out)
