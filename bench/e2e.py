@@ -322,7 +322,8 @@ def run(
             env=pipe.env(),
             capture_output=True,
             text=True,
-            timeout=duration + 600,
+            # A broker that stops acknowledging must not hang the harness: fail, and retry.
+            timeout=3 * duration + 120,
         )
         sim_wall = time.monotonic() - t_sim
         (workdir / "simulator.log").write_text(sim.stdout + sim.stderr)

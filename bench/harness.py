@@ -307,6 +307,7 @@ def run_all(
     workdir: Path,
     log: Callable[[str], None] = print,
     sizes: dict[str, float] | None = None,
+    after_phase: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run the phases in order; a failed phase is retried once, then recorded in errors."""
     from bench import ceilings, e2e, latency, scaling
@@ -358,6 +359,8 @@ def run_all(
                 r.setdefault("retried", {})[phase] = err
                 log(f"   {phase} failed (attempt {attempt}): {_last_line(err)}")
         log(f"   {phase}: {time.monotonic() - t0:.0f} s")
+        if after_phase is not None:
+            after_phase(r)
     return r
 
 
@@ -442,25 +445,30 @@ def main(argv: list[str] | None = None) -> int:
     size = "quick" if a.quick else "full"
     workdir = s.state_dir / "bench" / stamp
     load0, t0 = os.getloadavg(), time.monotonic()
-    r = run_all(s, phases, size, workdir)
-    doc = {
-        "started": stamp,
-        "size": size,
-        "sizes": SIZES[size],
-        "phases": phases,
-        "wall_s": time.monotonic() - t0,
-        "cpus": os.cpu_count(),
-        "loadavg_start": load0,
-        "loadavg_end": os.getloadavg(),
-        "workdir": str(workdir),
-        "ratios": ratios(r),
-        "results": r,
-    }
-    rows = table_rows(r)
-    doc["table"] = [list(row) for row in rows]
     a.out.mkdir(parents=True, exist_ok=True)
     json_path, png_path = a.out / f"{stamp}.json", a.out / f"{stamp}.png"
-    json_path.write_text(json.dumps(doc, indent=1, default=str))
+
+    def save(r: dict[str, Any]) -> None:
+        # Written after every phase, so a run cut short keeps what it measured.
+        doc = {
+            "started": stamp,
+            "size": size,
+            "sizes": SIZES[size],
+            "phases": phases,
+            "wall_s": time.monotonic() - t0,
+            "cpus": os.cpu_count(),
+            "loadavg_start": load0,
+            "loadavg_end": os.getloadavg(),
+            "workdir": str(workdir),
+            "ratios": ratios(r),
+            "table": [list(row) for row in table_rows(r)],
+            "results": r,
+        }
+        json_path.write_text(json.dumps(doc, indent=1, default=str))
+
+    r = run_all(s, phases, size, workdir, after_phase=save)
+    rows = table_rows(r)
+    save(r)
     plot(r, png_path)
     print(markdown(rows))
     print(f"\nload average {load0[0]:.2f} → {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
