@@ -105,6 +105,7 @@ class Downlink:
         self.stats = DownlinkStats()
         self.mqtt: AsyncMqtt | None = None
         self.ready = asyncio.Event()
+        self.wake = asyncio.Event()  # something to send now: do not wait for the next tick
         self._watch_keys: set[bytes] = set()
 
     # -- state changes (in memory first; flushed to the store once per tick) -------------
@@ -192,6 +193,7 @@ class Downlink:
         if any(k[0] == cmd.id for k in self.open):
             return
         self.stats.commands += 1
+        self.wake.set()
         for d in deliveries:
             if d.state not in TERMINAL:
                 self._supersede(cmd, d.device_id)
@@ -295,6 +297,7 @@ class Downlink:
             for o in self.open.values():
                 if o.d.publisher_id == dev and o.d.state in ("queued", "sent"):
                     o.d.next_at = now  # send at once, without waiting for the backoff
+                    self.wake.set()
 
     def on_reading(self, key: bytes | None, raw: bytes) -> None:
         if key not in self._watch_keys:
@@ -373,6 +376,15 @@ async def _consume(
             await handle(records)
             if commit:
                 await c.commit()
+
+
+async def _either(a: asyncio.Event, b: asyncio.Event) -> None:
+    ta, tb = asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())
+    try:
+        await asyncio.wait((ta, tb), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        ta.cancel()
+        tb.cancel()
 
 
 async def _start(c: AIOKafkaConsumer, stop: asyncio.Event) -> None:
@@ -504,7 +516,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> Downli
                 if t.done() and t.exception() is not None:
                     raise t.exception()  # type: ignore[misc]
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), cfg.tick_s)
+                await asyncio.wait_for(_either(stop, dl.wake), cfg.tick_s)
+            dl.wake.clear()
     finally:
         for t in tasks:
             t.cancel()

@@ -61,8 +61,20 @@ class SimDownlink:
             on_message=self._on_message,
         )
 
-    async def start(self) -> None:
-        await self.mqtt.connect()
+    async def start(self, wait_s: float = 60.0) -> None:
+        """Connect (retrying while the broker restarts, up to ``wait_s``) and subscribe."""
+        deadline = time.monotonic() + wait_s
+        delay = 0.5
+        while True:
+            try:
+                await self.mqtt.connect()
+                break
+            except (ConnectionError, TimeoutError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("MQTT broker not reachable (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         await self.mqtt.subscribe([(self.filter, 1)])
 
     async def close(self) -> None:

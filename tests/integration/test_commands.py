@@ -191,7 +191,7 @@ def world(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
             target=_run_sim, args=(sim, simdl, s, ready, stop, errors), daemon=True
         )
         thread.start()
-        assert ready.wait(30) and not errors, errors
+        assert ready.wait(90) and not errors, errors
         nstore = NotifierStore(f"sqlite:///{tmp / 'notifier.db'}")
         nstore.create_schema()
         tokens = {
