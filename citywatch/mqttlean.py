@@ -25,7 +25,6 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import struct
 from collections.abc import Callable
@@ -112,7 +111,7 @@ def subscribe_v5(pid: int, filters: list[tuple[str, int]]) -> bytes:
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self, owner: LeanSubscriber) -> None:
+    def __init__(self, owner: LeanConnection) -> None:
         self.owner = owner
         self.buf = bytearray()
         self.transport: asyncio.Transport | None = None
@@ -137,7 +136,129 @@ class _Protocol(asyncio.Protocol):
         self.owner._lost(self, exc)
 
 
-class LeanSubscriber:
+class LeanConnection:
+    """One MQTT connection driven by asyncio: CONNECT/CONNACK, keep-alive, coalesced writes,
+    and reconnection with back-off. Subclasses parse what the broker sends (``_parse``) and
+    say what to do once (re)connected (``_on_connected``)."""
+
+    def __init__(self, host: str, port: int, connect_pkt: bytes, keepalive_s: int) -> None:
+        self.host, self.port = host, port
+        self.keepalive_s = keepalive_s
+        self._connect_pkt = connect_pkt
+        self._proto: _Protocol | None = None
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        self._closing = False
+        self._connack: asyncio.Future[int] | None = None
+        self._ping_task: asyncio.Task[None] | None = None
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+        self.connects = 0
+        self.reconnects = 0
+
+    def _parse(self, buf: bytearray) -> int:
+        """Handle every complete packet in ``buf``; return how many bytes were used."""
+        raise NotImplementedError
+
+    async def _on_connected(self) -> None:
+        """Called after each successful CONNACK."""
+
+    def _on_connack(self, rc: int) -> None:
+        if self._connack is not None and not self._connack.done():
+            self._connack.set_result(rc)
+
+    async def connect(self) -> None:
+        """Connect and wait for CONNACK; raises MqttError when refused or unreachable."""
+        loop = asyncio.get_running_loop()
+        self._connack = loop.create_future()
+        try:
+            _, proto = await loop.create_connection(lambda: _Protocol(self), self.host, self.port)
+        except OSError as exc:
+            raise MqttError(f"MQTT broker {self.host}:{self.port}: {exc}") from exc
+        assert isinstance(proto, _Protocol) and proto.transport is not None
+        proto.transport.write(self._connect_pkt)
+        try:
+            rc = await asyncio.wait_for(self._connack, timeout=10.0)
+        except BaseException:
+            proto.transport.close()
+            raise
+        if rc != 0:
+            proto.transport.close()
+            raise MqttError(f"MQTT broker refused the connection (CONNACK rc=0x{rc:02x})")
+        self._proto = proto
+        self.connects += 1
+        self.connected.set()
+        await self._on_connected()
+        if self._ping_task is None:
+            self._ping_task = loop.create_task(self._pinger())
+
+    def _lost(self, proto: _Protocol, exc: Exception | None) -> None:
+        if proto is not self._proto:
+            return
+        self._proto = None
+        self._out.clear()
+        self.connected.clear()
+        if not self._closing and self._reconnect_task is None:
+            log.warning("MQTT connection lost (%s); reconnecting", exc)
+            self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.2
+        try:
+            while not self._closing:
+                await asyncio.sleep(delay)
+                try:
+                    await self.connect()
+                    self.reconnects += 1
+                    return
+                except (MqttError, TimeoutError) as exc:
+                    log.warning("MQTT reconnect failed: %s", exc)
+                    delay = min(delay * 2, 5.0)
+        finally:
+            self._reconnect_task = None
+
+    async def _pinger(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(self.keepalive_s / 2)
+            if self._proto is not None:
+                self._queue(PINGREQ)
+
+    def _queue(self, data: bytes) -> None:
+        """Send with everything else queued in this event-loop turn (one socket write)."""
+        if self._proto is None:
+            return
+        self._out.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _write(self, data: bytes) -> None:
+        """Send now, behind whatever is queued."""
+        self._flush()
+        if self._proto is not None and self._proto.transport is not None:
+            self._proto.transport.write(data)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._out and self._proto is not None and self._proto.transport is not None:
+            self._proto.transport.write(b"".join(self._out))
+        self._out.clear()
+
+    async def close(self) -> None:
+        """Send what is queued, DISCONNECT (a persistent session stays) and close."""
+        self._closing = True
+        for task in (self._ping_task, self._reconnect_task):
+            if task is not None:
+                task.cancel()
+        proto = self._proto
+        if proto is not None and proto.transport is not None:
+            self._write(DISCONNECT)
+            proto.transport.close()
+        self._proto = None
+        self.connected.clear()
+
+
+class LeanSubscriber(LeanConnection):
     """One MQTT 5 subscription connection; see the module docstring."""
 
     def __init__(
@@ -154,10 +275,7 @@ class LeanSubscriber:
         receive_maximum: int = 0,
         keepalive_s: int = 30,
     ) -> None:
-        self.host, self.port = host, port
-        self.keepalive_s = keepalive_s
-        self.on_message = on_message
-        self._connect_pkt = connect_v5(
+        pkt = connect_v5(
             client_id,
             username,
             password,
@@ -166,19 +284,12 @@ class LeanSubscriber:
             session_expiry_s,
             receive_maximum,
         )
+        super().__init__(host, port, pkt, keepalive_s)
+        self.on_message = on_message
         self._subs: list[tuple[str, int]] = []
-        self._proto: _Protocol | None = None
-        self._out: list[bytes] = []
-        self._flush_scheduled = False
         self._paused = False
-        self._closing = False
-        self._connack: asyncio.Future[int] | None = None
         self._subacks: dict[int, asyncio.Future[bytes]] = {}
         self._next_pid = 0
-        self._ping_task: asyncio.Task[None] | None = None
-        self._reconnect_task: asyncio.Task[None] | None = None
-        self.connected = asyncio.Event()
-        self.connects = 0
 
     # -- incoming packets --------------------------------------------------------------
     def _parse(self, buf: bytearray) -> int:
@@ -217,8 +328,7 @@ class LeanSubscriber:
                     p = got[1] + got[0]
                 on_message(topic, bytes(buf[p:end]), qos, pid)
             elif kind == CONNACK:
-                if self._connack is not None and not self._connack.done():
-                    self._connack.set_result(buf[start + 1])
+                self._on_connack(buf[start + 1])
             elif kind == SUBACK:
                 sid = (buf[start] << 8) | buf[start + 1]
                 fut = self._subacks.pop(sid, None)
@@ -234,64 +344,12 @@ class LeanSubscriber:
             pos = end
         return pos
 
-    # -- connection ----------------------------------------------------------------------
-    async def connect(self) -> None:
-        """Connect, wait for CONNACK and (re)subscribe; raises MqttError when refused."""
-        loop = asyncio.get_running_loop()
-        self._connack = loop.create_future()
-        try:
-            _, proto = await loop.create_connection(lambda: _Protocol(self), self.host, self.port)
-        except OSError as exc:
-            raise MqttError(f"MQTT broker {self.host}:{self.port}: {exc}") from exc
-        assert isinstance(proto, _Protocol) and proto.transport is not None
-        proto.transport.write(self._connect_pkt)
-        try:
-            rc = await asyncio.wait_for(self._connack, timeout=10.0)
-        except BaseException:
-            proto.transport.close()
-            raise
-        if rc != 0:
-            proto.transport.close()
-            raise MqttError(f"MQTT broker refused the connection (CONNACK reason 0x{rc:02x})")
-        self._proto = proto
+    async def _on_connected(self) -> None:
+        assert self._proto is not None and self._proto.transport is not None
         if self._paused:
-            proto.transport.pause_reading()
-        self.connects += 1
-        self.connected.set()
+            self._proto.transport.pause_reading()
         if self._subs:
             await self._send_subscribe(self._subs)
-        if self._ping_task is None:
-            self._ping_task = loop.create_task(self._pinger())
-
-    def _lost(self, proto: _Protocol, exc: Exception | None) -> None:
-        if proto is not self._proto:
-            return
-        self._proto = None
-        self._out.clear()
-        self.connected.clear()
-        if not self._closing and self._reconnect_task is None:
-            log.warning("MQTT connection lost (%s); reconnecting", exc)
-            self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
-
-    async def _reconnect(self) -> None:
-        delay = 0.2
-        try:
-            while not self._closing:
-                await asyncio.sleep(delay)
-                try:
-                    await self.connect()
-                    return
-                except (MqttError, TimeoutError) as exc:
-                    log.warning("MQTT reconnect failed: %s", exc)
-                    delay = min(delay * 2, 5.0)
-        finally:
-            self._reconnect_task = None
-
-    async def _pinger(self) -> None:
-        while not self._closing:
-            await asyncio.sleep(self.keepalive_s / 2)
-            if self._proto is not None:
-                self._write(PINGREQ)
 
     async def subscribe(self, filters: list[tuple[str, int]]) -> None:
         """Subscribe now (waiting for SUBACK) and again after every reconnect."""
@@ -309,25 +367,10 @@ class LeanSubscriber:
         if bad:
             raise MqttError(f"subscription refused for {bad} (reason codes {codes.hex()})")
 
-    # -- acks and writes -----------------------------------------------------------------
     def ack(self, pid: int, qos: int) -> None:
         """PUBACK a QoS 1 message; sent with the others at the end of this loop turn."""
-        if qos == 1 and self._proto is not None:
-            self._out.append(b"\x40\x02" + U16.pack(pid))
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush)
-
-    def _write(self, data: bytes) -> None:
-        self._flush()  # keep order behind queued acks
-        if self._proto is not None and self._proto.transport is not None:
-            self._proto.transport.write(data)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        if self._out and self._proto is not None and self._proto.transport is not None:
-            self._proto.transport.write(b"".join(self._out))
-        self._out.clear()
+        if qos == 1:
+            self._queue(b"\x40\x02" + U16.pack(pid))
 
     def pause_reading(self) -> None:
         """Stop reading the socket: unread messages wait in the kernel and the broker."""
@@ -343,18 +386,3 @@ class LeanSubscriber:
     @property
     def paused(self) -> bool:
         return self._paused
-
-    async def close(self) -> None:
-        """Send what is queued, DISCONNECT (the session stays on the broker) and close."""
-        self._closing = True
-        for task in (self._ping_task, self._reconnect_task):
-            if task is not None:
-                task.cancel()
-        proto = self._proto
-        if proto is not None and proto.transport is not None:
-            self._write(DISCONNECT)
-            proto.transport.close()
-            with contextlib.suppress(Exception):
-                await asyncio.sleep(0)
-        self._proto = None
-        self.connected.clear()

@@ -34,11 +34,10 @@ from typing import Any, Final
 from citywatch.mqttlean import (
     CONNACK,
     CONNECT,
-    DISCONNECT,
-    PINGREQ,
     PINGRESP,
     PUBACK,
     U16,
+    LeanConnection,
     MqttError,
     string,
     varint,
@@ -64,44 +63,7 @@ def publish_packet(topic: bytes, payload: bytes, pid: int, dup: bool = False) ->
     return b"".join((head, U16.pack(len(topic)), topic, U16.pack(pid), payload))
 
 
-class _Protocol(asyncio.Protocol):
-    def __init__(self, owner: FastPublisher) -> None:
-        self.owner = owner
-        self.buf = bytearray()
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        pos, n = 0, len(buf)
-        owner = self.owner
-        while n - pos >= 2:
-            kind = buf[pos]
-            # Everything the broker sends us is short: a 1-byte remaining length.
-            length = buf[pos + 1]
-            if length & 0x80:
-                owner._fail(MqttError("unexpected long packet from broker"))
-                return
-            if n - pos < 2 + length:
-                break
-            if kind == PUBACK:
-                owner._acked(U16.unpack_from(buf, pos + 2)[0])
-            elif kind == CONNACK:
-                owner._on_connack(buf[pos + 3])
-            elif kind != PINGRESP:
-                log.debug("ignoring MQTT packet type 0x%02x", kind)
-            pos += 2 + length
-        del buf[:pos]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.owner._lost(exc)
-
-
-class FastPublisher:
+class FastPublisher(LeanConnection):
     """QoS 1 publishes with a bounded window; see the module docstring."""
 
     def __init__(
@@ -116,101 +78,40 @@ class FastPublisher:
         window: int = 1000,
         keepalive_s: int = 60,
     ) -> None:
-        self.host, self.port = host, port
-        self._connect_pkt = connect_packet(client_id, username, password, keepalive_s)
-        self.keepalive_s = keepalive_s
+        pkt = connect_packet(client_id, username, password, keepalive_s)
+        super().__init__(host, port, pkt, keepalive_s)
         self.on_ack = on_ack
         self.window = window
         # pid -> (topic, payload, token); dicts keep insertion order for re-sending.
         self.inflight: dict[int, tuple[bytes, bytes, Any]] = {}
         self._next_pid = 0
-        self._proto: _Protocol | None = None
-        self._out: list[bytes] = []
-        self._flush_scheduled = False
         self._room = asyncio.Event()
-        self._connected = asyncio.Event()
-        self._connack: asyncio.Future[int] | None = None
-        self._closing = False
-        self._ping_task: asyncio.Task[None] | None = None
-        self._reconnect_task: asyncio.Task[None] | None = None
-        self.reconnects = 0
 
-    # -- connection ----------------------------------------------------------------------
-    async def connect(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._connack = loop.create_future()
-        try:
-            _, proto = await loop.create_connection(lambda: _Protocol(self), self.host, self.port)
-        except OSError as exc:
-            raise MqttError(f"MQTT broker {self.host}:{self.port}: {exc}") from exc
-        assert isinstance(proto, _Protocol) and proto.transport is not None
-        self._proto = proto
-        proto.transport.write(self._connect_pkt)
-        rc = await asyncio.wait_for(self._connack, timeout=10.0)
-        if rc != 0:
-            proto.transport.close()
-            raise MqttError(f"MQTT broker refused the connection (CONNACK rc={rc})")
+    def _parse(self, buf: bytearray) -> int:
+        pos, n = 0, len(buf)
+        while n - pos >= 2:
+            kind = buf[pos]
+            # Everything the broker sends us is short: a 1-byte remaining length.
+            length = buf[pos + 1]
+            if length & 0x80:
+                raise MqttError("unexpected long packet from broker")
+            if n - pos < 2 + length:
+                break
+            if kind == PUBACK:
+                self._acked(U16.unpack_from(buf, pos + 2)[0])
+            elif kind == CONNACK:
+                self._on_connack(buf[pos + 3])
+            elif kind != PINGRESP:
+                log.debug("ignoring MQTT packet type 0x%02x", kind)
+            pos += 2 + length
+        return pos
+
+    async def _on_connected(self) -> None:
         # Re-send what the last connection did not get acknowledged, oldest first.
         for pid, (topic, payload, _) in self.inflight.items():
-            self._out.append(publish_packet(topic, payload, pid, dup=True))
-        self._schedule_flush()
-        self._connected.set()
-        if self._ping_task is None:
-            self._ping_task = loop.create_task(self._pinger())
-
-    def _on_connack(self, rc: int) -> None:
-        if self._connack is not None and not self._connack.done():
-            self._connack.set_result(rc)
-
-    def _lost(self, exc: Exception | None) -> None:
-        self._connected.clear()
-        self._proto = None
-        self._out.clear()
-        if self._connack is not None and not self._connack.done():
-            self._connack.set_exception(MqttError(f"connection lost: {exc}"))
-        if not self._closing and self._reconnect_task is None:
-            log.warning("MQTT connection lost (%s); reconnecting", exc)
-            self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
-
-    def _fail(self, exc: Exception) -> None:
-        if self._proto is not None and self._proto.transport is not None:
-            self._proto.transport.close()
-        log.error("%s", exc)
-
-    async def _reconnect(self) -> None:
-        delay = 0.2
-        try:
-            while not self._closing:
-                await asyncio.sleep(delay)
-                try:
-                    await self.connect()
-                    self.reconnects += 1
-                    return
-                except (MqttError, TimeoutError) as exc:
-                    log.warning("MQTT reconnect failed: %s", exc)
-                    delay = min(delay * 2, 5.0)
-        finally:
-            self._reconnect_task = None
-
-    async def _pinger(self) -> None:
-        while not self._closing:
-            await asyncio.sleep(self.keepalive_s / 2)
-            if self._connected.is_set():
-                self._out.append(PINGREQ)
-                self._schedule_flush()
+            self._queue(publish_packet(topic, payload, pid, dup=True))
 
     # -- publishing ----------------------------------------------------------------------
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        if self._out and self._proto is not None and self._proto.transport is not None:
-            self._proto.transport.write(b"".join(self._out))
-        self._out.clear()
-
     def _pid(self) -> int:
         pid = self._next_pid
         while True:
@@ -228,9 +129,7 @@ class FastPublisher:
         pid = self._pid()
         t = topic.encode()
         self.inflight[pid] = (t, payload, token)
-        if self._proto is not None:
-            self._out.append(publish_packet(t, payload, pid))
-            self._schedule_flush()
+        self._queue(publish_packet(t, payload, pid))
 
     def _acked(self, pid: int) -> None:
         item = self.inflight.pop(pid, None)
@@ -242,10 +141,10 @@ class FastPublisher:
 
     async def wait_window(self) -> None:
         """Return once fewer than ``window`` publishes are unacknowledged."""
-        while len(self.inflight) >= self.window or not self._connected.is_set():
+        while len(self.inflight) >= self.window or not self.connected.is_set():
             self._room.clear()
-            if not self._connected.is_set():
-                await self._connected.wait()
+            if not self.connected.is_set():
+                await self.connected.wait()
                 continue
             await self._room.wait()
 
@@ -261,14 +160,7 @@ class FastPublisher:
 
     async def close(self) -> None:
         """Disconnect; unacknowledged publishes are reported with ``on_ack(token, False)``."""
-        self._closing = True
-        for task in (self._ping_task, self._reconnect_task):
-            if task is not None:
-                task.cancel()
-        if self._proto is not None and self._proto.transport is not None:
-            self._flush()
-            self._proto.transport.write(DISCONNECT)
-            self._proto.transport.close()
+        await super().close()
         for _, _, token in self.inflight.values():
             self.on_ack(token, False)
         self.inflight.clear()
