@@ -71,6 +71,12 @@ class Spool:
         self._write_seg = segs[-1] if segs else 1
         self._write_off = self._recover_tail(self._write_seg) if segs else 0
         self._read_seg, self._read_off = self._load_cursor(segs)
+        if not segs or self._read_seg > segs[-1]:
+            # Fully drained last time: the cursor names the next, not yet written segment.
+            # Writing must go there, not back to an older number the cursor is already past.
+            self._write_seg = max(self._write_seg, self._read_seg)
+            self._write_off = 0
+            self._read_seg, self._read_off = self._write_seg, 0
         self.bytes_on_disk = sum((self.dir / f"{n:08d}.seg").stat().st_size for n in segs)
 
     # -- layout ----------------------------------------------------------------------

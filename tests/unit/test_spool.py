@@ -65,3 +65,25 @@ async def test_full_spool_refuses(tmp_path: Path) -> None:
     assert sp.bytes_on_disk >= 100
     with pytest.raises(SpoolFull):
         sp.append_nowait(rec(2))
+
+
+async def test_appends_after_a_full_drain_and_reopen_are_drained(tmp_path: Path) -> None:
+    # Found by the fault matrix: after a full drain the cursor names segment n+1 and no
+    # segment is left; a reopened spool wrote to segment 1 again, looked empty and lost it.
+    sp = Spool(tmp_path)
+    for i in range(3):
+        await sp.append(rec(i))
+    recs, pos = await sp.read(10)
+    await sp.commit(pos)
+    assert sp.empty
+    await sp.close()
+    again = Spool(tmp_path)
+    await again.append(rec(7))
+    assert not again.empty
+    recs, pos = await again.read(10)
+    assert [r.received_at_ns for r in recs] == [7]
+    await again.commit(pos)
+    third = Spool(tmp_path)
+    await third.append(rec(8))
+    recs, _ = await third.read(10)
+    assert [r.received_at_ns for r in recs] == [8]
