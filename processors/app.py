@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from citywatch.settings import Settings
@@ -128,6 +129,7 @@ class Processor:
             "alert_events": 0,
             "bad": 0,
             "batches": 0,
+            "commit_failed": 0,
         }
 
     async def _handle(self, batch: dict[TopicPartition, list[Any]], stop: asyncio.Event) -> None:
@@ -146,7 +148,14 @@ class Processor:
     ) -> None:
         await self._emit(out, stop)
         if offsets:
-            await self.consumer.commit(offsets)
+            try:
+                await self.consumer.commit(offsets)
+            except CommitFailedError as exc:
+                # The group rebalanced meanwhile (e.g. Kafka stalled past the session
+                # timeout): whoever owns these partitions now replays from the last commit,
+                # and the replay only rewrites the same points and alert ids.
+                log.warning("commit refused after a rebalance (%s); the batch will replay", exc)
+                self.stats["commit_failed"] += 1
         self.stats["batches"] += 1
 
     def _process(
@@ -199,16 +208,31 @@ class Processor:
         self.m_written.inc(len(out.lines))
         self.stats["points"] += len(out.lines)
         if out.events:
-            futs = [
-                await self.producer.send(
-                    self.s.kafka.alerts_topic, ev.to_json(), key=ev.alert_id.encode()
-                )
-                for ev in out.events
-            ]
-            await asyncio.gather(*futs)
+            await self._publish_events(out, stop)
             for ev in out.events:
                 self.m_alerts.labels(ev.state).inc()
             self.stats["alert_events"] += len(out.events)
+
+    async def _publish_events(self, out: Output, stop: asyncio.Event) -> None:
+        """Alert events to Kafka, retried with backoff while Kafka is away (a re-sent event
+        carries the same alert id and state, which consumers already dedupe on)."""
+        delay = 0.2
+        while True:
+            try:
+                futs = [
+                    await self.producer.send(
+                        self.s.kafka.alerts_topic, ev.to_json(), key=ev.alert_id.encode()
+                    )
+                    for ev in out.events
+                ]
+                await asyncio.gather(*futs)
+                return
+            except KafkaError as exc:
+                if stop.is_set():
+                    raise
+                log.warning("alert events not published (%r); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     def watermark(self) -> int:
         """Event time every active partition has reached.
