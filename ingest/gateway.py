@@ -29,6 +29,7 @@ from enum import Enum
 
 from citywatch import credentials
 from citywatch.mqttlean import LeanSubscriber
+from citywatch.security.devices import DevicePolicy
 from citywatch.settings import Settings
 from ingest.decode import decode_message
 from ingest.kafka_sink import KafkaSink
@@ -71,6 +72,8 @@ class Gateway:
         self.instance = instance or g.instance
         self.metrics = GatewayMetrics()
         self.registry = DeviceRegistry.load(g.device_registry)
+        # security.unknown_devices: accept (and remember) or dead-letter unregistered ids.
+        self.devices = DevicePolicy(settings)
         self.sink = KafkaSink(settings, client_id=f"citywatch-{self.instance}")
         self.spool = Spool(
             settings.state_dir / "spool" / self.instance, g.spool_segment_bytes, g.spool_max_bytes
@@ -128,7 +131,11 @@ class Gateway:
             return self._send_presence(item), []
         received_at = datetime.fromtimestamp(rat / 1e9, UTC)
         res = decode_message(
-            topic, item.payload, received_at, max_payload_bytes=self.s.gateway.max_payload_bytes
+            topic,
+            item.payload,
+            received_at,
+            max_payload_bytes=self.s.gateway.max_payload_bytes,
+            allow_device=self.devices.allows,
         )
         futs: list[asyncio.Future[object]] = []
         families: list[str] = []

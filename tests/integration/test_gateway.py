@@ -14,7 +14,7 @@ from citywatch.settings import Settings
 from citywatch.stack.kafka import Kafka
 from citywatch.stack.mosquitto import Mosquitto
 
-from .helpers import bin_messages, end_offsets, publish, read_topic, seqs_for, wait_log
+from .helpers import bin_messages, bin_payload, end_offsets, publish, read_topic, seqs_for, wait_log
 
 N = 10_000
 
@@ -170,6 +170,26 @@ async def test_invalid_payload_goes_to_deadletter_with_reason(
     assert headers["reason"].decode() not in ("", "internal")
     assert headers["detail"]
     print(f"{payload!r} -> {headers['reason'].decode()}")
+
+
+async def test_unregistered_device_is_dead_lettered_when_policy_says_so(
+    stack_settings: Settings, spawn, rid: str
+) -> None:
+    s = stack_settings
+    start = await end_offsets(s, s.kafka.deadletter_topic)
+    env = {"CITYWATCH_SECURITY__UNKNOWN_DEVICES": "deadletter"}
+    gw = spawn("gateway", "--instance", f"gw-{rid}", env=env, name="gateway")
+    wait_log(gw, "up (mode")
+    topic = f"city/central/bin/bin-{rid}/up"
+    assert await publish(s, [(topic, bin_payload(1))]) == 1
+    recs = await read_topic(
+        s,
+        s.kafka.deadletter_topic,
+        start,
+        until=lambda rs: any(dict(m.headers).get("mqtt_topic") == topic.encode() for m in rs),
+    )
+    mine = [m for m in recs if dict(m.headers).get("mqtt_topic") == topic.encode()]
+    assert [dict(m.headers)["reason"] for m in mine] == [b"unknown_device"]
 
 
 async def test_lwt_status_becomes_presence_event(stack_settings: Settings, spawn, rid: str) -> None:
