@@ -31,6 +31,8 @@ from dashboards.kpis import Kpi, expand, kpis
 
 FAMILIES = ("streetlight", "bin", "vehicle", "dust")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+# A batch job over a whole day of a whole city: slow queries on a busy server are fine.
+QUERY_TIMEOUT_S = 300.0
 
 
 def _utc(dt: datetime) -> str:
@@ -57,7 +59,7 @@ class Runner:
     def rows(self, k: Kpi, family: str = ".*", interval: str = "1h") -> list[list[Any]]:
         q = expand(k.query, start=self.start, end=self.end, interval=interval)
         q = q.replace("$district", ".*").replace("$family", family)
-        return influxql.rows(self.s, q)
+        return influxql.rows(self.s, q, timeout_s=QUERY_TIMEOUT_S)
 
     def series(self, k: Kpi, tag: str, interval: str = "1h") -> dict[str, list[list[Any]]]:
         """Rows per value of one GROUP BY tag (influxql.rows flattens series, so ask raw)."""
@@ -75,7 +77,7 @@ class Runner:
                 "p": credentials.password(self.s, "influx"),
                 "q": q,
             },
-            timeout=30.0,
+            timeout=QUERY_TIMEOUT_S,
         )
         r.raise_for_status()
         out: dict[str, list[list[Any]]] = {}

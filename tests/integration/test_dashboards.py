@@ -199,14 +199,13 @@ def test_variable_queries_return_values(city_run: Any) -> None:
 
 
 def test_daily_report_has_real_numbers_and_charts(city_run: Any, tmp_path: Path) -> None:
-    s = city_run[0]
-    tz = s.grafana.timezone
+    s, sim = city_run[0], city_run[3]
     from zoneinfo import ZoneInfo
 
-    # The run starts at 16:00 local the day before its end: that day's night is in it.
-    rows = _influx(s, "SELECT last(power_w) FROM streetlight WHERE time > now() - 48h")
-    last = datetime.fromisoformat(rows[0]["values"][0][0].replace("Z", "+00:00"))
-    day = (last.astimezone(ZoneInfo(tz)) - timedelta(hours=12)).date()
+    # The run starts at 16:00 local: that evening's night and that day's trip summaries
+    # (closed an hour after midnight) are in it.
+    start = datetime.fromisoformat(sim[0].replace("Z", "+00:00"))
+    day = start.astimezone(ZoneInfo(s.grafana.timezone)).date()
     html = build_report(s, day, tmp_path)
     text = html.read_text()
     assert "Lighting rate, city (night)" in text
