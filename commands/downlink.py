@@ -100,6 +100,8 @@ class Downlink:
         self.store = store
         self.targets = targets
         self.open: dict[tuple[str, str], _Open] = {}
+        self.by_device: dict[str, dict[str, _Open]] = {}  # device -> cmd_id -> open delivery
+        self.open_cmds: dict[str, int] = {}  # cmd_id -> open deliveries
         self.presence: dict[str, bool] = {}  # publisher id -> online; unknown = online
         self.dirty: list[tuple[Delivery, str | None]] = []
         self.stats = DownlinkStats()
@@ -107,6 +109,7 @@ class Downlink:
         self.ready = asyncio.Event()
         self.wake = asyncio.Event()  # something to send now: do not wait for the next tick
         self._watch_keys: set[bytes] = set()
+        self._keys_stale = False
 
     # -- state changes (in memory first; flushed to the store once per tick) -------------
     def _move(self, o: _Open, state: str, detail: str = "", log_: str | None = None) -> None:
@@ -120,14 +123,36 @@ class Downlink:
         now = time.time()
         if state in TERMINAL:
             d.done_at = now
-            self.open.pop((d.cmd_id, d.device_id), None)
-            self._reindex()
+            self._forget(o)
             n = getattr(self.stats, state)
             setattr(self.stats, state, n + 1)
             log.info("command %s on %s: %s %s", d.cmd_id, d.device_id, state, detail)
         self.dirty.append((d.model_copy(), log_))
 
+    def _track(self, o: _Open) -> None:
+        self.open[(o.d.cmd_id, o.d.device_id)] = o
+        self.by_device.setdefault(o.d.device_id, {})[o.d.cmd_id] = o
+        self.open_cmds[o.d.cmd_id] = self.open_cmds.get(o.d.cmd_id, 0) + 1
+        self._keys_stale = True
+
+    def _forget(self, o: _Open) -> None:
+        if self.open.pop((o.d.cmd_id, o.d.device_id), None) is not None:
+            left = self.open_cmds.get(o.d.cmd_id, 1) - 1
+            if left > 0:
+                self.open_cmds[o.d.cmd_id] = left
+            else:
+                self.open_cmds.pop(o.d.cmd_id, None)
+        mine = self.by_device.get(o.d.device_id)
+        if mine is not None:
+            mine.pop(o.d.cmd_id, None)
+            if not mine:
+                del self.by_device[o.d.device_id]
+        self._keys_stale = True
+
     def _reindex(self) -> None:
+        # Rebuilt lazily (once per batch of readings), not on every state change: a
+        # district-wide command changes thousands of deliveries at once.
+        self._keys_stale = False
         keys: set[bytes] = set()
         for o in self.open.values():
             if o.d.state in ("sent", "acked"):
@@ -190,22 +215,21 @@ class Downlink:
 
     def register(self, cmd: Command, deliveries: list[Delivery]) -> None:
         """Loop side: track the open deliveries of a loaded command."""
-        if any(k[0] == cmd.id for k in self.open):
+        if cmd.id in self.open_cmds:
             return
         self.stats.commands += 1
         self.wake.set()
         for d in deliveries:
             if d.state not in TERMINAL:
                 self._supersede(cmd, d.device_id)
-                self.open[(cmd.id, d.device_id)] = _Open(cmd, d)
+                self._track(_Open(cmd, d))
 
     def _supersede(self, cmd: Command, device_id: str) -> None:
         if cmd.kind not in _OVERRIDES:
             return
-        for o in list(self.open.values()):
+        for o in list(self.by_device.get(device_id, {}).values()):
             if (
-                o.d.device_id == device_id
-                and o.cmd.kind in _OVERRIDES
+                o.cmd.kind in _OVERRIDES
                 and o.cmd.created_at <= cmd.created_at
             ):
                 self._move(o, "failed", f"superseded by command {cmd.id}")
@@ -234,7 +258,7 @@ class Downlink:
             if verified_on_ack(o.cmd.kind):
                 self._move(o, "applied", "acknowledged (nothing to see in a reading)")
             else:
-                self._reindex()
+                self._keys_stale = True
 
     def _send(self, o: _Open, now: float) -> None:
         assert self.mqtt is not None
@@ -247,7 +271,7 @@ class Downlink:
         self.mqtt.publish_nowait(d.down_topic, down_payload(o.cmd, d), qos=1)
         self.stats.sent += 1
         self._move(o, "sent", log_=f"attempt {d.attempts} on {d.down_topic}")
-        self._reindex()
+        self._keys_stale = True
 
     def tick(self, now: float | None = None) -> None:
         """Expire, send, resend, give up: everything that is due."""
@@ -300,6 +324,8 @@ class Downlink:
                     self.wake.set()
 
     def on_reading(self, key: bytes | None, raw: bytes) -> None:
+        if self._keys_stale:
+            self._reindex()
         if key not in self._watch_keys:
             return
         try:
@@ -308,7 +334,7 @@ class Downlink:
             return
         dev = rec.get("device_id")
         received = float(rec.get("received_at", 0)) / 1e9
-        for o in [o for o in self.open.values() if o.d.device_id == dev]:
+        for o in list(self.by_device.get(str(dev), {}).values()):
             d = o.d
             if d.state != "acked" or d.acked_at is None or received < d.acked_at:
                 continue
@@ -414,8 +440,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> Downli
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     for cmd, d in await asyncio.to_thread(store.open_deliveries):
-        dl.open[(cmd.id, d.device_id)] = _Open(cmd, d)
-    dl._reindex()
+        dl._track(_Open(cmd, d))
     if dl.open:
         log.info("resuming %d open deliveries", len(dl.open))
 

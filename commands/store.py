@@ -380,40 +380,43 @@ class Store:
 
     def save_deliveries(self, items: Sequence[tuple[Delivery, str | None]]) -> dict[str, str]:
         """``save_delivery`` for many in one transaction; returns cmd_id -> command state."""
-        out: dict[str, str] = {}
+        now = time.time()
+        touched: dict[str, str] = {}
         with self._tx() as s:
             for d, log in items:
-                out[d.cmd_id] = self._save(s, d, log)
-        return out
-
-    def _save(self, s: Session, d: Delivery, log: str | None) -> str:
-        now = time.time()
-        row = s.get(DeliveryRow, (d.cmd_id, d.device_id))
-        if row is None:
-            raise KeyError(f"no delivery {d.cmd_id}/{d.device_id}")
-        old = row.state
-        for f in _DELIVERY_FIELDS:
-            setattr(row, f, getattr(d, f))
-        if log is not None or old != d.state:
-            s.add(
-                AuditRow(
-                    cmd_id=d.cmd_id,
-                    ts=now,
-                    actor="downlink",
-                    action=f"device_{d.state}",
-                    detail=f"{d.device_id}: {log or d.detail}".rstrip(": "),
-                )
-            )
-        s.flush()
-        states = s.scalars(select(DeliveryRow.state).where(DeliveryRow.cmd_id == d.cmd_id))
-        new = aggregate(states)
-        cmd = s.get(CommandRow, d.cmd_id)
-        assert cmd is not None
-        if cmd.state != new:
-            cmd.state = new
-            cmd.detail = d.detail if new in ("failed", "expired") else ""
-            s.add(AuditRow(cmd_id=d.cmd_id, ts=now, actor="downlink", action=new, detail=""))
-        return new
+                row = s.get(DeliveryRow, (d.cmd_id, d.device_id))
+                if row is None:
+                    raise KeyError(f"no delivery {d.cmd_id}/{d.device_id}")
+                old = row.state
+                for f in _DELIVERY_FIELDS:
+                    setattr(row, f, getattr(d, f))
+                if log is not None or old != d.state:
+                    s.add(
+                        AuditRow(
+                            cmd_id=d.cmd_id,
+                            ts=now,
+                            actor="downlink",
+                            action=f"device_{d.state}",
+                            detail=f"{d.device_id}: {log or d.detail}".rstrip(": "),
+                        )
+                    )
+                if d.state in ("failed", "expired") or d.cmd_id not in touched:
+                    touched[d.cmd_id] = d.detail
+            s.flush()
+            out: dict[str, str] = {}
+            # One aggregate per command, not per delivery: a district-wide command moves
+            # thousands of deliveries in one batch.
+            for cmd_id, detail in touched.items():
+                states = s.scalars(select(DeliveryRow.state).where(DeliveryRow.cmd_id == cmd_id))
+                new = aggregate(states)
+                cmd = s.get(CommandRow, cmd_id)
+                assert cmd is not None
+                if cmd.state != new:
+                    cmd.state = new
+                    cmd.detail = detail if new in ("failed", "expired") else ""
+                    s.add(AuditRow(cmd_id=cmd_id, ts=now, actor="downlink", action=new, detail=""))
+                out[cmd_id] = new
+            return out
 
     # -- suggestions ---------------------------------------------------------------------
     def upsert_suggestion(self, sug: Suggestion) -> bool:

@@ -157,7 +157,7 @@ def world(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
         "CITYWATCH_COMMANDS__CITY_MODEL": str(city_path),
         "CITYWATCH_COMMANDS__GROUP_ID": f"citywatch-test-downlink-{rid}",
         "CITYWATCH_COMMANDS__INSTANCE": f"t{rid}",
-        "CITYWATCH_COMMANDS__ACK_TIMEOUT_S": "1.0",
+        "CITYWATCH_COMMANDS__ACK_TIMEOUT_S": "0.5",
         "CITYWATCH_COMMANDS__MAX_ATTEMPTS": "4",
         "CITYWATCH_COMMANDS__TICK_S": "0.2",
     }
@@ -304,7 +304,7 @@ def test_lamp_ignoring_commands_fails_after_retries(w: World) -> None:
     cmd_id = r.json()["id"]
     cmd = w.wait_state(cmd_id, {"applied", "failed", "expired"})
     assert cmd.state == "failed" and "no ack after 4 attempts" in cmd.detail
-    assert len(w.received(cmd_id)) == 4, (  # sent 4 times (1, 2, 4 s backoff), never acked
+    assert len(w.received(cmd_id)) == 4, (  # sent 4 times (0.5, 1, 2 s backoff), never acked
         [(b["cmd_id"], b["device_id"]) for b in w.simdl.received], w.trail(cmd_id),
         w.city.devices[ignored])
 

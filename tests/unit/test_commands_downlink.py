@@ -114,9 +114,9 @@ async def test_switch_delivered_acked_applied(dl: Downlink, monkeypatch: Any) ->
     reading(dl, dev, T0 + 3, power_state="on")
     await flush(dl)
     assert dl.store.get(cmd.id).state == "applied"  # type: ignore[union-attr]
+    assert not dl.open and not dl.by_device and not dl.open_cmds  # nothing left behind
     actions = [a.action for a in dl.store.audit(cmd.id)]
     assert actions[0] == "issued" and "device_acked" in actions and actions[-1] == "applied"
-    assert not dl.open
 
 
 async def test_expired_command_is_never_sent(dl: Downlink) -> None:
