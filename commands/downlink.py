@@ -147,7 +147,8 @@ class Downlink:
             mine.pop(o.d.cmd_id, None)
             if not mine:
                 del self.by_device[o.d.device_id]
-        self._keys_stale = True
+        # Watched keys are not rebuilt here: a key left over only costs a lookup, and the
+        # next delivery sent rebuilds the set (a rebuild per applied lamp would be O(n^2)).
 
     def _reindex(self) -> None:
         # Rebuilt lazily (once per batch of readings), not on every state change: a

@@ -383,8 +383,15 @@ class Store:
         now = time.time()
         touched: dict[str, str] = {}
         with self._tx() as s:
+            # One SELECT for all the rows of the commands involved, not one per delivery.
+            rows = {
+                (r.cmd_id, r.device_id): r
+                for r in s.scalars(
+                    select(DeliveryRow).where(DeliveryRow.cmd_id.in_({d.cmd_id for d, _ in items}))
+                )
+            }
             for d, log in items:
-                row = s.get(DeliveryRow, (d.cmd_id, d.device_id))
+                row = rows.get((d.cmd_id, d.device_id))
                 if row is None:
                     raise KeyError(f"no delivery {d.cmd_id}/{d.device_id}")
                 old = row.state
