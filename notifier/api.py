@@ -242,6 +242,9 @@ def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
                 yield ServerSentEvent(comment="ping")
 
     # (issue #12 adds its router here: app.include_router(commands.api.router, prefix=...))
+    from commands.api import install as install_commands  # /commands (device commands)
+
+    install_commands(app)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
