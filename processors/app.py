@@ -130,6 +130,7 @@ class Processor:
             "bad": 0,
             "batches": 0,
             "commit_failed": 0,
+            "rejected_lines": 0,
         }
 
     async def _handle(self, batch: dict[TopicPartition, list[Any]], stop: asyncio.Event) -> None:
@@ -203,7 +204,9 @@ class Processor:
     async def _emit(self, out: Output, stop: asyncio.Event) -> None:
         """Lines to InfluxDB (until confirmed), then alert events to Kafka (acks=all)."""
         t0 = time.monotonic()
-        await self.sink.write_until_done(out.lines, stop)
+        rejected = await self.sink.write_until_done(out.lines, stop)
+        if rejected:
+            await self._dead_letter(rejected, stop)
         self.m_write.observe(time.monotonic() - t0)
         self.m_written.inc(len(out.lines))
         self.stats["points"] += len(out.lines)
@@ -213,24 +216,52 @@ class Processor:
                 self.m_alerts.labels(ev.state).inc()
             self.stats["alert_events"] += len(out.events)
 
+    async def _dead_letter(self, rejected: list[tuple[str, str]], stop: asyncio.Event) -> None:
+        """Lines InfluxDB will never accept: to the dead-letter topic, with why, not dropped."""
+        log.error("InfluxDB rejected %d lines; dead-lettered: %s", len(rejected), rejected[0][1])
+        await self._retry_kafka(
+            stop,
+            [
+                (
+                    self.s.kafka.deadletter_topic,
+                    line.encode(),
+                    b"influx",
+                    [
+                        ("reason", b"influx_rejected"),
+                        ("detail", why.encode()[:2000]),
+                        ("origin", b"processor"),
+                    ],
+                )
+                for line, why in rejected
+            ],
+        )
+        self.stats["rejected_lines"] += len(rejected)
+
     async def _publish_events(self, out: Output, stop: asyncio.Event) -> None:
-        """Alert events to Kafka, retried with backoff while Kafka is away (a re-sent event
-        carries the same alert id and state, which consumers already dedupe on)."""
+        """Alert events to Kafka (a re-sent event carries the same alert id and state,
+        which consumers already dedupe on)."""
+        topic = self.s.kafka.alerts_topic
+        await self._retry_kafka(
+            stop, [(topic, ev.to_json(), ev.alert_id.encode(), []) for ev in out.events]
+        )
+
+    async def _retry_kafka(
+        self, stop: asyncio.Event, records: list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]]
+    ) -> None:
+        """Send and wait for acks=all, retried with backoff while Kafka is away."""
         delay = 0.2
         while True:
             try:
                 futs = [
-                    await self.producer.send(
-                        self.s.kafka.alerts_topic, ev.to_json(), key=ev.alert_id.encode()
-                    )
-                    for ev in out.events
+                    await self.producer.send(topic, value, key=key, headers=headers)
+                    for topic, value, key, headers in records
                 ]
                 await asyncio.gather(*futs)
                 return
             except KafkaError as exc:
                 if stop.is_set():
                     raise
-                log.warning("alert events not published (%r); retrying in %.1fs", exc, delay)
+                log.warning("Kafka send failed (%r); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 

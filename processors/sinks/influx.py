@@ -123,6 +123,11 @@ class InfluxWriteError(RuntimeError):
     """InfluxDB refused or did not answer a batch."""
 
 
+class InfluxRejected(InfluxWriteError):
+    """InfluxDB refused the data itself (HTTP 400: a field type conflict, a point outside the
+    retention policy...): the same lines will never be accepted, retrying cannot help."""
+
+
 class InfluxSink:
     """Writes batches of lines; ``write`` returns only once InfluxDB confirmed them."""
 
@@ -148,19 +153,33 @@ class InfluxSink:
                 write_precision=WritePrecision.NS,  # type: ignore[arg-type]
             )
         except Exception as exc:
+            if getattr(exc, "status", None) == 400:
+                why = getattr(exc, "headers", {}).get("X-Influxdb-Error") or str(exc)
+                raise InfluxRejected(f"InfluxDB rejected {len(lines)} lines: {why}") from exc
             raise InfluxWriteError(f"InfluxDB write of {len(lines)} lines failed: {exc}") from exc
         if ok is False:
             raise InfluxWriteError(f"InfluxDB did not confirm {len(lines)} lines")
 
     async def write_until_done(
         self, lines: Sequence[str], stop: asyncio.Event | None = None, *, bucket: str | None = None
-    ) -> None:
-        """Retry with capped exponential backoff until InfluxDB confirms (or stop is set)."""
+    ) -> list[tuple[str, str]]:
+        """Retry with capped exponential backoff until InfluxDB confirms (or stop is set).
+
+        Lines InfluxDB rejects as such (HTTP 400) are found by halving the batch (a partial
+        write keeps the good points, so rewriting them is harmless) and returned with the
+        reason, for the dead-letter topic, instead of blocking the stream forever.
+        """
         delay = 0.2
         while True:
             try:
                 await self.write(lines, bucket=bucket)
-                return
+                return []
+            except InfluxRejected as exc:
+                if len(lines) == 1:
+                    return [(lines[0], str(exc))]
+                half = len(lines) // 2
+                bad = await self.write_until_done(lines[:half], stop, bucket=bucket)
+                return bad + await self.write_until_done(lines[half:], stop, bucket=bucket)
             except InfluxWriteError as exc:
                 if stop is not None and stop.is_set():
                     raise

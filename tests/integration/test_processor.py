@@ -13,8 +13,10 @@ from citywatch.stack.influxdb import InfluxDB
 from .helpers import (
     create_topic,
     delete_topic,
+    end_offsets,
     influx_query,
     produce_records,
+    read_topic,
     wait_for,
     wait_log,
 )
@@ -169,3 +171,55 @@ async def test_two_processors_split_partitions_and_survive_a_rebalance(
     _check(stack_settings, rid, n, raised)
     log = second["p2"].log_text()  # type: ignore[attr-defined]
     assert "warming up" in log or "assigned" in log
+
+
+async def test_lines_influx_rejects_go_to_deadletter_and_do_not_block(
+    stack_settings: Settings, spawn, rid: str
+) -> None:
+    # A field whose type changes (float, then string) is a line InfluxDB refuses forever
+    # (HTTP 400, field type conflict): it must be dead-lettered, and what follows written.
+    s = stack_settings
+    topic = f"citywatch.readings.test-{rid}"
+    await create_topic(s, topic, partitions=1)
+    dead_start = await end_offsets(s, s.kafka.deadletter_topic)
+    env = {
+        "CITYWATCH_PROCESSOR__GROUP_ID": f"citywatch-test-{rid}",
+        "CITYWATCH_KAFKA__READINGS_TOPIC": topic,
+    }
+    proc = spawn("process", "--instance", f"p-{rid}", env=env, name="processor")
+    wait_log(proc, "processor p-")
+    t0 = (time.time_ns() // S) * S
+    probe = f"probe_{rid}"
+    recs = [
+        {
+            "device_id": f"bin-{rid}-0",
+            "family": "bin",
+            "district": "central",
+            "ts": t0 + i * S,
+            "received_at": t0 + i * S,
+            "late": False,
+            "fill_ratio": 0.5,
+            probe: value,
+        }
+        for i, value in enumerate([1.5, "not a float", 2.5])
+    ]
+    s_topic = s.model_copy(update={"kafka": s.kafka.model_copy(update={"readings_topic": topic})})
+    await produce_records(s_topic, recs)
+
+    def written() -> list[list[object]]:
+        return influx_query(s, f'SELECT "{probe}" FROM bin WHERE device_id = \'bin-{rid}-0\'')
+
+    rows = await asyncio.to_thread(wait_for, lambda: len(written()) >= 2 and written(), 60)
+    assert [r[1] for r in rows] == [1.5, 2.5]
+    dead = await read_topic(
+        s,
+        s.kafka.deadletter_topic,
+        dead_start,
+        until=lambda rs: any(probe.encode() in m.value for m in rs),
+    )
+    mine = [m for m in dead if probe.encode() in m.value]
+    assert len(mine) == 1 and b"not a float" in mine[0].value
+    headers = dict(mine[0].headers)
+    assert headers["reason"] == b"influx_rejected" and headers["origin"] == b"processor"
+    assert proc.alive()
+    await delete_topic(s, topic)
