@@ -121,5 +121,7 @@ class AlertManager:
         hold = self.policy.clear_after_s if c.clear_after_s is None else c.clear_after_s
         if c.ts - ep.inactive_since >= hold * _NS:
             del self.open[c.key]
-            return [self._event(c, ep, "cleared", c.ts)]
+            # A late reading can end an episode "before" it began (a silence raised on the
+            # watermark, then a delayed reading from inside the silence): never before start.
+            return [self._event(c, ep, "cleared", max(c.ts, ep.start))]
         return []

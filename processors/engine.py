@@ -53,6 +53,9 @@ def alert_line(ev: AlertEvent) -> str:
     }
     if ev.value is not None:
         fields["value"] = float(ev.value)
+    if ev.state == "cleared":
+        # Time to clear, ready for a plain mean()/median() in the dashboards.
+        fields["duration_s"] = (ev.ts - ev.episode_start) / 1e9
     return point_line("alerts", tags, fields, ev.ts)
 
 

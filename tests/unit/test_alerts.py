@@ -54,3 +54,16 @@ def test_new_episode_after_clear_gets_new_id() -> None:
 
 def test_inactive_condition_without_episode_emits_nothing() -> None:
     assert AlertManager().apply(cond(False, 0)) == []
+
+
+def test_a_late_reading_never_clears_an_episode_before_it_began() -> None:
+    from processors.engine import alert_line
+
+    am = AlertManager(AlertPolicy(clear_after_s=0))
+    raised = am.apply(cond(True, 1000))[0]
+    cleared = am.apply(cond(False, 970))[0]  # the delayed reading's time
+    assert cleared.state == "cleared" and cleared.ts == raised.ts
+    assert "duration_s=0," in alert_line(cleared)
+    am.apply(cond(True, 2000))
+    later = am.apply(cond(False, 2600))[0]
+    assert "duration_s=600," in alert_line(later)
