@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -79,6 +80,9 @@ class World:
     tokens: dict[str, str]
     downlink: Proc
     errors: list[BaseException]
+    env: dict[str, str]
+    procs: list[Proc]
+    tmp: Path
 
     def lamp(self, district: str, i: int = 0) -> Device:
         lamps = sorted(
@@ -107,6 +111,35 @@ class World:
 
     def trail(self, cmd_id: str) -> list[str]:
         return [f"{a.action}: {a.detail}" for a in self.store.audit(cmd_id)]
+
+    def set_presence(self, lamp: Device, status: str) -> None:
+        """Publish the lamp's status as its Last Will would; wait until it is on Kafka."""
+        topic = f"city/{lamp.district}/streetlight/{lamp.publisher_id}/status"
+        key = lamp.publisher_id.encode()
+
+        async def say() -> None:
+            c = AsyncMqtt(host=self.s.mqtt.host, port=self.s.mqtt.port,
+                          client_id=f"t-lamp-{run_id()}", username="simulator",
+                          password=credentials.password(self.s, "simulator"))
+            await c.connect()
+            await c.publish(topic, status.encode(), qos=1)
+            await c.close()
+
+        def seen(rs: list[Any]) -> bool:
+            return any(r.key == key and status.encode() in r.value for r in rs)
+
+        start = asyncio.run(end_offsets(self.s, self.s.kafka.presence_topic))
+        asyncio.run(say())
+        got = asyncio.run(
+            read_topic(self.s, self.s.kafka.presence_topic, start, idle_s=5, until=seen)
+        )
+        assert seen(got)
+
+    def restart_downlink(self) -> None:
+        self.downlink.kill9()
+        self.downlink = Proc(["downlink"], self.env, self.tmp / "downlink2.log").start()
+        self.procs.append(self.downlink)
+        wait_log(self.downlink, "downlink ready", 90)
 
     def received(self, cmd_id: str) -> list[dict[str, Any]]:
         assert not self.errors, self.errors  # the simulator is still running
@@ -170,6 +203,7 @@ def world(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
     )
     gw = Proc(["gateway"], env, tmp / "gateway.log").start()
     dl = Proc(["downlink"], env, tmp / "downlink.log").start()
+    procs = [gw, dl]
     stop, ready = threading.Event(), threading.Event()
     errors: list[BaseException] = []
     thread = None
@@ -202,14 +236,14 @@ def world(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
         app = create_app(s, store=nstore)
         store = Store(env["CITYWATCH_COMMANDS__DB_URL"])
         with TestClient(app) as http:
-            yield World(s, city, sim, simdl, store, http, tokens, dl, errors)
+            yield World(s, city, sim, simdl, store, http, tokens, dl, errors, env, procs, tmp)
         store.close()
     finally:
         stop.set()
         if thread is not None:
             thread.join(20)
-        dl.stop(20)
-        gw.stop(20)
+        for p in reversed(procs):
+            p.stop(20)
 
 
 def test_switch_is_delivered_acknowledged_and_confirmed_by_the_next_reading(w: World) -> None:
@@ -238,26 +272,7 @@ def test_switch_is_delivered_acknowledged_and_confirmed_by_the_next_reading(w: W
 
 def test_offline_lamp_gets_the_command_after_reconnecting(w: World) -> None:
     lamp = w.lamp("central", 1)
-    status_topic = f"city/{lamp.district}/streetlight/{lamp.publisher_id}/status"
-
-    async def say(status: bytes) -> None:
-        c = AsyncMqtt(host=w.s.mqtt.host, port=w.s.mqtt.port, client_id=f"t-lamp-{run_id()}",
-                      username="simulator", password=credentials.password(w.s, "simulator"))
-        await c.connect()
-        await c.publish(status_topic, status, qos=1)
-        await c.close()
-
-    start = asyncio.run(end_offsets(w.s, w.s.kafka.presence_topic))
-    asyncio.run(say(b"offline"))
-    key = lamp.publisher_id.encode()
-
-    def offline_seen(rs: list[Any]) -> bool:
-        return any(r.key == key and b"offline" in r.value for r in rs)
-
-    seen = asyncio.run(
-        read_topic(w.s, w.s.kafka.presence_topic, start, idle_s=5, until=offline_seen)
-    )
-    assert offline_seen(seen)
+    w.set_presence(lamp, "offline")
     time.sleep(1.5)  # the downlink polls presence every 0.5 s
     r = w.post("boss", {"kind": "dim", "target_type": "device", "target": lamp.id,
                         "params": {"level_pct": 40}})
@@ -268,7 +283,7 @@ def test_offline_lamp_gets_the_command_after_reconnecting(w: World) -> None:
     time.sleep(2.0)
     assert w.store.get(cmd_id).state == "queued"  # type: ignore[union-attr]
     assert w.received(cmd_id) == []  # nothing went down while it was offline
-    asyncio.run(say(b"online"))
+    w.set_presence(lamp, "online")
     cmd = w.wait_state(cmd_id, {"applied", "failed", "expired"})
     assert cmd.state == "applied", "\n".join(w.trail(cmd_id))
     assert w.received(cmd_id)[0]["params"] == {"level_pct": 40}
@@ -369,6 +384,22 @@ def test_alert_suggestion_runs_only_when_a_person_confirms(w: World) -> None:
     cmd = w.wait_state(r.json()["id"], {"applied", "failed", "expired"})
     assert cmd.state == "applied" and cmd.source == f"alert:{alert_id}"
     assert cmd.issuer == "crew-central" and w.sim.lamps.overrides[lamp.id].state == "off"
+
+
+def test_downlink_restart_resumes_a_held_command(w: World) -> None:
+    lamp = w.lamp("north", 1)
+    w.set_presence(lamp, "offline")
+    time.sleep(1.5)
+    r = w.post("crew-north", {"kind": "switch", "target_type": "device", "target": lamp.id,
+                              "params": {"state": "on"}})
+    assert r.status_code == 201, r.text
+    cmd_id = r.json()["id"]
+    assert wait_for(lambda: any("held" in t for t in w.trail(cmd_id)), 30, 0.3), w.trail(cmd_id)
+    w.restart_downlink()  # kill -9: the held delivery lives on in the store
+    assert "resuming 1 open deliveries" in w.downlink.log_text()
+    w.set_presence(lamp, "online")
+    cmd = w.wait_state(cmd_id, {"applied", "failed", "expired"})
+    assert cmd.state == "applied", "\n".join(w.trail(cmd_id))
 
 
 @pytest.fixture
