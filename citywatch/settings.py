@@ -272,7 +272,7 @@ class GrafanaSettings(BaseModel):
     # Dashboards, the report's local day and night hours; IANA name (the city's clock).
     timezone: str = "Asia/Shanghai"
     # The processors' trip summaries (KPI points) live in this retention policy.
-    trips_rp: str = "raw"
+    trips_rp: str = "kpi"
     # `citywatch dashboards monitor`: scrape period and what it writes (measurement in `raw`).
     monitor_interval_s: float = 10.0
     monitor_measurement: str = "pipeline"

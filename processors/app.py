@@ -205,11 +205,16 @@ class Processor:
         """Lines to InfluxDB (until confirmed), then alert events to Kafka (acks=all)."""
         t0 = time.monotonic()
         rejected = await self.sink.write_until_done(out.lines, stop)
+        if out.kpi_lines:
+            i = self.s.influx
+            rejected += await self.sink.write_until_done(
+                out.kpi_lines, stop, bucket=f"{i.database}/{i.kpi_retention_policy}"
+            )
         if rejected:
             await self._dead_letter(rejected, stop)
         self.m_write.observe(time.monotonic() - t0)
-        self.m_written.inc(len(out.lines))
-        self.stats["points"] += len(out.lines)
+        self.m_written.inc(len(out.lines) + len(out.kpi_lines))
+        self.stats["points"] += len(out.lines) + len(out.kpi_lines)
         if out.events:
             await self._publish_events(out, stop)
             for ev in out.events:
@@ -309,7 +314,7 @@ class Processor:
                     out = Output()
                     if not self.warm_until:
                         self.engine.tick(self.watermark(), out)
-                    if out.lines or out.events:
+                    if out.lines or out.events or out.kpi_lines:
                         await self.settle()
                         await self._emit(out, stop)
             await self.settle()

@@ -32,8 +32,9 @@ FAMILIES = ("streetlight", "bin", "vehicle", "dust")
 
 @dataclass(slots=True)
 class Output:
-    lines: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # to the default (raw) retention policy
     events: list[AlertEvent] = field(default_factory=list)
+    kpi_lines: list[str] = field(default_factory=list)  # to the long-lived KPI policy
 
 
 def alert_line(ev: AlertEvent) -> str:
@@ -129,7 +130,8 @@ class Engine:
             kpis = getattr(rule, "kpi_points", None)
             if kpis is not None:
                 for p in kpis(now_ns):
-                    out.lines.append(point_line(p["measurement"], p["tags"], p["fields"], p["ts"]))
+                    line = point_line(p["measurement"], p["tags"], p["fields"], p["ts"])
+                    out.kpi_lines.append(line)
         for c in conds:
             for ev in self.alerts.apply(c):
                 out.events.append(ev)

@@ -60,4 +60,5 @@ def test_kpi_points_of_summarising_rules_become_lines() -> None:
     eng = Engine(RulesConfig())
     eng.rules.append(Summary())
     out = eng.process([rec("bin-1", 5)])
-    assert f"trips,vehicle=v\\ 1 km=12.5 {5 * S}" in out.lines
+    assert f"trips,vehicle=v\\ 1 km=12.5 {5 * S}" in out.kpi_lines
+    assert not any(line.startswith("trips") for line in out.lines)
