@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -154,8 +155,9 @@ def send(
             confirm=confirm,
             note=note,
         )
-    except ValueError as exc:
-        console.print(f"[red]bad command[/red]: {exc}")
+    except ValidationError as exc:
+        why = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        console.print(f"[red]bad command[/red]: {why}")
         raise typer.Exit(2) from None
     store = Store(db_url(s))
     try:
