@@ -1,7 +1,9 @@
 """Raw ceilings of the pipeline's parts, each with a bare client, on the local stack.
 
-- MQTT publish -> subscribe through Mosquitto: QoS 1 (``bench.gateway.raw``: the lean QoS 1
-  publisher and a bare paho subscriber, as processes) and QoS 0 (a bare paho publisher);
+- MQTT publish -> subscribe through Mosquitto, QoS 0 and QoS 1: the lean MQTT client of
+  ``citywatch.mqttlean`` (the one the gateway and simulator use) with nothing behind it, as a
+  publisher process and a subscriber process (QoS 1: PUBACK per message, receive maximum as
+  the gateway's);
 - Kafka: bare aiokafka produce (configured like the gateway's producer: acks=all,
   idempotent, lz4) of pre-built canonical records, and bare aiokafka consume (+ JSON parse,
   ``bench.processor.raw_consume``); for reference Kafka's own ``ProducerPerformance``
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import subprocess
@@ -28,13 +31,11 @@ import uuid
 from typing import Any
 
 import httpx
-import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.common import payload
-from bench.gateway import _last_json, _spawn, raw
+from bench.gateway import _last_json, _spawn
 from bench.processor import raw_consume, records
 from citywatch import credentials
 from citywatch.settings import Settings
@@ -43,38 +44,96 @@ SCRATCH_DB = "citywatch_bench"
 
 
 # -- MQTT ---------------------------------------------------------------------------------
-def publish_qos0(n: int, prefix: str, devices: int = 1000) -> dict[str, float]:
-    """A bare paho client publishing n QoS 0 messages (paho writes from the calling thread)."""
+# Bare clients: the lean MQTT client the gateway and simulator use (citywatch.mqttlean), with
+# nothing behind it. paho is not a ceiling any more: its packet reader is slower than the
+# whole gateway (see citywatch/mqttlean.py), so a paho subscriber would measure paho.
+async def subscribe_lean(n: int, prefix: str, qos: int, timeout_s: float) -> dict[str, float]:
+    """Count (and PUBACK) n messages on ``prefix/+/+/up``; prints "ready" once subscribed."""
+    from citywatch.mqttlean import LeanSubscriber
+
     s = Settings()
-    c = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"bench-pub0-{time.time_ns()}", protocol=mqtt.MQTTv5
+    st = {"n": 0.0, "first": 0.0, "last": 0.0}
+    done = asyncio.Event()
+
+    def on_message(_topic: str, _payload: bytes, q: int, pid: int) -> None:
+        now = time.monotonic()
+        if not st["n"]:
+            st["first"] = now
+        st["n"] += 1
+        st["last"] = now
+        sub.ack(pid, q)
+        if st["n"] >= n:
+            done.set()
+
+    sub = LeanSubscriber(
+        s.mqtt.host,
+        s.mqtt.port,
+        f"bench-sub-{time.time_ns()}",
+        "gateway",
+        credentials.password(s, "gateway"),
+        on_message=on_message,
+        clean_start=True,
+        receive_maximum=s.gateway.receive_maximum,
     )
-    c.username_pw_set("simulator", credentials.password(s, "simulator"))
-    c.connect(s.mqtt.host, s.mqtt.port)
-    c.loop_start()
+    await sub.connect()
+    await sub.subscribe([(f"{prefix}/+/+/up", qos)])
+    print("ready", flush=True)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(done.wait(), timeout_s)
+    await sub.close()
+    return st
+
+
+async def publish_qos0(n: int, prefix: str, devices: int = 1000) -> dict[str, float]:
+    """n QoS 0 publishes on the simulator's lean connection (MQTT 3.1.1), written in chunks
+    as fast as the socket drains."""
+    from citywatch.mqttlean import packet, string
+    from ingest.simulator.mqttpub import FastPublisher
+
+    s = Settings()
+    pub = FastPublisher(
+        s.mqtt.host,
+        s.mqtt.port,
+        f"bench-pub0-{time.time_ns()}",
+        "simulator",
+        credentials.password(s, "simulator"),
+        on_ack=lambda _t, _ok: None,
+    )
+    await pub.connect()
     bodies = [payload(i, 1) for i in range(min(n, 5000))]
-    topics = [f"{prefix}/bin/bin-bench-{d}/up" for d in range(devices)]
+    topics = [string(f"{prefix}/bin/bin-bench-{d}/up") for d in range(devices)]
+
+    def backlog() -> int:
+        proto = pub._proto  # the socket's write buffer is the only flow control QoS 0 has
+        return proto.transport.get_write_buffer_size() if proto and proto.transport else 0
+
     t0 = time.monotonic()
-    info = None
     for i in range(n):
-        info = c.publish(topics[i % devices], bodies[i % len(bodies)], qos=0)
-    if info is not None:
-        info.wait_for_publish(120)
+        pub._queue(packet(0x30, topics[i % devices] + bodies[i % len(bodies)]))
+        if i % 500 == 499:
+            await asyncio.sleep(0)
+            while backlog() > 1 << 20:
+                await asyncio.sleep(0.001)
+    await asyncio.sleep(0)
+    while backlog():
+        await asyncio.sleep(0.001)
     elapsed = time.monotonic() - t0
-    c.disconnect()
-    c.loop_stop()
+    await pub.close()
     return {"published": n, "seconds": elapsed, "rate": n / elapsed}
 
 
-def mqtt_qos0(n: int, timeout_s: float = 60.0) -> dict[str, float]:
-    """QoS 0 publish -> subscribe: receive rate and the share of messages delivered."""
-    prefix = f"city/raw0{uuid.uuid4().hex[:6]}"
-    args = ["-m", "bench.common", "subscribe", "--n", str(n), "--prefix", prefix]
-    sub = _spawn([*args, "--timeout", str(timeout_s)])
+def mqtt_ceiling(n: int, qos: int, timeout_s: float = 120.0) -> dict[str, float]:
+    """Publish -> subscribe through Mosquitto with bare lean clients, as two processes."""
+    prefix = f"city/raw{qos}{uuid.uuid4().hex[:6]}"
+    args = [f"--n={n}", f"--prefix={prefix}", f"--qos={qos}", f"--timeout={timeout_s}"]
+    sub = _spawn(["-m", "bench.ceilings", "sub", *args])
     assert sub.stdout is not None
     sub.stdout.readline()  # "ready"
     time.sleep(0.5)
-    pub = _spawn(["-m", "bench.ceilings", "pub0", "--n", str(n), "--prefix", prefix])
+    if qos == 0:
+        pub = _spawn(["-m", "bench.ceilings", "pub0", f"--n={n}", f"--prefix={prefix}"])
+    else:
+        pub = _spawn(["-m", "bench.common", "publish", "--n", str(n), "--prefix", prefix])
     pub_out, _ = pub.communicate(timeout=600)
     out, _ = sub.communicate(timeout=600)
     st = _last_json(out)
@@ -83,13 +142,6 @@ def mqtt_qos0(n: int, timeout_s: float = 60.0) -> dict[str, float]:
         "delivered": st["n"] / n,
         "publish_per_s": _last_json(pub_out)["rate"],
     }
-
-
-def mqtt_qos1(n: int) -> dict[str, float]:
-    got = raw(n, 1)
-    # bench.gateway.raw gives (rate, rate per subscriber CPU-second); older versions a float.
-    vals = got if isinstance(got, tuple) else (got,)
-    return dict(zip(("per_s", "per_cpu_s"), vals, strict=False))
 
 
 # -- Kafka --------------------------------------------------------------------------------
@@ -239,8 +291,8 @@ def influx(s: Settings, n: int, batch: int = 10_000, writers: int = 2) -> dict[s
 
 def run(s: Settings, *, mqtt_n: int, kafka_n: int, influx_n: int) -> dict[str, Any]:
     return {
-        "mqtt_qos0": mqtt_qos0(mqtt_n),
-        "mqtt_qos1": mqtt_qos1(mqtt_n),
+        "mqtt_qos0": mqtt_ceiling(mqtt_n, 0),
+        "mqtt_qos1": mqtt_ceiling(mqtt_n, 1),
         "kafka": kafka(s, kafka_n),
         "kafka_perf_test": kafka_perf_test(s, kafka_n),
         "influx_write": influx(s, influx_n),
@@ -249,15 +301,20 @@ def run(s: Settings, *, mqtt_n: int, kafka_n: int, influx_n: int) -> dict[str, A
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("role", nargs="?", choices=["all", "pub0"], default="all")
-    ap.add_argument("--n", type=int, default=50_000, help="pub0: messages")
-    ap.add_argument("--prefix", default="city/bench", help="pub0: topic prefix")
+    ap.add_argument("role", nargs="?", choices=["all", "pub0", "sub"], default="all")
+    ap.add_argument("--n", type=int, default=50_000, help="pub0/sub: messages")
+    ap.add_argument("--prefix", default="city/bench", help="pub0/sub: topic prefix")
+    ap.add_argument("--qos", type=int, default=1, help="sub: subscription QoS")
+    ap.add_argument("--timeout", type=float, default=120.0, help="sub: give up after (s)")
     ap.add_argument("--mqtt", type=int, default=50_000)
     ap.add_argument("--kafka", type=int, default=200_000)
     ap.add_argument("--influx", type=int, default=500_000)
     a = ap.parse_args()
     if a.role == "pub0":
-        print(json.dumps(publish_qos0(a.n, a.prefix)), flush=True)
+        print(json.dumps(asyncio.run(publish_qos0(a.n, a.prefix))), flush=True)
+        sys.exit(0)
+    if a.role == "sub":
+        print(json.dumps(asyncio.run(subscribe_lean(a.n, a.prefix, a.qos, a.timeout))))
         sys.exit(0)
     out = run(Settings(), mqtt_n=a.mqtt, kafka_n=a.kafka, influx_n=a.influx)
     print(json.dumps(out, indent=1))
