@@ -52,8 +52,17 @@
   }
 
   live.on("command", (c) => { cmds.set(c.id, c); render(); });
-  live.api("/commands?limit=50").then((list) => { for (const c of list) cmds.set(c.id, c); render(); })
-    .catch(() => {});
-  loadSuggestions().catch(() => {});
-  setInterval(() => loadSuggestions().catch(() => {}), 15000);
+  // Load only once the stream is up (signed in): an API call without a token would sign
+  // the page out.
+  let timer = null;
+  function refresh() {
+    live.api("/commands?limit=50")
+      .then((list) => { cmds.clear(); for (const c of list) cmds.set(c.id, c); render(); })
+      .catch(() => {});
+    loadSuggestions().catch(() => {});
+    if (timer === null) timer = setInterval(() => loadSuggestions().catch(() => {}), 15000);
+  }
+  live.on("snapshot", refresh);
+  // Loaded after the stream started (e.g. added late to the page): load now.
+  if ((document.getElementById("conn") || {}).textContent === "live") refresh();
 })();

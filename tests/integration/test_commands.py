@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -190,7 +191,7 @@ def world(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
         "CITYWATCH_COMMANDS__CITY_MODEL": str(city_path),
         "CITYWATCH_COMMANDS__GROUP_ID": f"citywatch-test-downlink-{rid}",
         "CITYWATCH_COMMANDS__INSTANCE": f"t{rid}",
-        "CITYWATCH_COMMANDS__ACK_TIMEOUT_S": "0.5",
+        "CITYWATCH_COMMANDS__ACK_TIMEOUT_S": "1.0",
         "CITYWATCH_COMMANDS__MAX_ATTEMPTS": "4",
         "CITYWATCH_COMMANDS__TICK_S": "0.2",
     }
@@ -319,7 +320,7 @@ def test_lamp_ignoring_commands_fails_after_retries(w: World) -> None:
     cmd_id = r.json()["id"]
     cmd = w.wait_state(cmd_id, {"applied", "failed", "expired"})
     assert cmd.state == "failed" and "no ack after 4 attempts" in cmd.detail
-    assert len(w.received(cmd_id)) == 4, (  # sent 4 times (0.5, 1, 2 s backoff), never acked
+    assert len(w.received(cmd_id)) == 4, (  # sent 4 times (1, 2, 4 s backoff), never acked
         [(b["cmd_id"], b["device_id"]) for b in w.simdl.received], w.trail(cmd_id),
         w.city.devices[ignored])
 
@@ -400,6 +401,73 @@ def test_downlink_restart_resumes_a_held_command(w: World) -> None:
     w.set_presence(lamp, "online")
     cmd = w.wait_state(cmd_id, {"applied", "failed", "expired"})
     assert cmd.state == "applied", "\n".join(w.trail(cmd_id))
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+INCLUDE_PANEL = """document.addEventListener("DOMContentLoaded", () => {
+  const s = document.createElement("script"); s.src = "/commands/live.js"; document.body.append(s);
+});"""
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed")
+async def test_operations_page_shows_command_state_and_confirms_suggestions(w: World) -> None:
+    import uvicorn
+    from playwright.async_api import async_playwright, expect
+
+    from notifier.api import create_app
+
+    from .test_notifier_support import free_port
+
+    port = free_port()
+    app = create_app(w.s, store=w.http.app.state.store)  # type: ignore[attr-defined]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    lamp = w.lamp("central", 4)
+    try:
+        assert wait_for(lambda: server.started, 30, 0.1)
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+            page = await browser.new_page()
+            page.on("dialog", lambda d: asyncio.ensure_future(d.accept()))
+            # index.html is the notifier's: the panel is added to every load of the page.
+            await page.add_init_script(script=INCLUDE_PANEL)
+            await page.goto(f"http://127.0.0.1:{port}/")
+            await page.fill("#token", w.tokens["crew-central"])
+            await page.click("#login button")
+            await expect(page.locator("#conn")).to_have_text("live")
+            r = await asyncio.to_thread(
+                w.post, "crew-central",
+                {"kind": "switch", "target_type": "device", "target": lamp.id,
+                 "params": {"state": "on"}},
+            )
+            cmd_id = r.json()["id"]
+            assert w.wait_state(cmd_id, {"applied", "failed"}).state == "applied", (
+                w.trail(cmd_id), w.received(cmd_id))
+            row = page.locator("#cmd-table tbody tr", has_text=cmd_id)
+            await expect(row).to_have_count(1, timeout=30_000)  # pushed by the event stream
+            await expect(row).to_contain_text("applied", timeout=60_000)
+            # A suggestion from an alert: shown with a Confirm button; confirming sends it.
+            from commands.store import Suggestion
+
+            alert_id = f"b{run_id()}"
+            w.store.upsert_suggestion(Suggestion(alert_id, f"switch off lamp {lamp.id}",
+                                                 "day_burn", lamp.id, "central", "warning",
+                                                 time.time(), "pending", None, None))
+            await page.reload()
+            await expect(page.locator("#conn")).to_have_text("live")
+            sug = page.locator("#sug-table tbody tr", has_text=alert_id)
+            await expect(sug).to_have_count(1, timeout=30_000)
+            await sug.locator("button").click()
+            await expect(sug).to_have_count(0, timeout=30_000)
+            got = w.store.suggestion(alert_id)
+            assert got is not None and got.state == "confirmed" and got.cmd_id
+            confirmed = page.locator("#cmd-table tbody tr", has_text=got.cmd_id)
+            await expect(confirmed).to_contain_text("applied", timeout=60_000)
+            await browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 @pytest.fixture
