@@ -365,10 +365,16 @@ def run_all(
 
 
 def _offered(r: dict[str, Any], z: dict[str, float]) -> float:
-    """1.2 x the slower of gateway and processor (or a guess without the pipeline phase)."""
+    """1.2 x the slowest of gateway, processor and the MQTT QoS 1 ceiling (a guess without
+    them): above what the pipeline can take, so it runs flat out, but not so far above that
+    the simulator falls minutes behind its schedule."""
     rates = [
         v
-        for v in (_get(r, "pipeline.gateway_per_s"), _get(r, "pipeline.processor_per_s"))
+        for v in (
+            _get(r, "pipeline.gateway_per_s"),
+            _get(r, "pipeline.processor_per_s"),
+            _get(r, "ceilings.mqtt_qos1.per_s"),
+        )
         if isinstance(v, int | float) and v > 0
     ]
     base = min(rates) if rates else 5_000.0
