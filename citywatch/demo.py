@@ -237,6 +237,30 @@ def _ledger_readings(truth: Path) -> int:
         return 0
 
 
+def _print_work_orders(db: Path) -> None:
+    """What the crews got: work orders per crew and status, notifications sent."""
+    from notifier.store import Store
+
+    if not db.exists():
+        console.print("[yellow]no work-order database (the notifier did not start)")
+        return
+    store = Store(f"sqlite:///{db}")
+    try:
+        orders = store.list_orders(limit=100_000)
+        sent = sum(1 for d in store.deliveries() if d["state"] == "sent")
+    finally:
+        store.close()
+    table = Table(title=f"work orders ({len(orders)}) and notifications ({sent} sent)")
+    table.add_column("crew")
+    statuses = sorted({o["status"] for o in orders})
+    for st in statuses:
+        table.add_column(st, justify="right")
+    by_crew: Counter[tuple[str, str]] = Counter((o["crew_id"], o["status"]) for o in orders)
+    for crew in sorted({o["crew_id"] for o in orders}):
+        table.add_row(crew, *(str(by_crew[(crew, st)]) for st in statuses))
+    console.print(table)
+
+
 def run_demo(
     s: Settings, *, duration: float, speed: float, seed: int, scale: int, fault_rate: float
 ) -> bool:
@@ -252,7 +276,10 @@ def run_demo(
         readings = await end_offsets(s.kafka.bootstrap, s.kafka.readings_topic)
         # A fresh consumer group starting at the log end: the demo scores only its own run.
         await commit_group_at(s.kafka.bootstrap, demo.group, readings)
-        return readings, await end_offsets(s.kafka.bootstrap, s.kafka.alerts_topic)
+        alerts = await end_offsets(s.kafka.bootstrap, s.kafka.alerts_topic)
+        # The notifier too takes only this run's alerts.
+        await commit_group_at(s.kafka.bootstrap, f"{demo.group}-notifier", alerts)
+        return readings, alerts
 
     _, alert_start = asyncio.run(prepare())
     # The processor needs the city model (circuits, schedules, corridors, limits) before the
@@ -295,6 +322,16 @@ def run_demo(
             "CITYWATCH_PROCESSOR__GROUP_ID": demo.group,
             "CITYWATCH_PROCESSOR__WARMUP_S": "0",
             "CITYWATCH_PROCESSOR__METRICS_PORT": str(demo.proc_port),
+        },
+    )
+    orders_db = out / "workorders.db"
+    demo.spawn(
+        "notifier",
+        ["notify", "--instance", f"demo-{run}"],
+        {
+            **common,
+            "CITYWATCH_NOTIFIER__GROUP_ID": f"{demo.group}-notifier",
+            "CITYWATCH_NOTIFIER__DB_URL": f"sqlite:///{orders_db}",
         },
     )
     time.sleep(4)
@@ -347,6 +384,7 @@ def run_demo(
         timeout=60.0,
         console=console,
     )
+    _print_work_orders(orders_db)
     console.rule("explore")
     console.print(
         f"The stack is still running (Mosquitto 127.0.0.1:{s.mqtt.port}, Kafka "
@@ -355,6 +393,8 @@ def run_demo(
         f"-u {s.influx.admin_user}:PASSWORD (the 'influx' entry of {s.state_dir}/secrets.json) "
         '--data-urlencode "q=SELECT * FROM alerts LIMIT 10"\n'
         f"  Grafana:   dashboards in dashboards/ (see README; no Grafana server runs here)\n"
+        f"  Orders:    CITYWATCH_NOTIFIER__DB_URL=sqlite:///{orders_db} "
+        ".venv/bin/citywatch orders list\n"
         f"  Logs:      {out}\n"
         "  Stop it:   .venv/bin/citywatch stack down"
     )

@@ -111,6 +111,12 @@ def simulate(
     dry_run: bool = typer.Option(
         False, help="generate everything and write the files, but publish nothing"
     ),
+    obey_commands: bool = typer.Option(
+        False, help="lamps take commands from …/down and acknowledge them (see docs/commands.md)"
+    ),
+    ignore_commands: str = typer.Option(
+        "", help="with --obey-commands: comma-separated lamp ids that never answer (failure paths)"
+    ),
 ) -> None:
     """Simulate the city's devices over MQTT, with faults, and write the ground truth and ledger."""
     from citywatch.citymodel import CityModel
@@ -175,11 +181,19 @@ def simulate(
                 f"{p['published']:>9}  acked {p['acked']:>9}  behind {p['lag_s']:.1f} s"
             )
 
-        res = asyncio.run(
-            publish(
-                sim, settings, speed=speed, window=window, client=mqtt_client, progress=progress
-            )
-        )
+        kw: dict[str, Any] = {
+            "speed": speed,
+            "window": window,
+            "client": mqtt_client,
+            "progress": progress,
+        }
+        if obey_commands:
+            from ingest.simulator.downlink import run_with_commands
+
+            ignore = [x for x in ignore_commands.split(",") if x]
+            res = asyncio.run(run_with_commands(sim, settings, ignore=ignore, **kw))
+        else:
+            res = asyncio.run(publish(sim, settings, **kw))
         led = res.ledger
         stats = {
             "wall_s": res.wall_seconds,
