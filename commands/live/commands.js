@@ -5,7 +5,8 @@
 (() => {
   const live = window.citywatchLive;
   const host = document.getElementById("extensions");
-  if (!live || !host) return;
+  // Once per page, even if the script is included twice.
+  if (!live || !host || document.getElementById("commands")) return;
   const cmds = new Map();
   const box = document.createElement("div");
   box.id = "commands";

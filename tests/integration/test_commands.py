@@ -404,6 +404,7 @@ def test_downlink_restart_resumes_a_held_command(w: World) -> None:
 
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# The page includes the panel itself; a second include must not add a second panel.
 INCLUDE_PANEL = """document.addEventListener("DOMContentLoaded", () => {
   const s = document.createElement("script"); s.src = "/commands/live.js"; document.body.append(s);
 });"""
@@ -430,12 +431,12 @@ async def test_operations_page_shows_command_state_and_confirms_suggestions(w: W
             browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
             page = await browser.new_page()
             page.on("dialog", lambda d: asyncio.ensure_future(d.accept()))
-            # index.html is the notifier's: the panel is added to every load of the page.
             await page.add_init_script(script=INCLUDE_PANEL)
             await page.goto(f"http://127.0.0.1:{port}/")
             await page.fill("#token", w.tokens["crew-central"])
             await page.click("#login button")
             await expect(page.locator("#conn")).to_have_text("live")
+            await expect(page.locator("#commands")).to_have_count(1)
             r = await asyncio.to_thread(
                 w.post, "crew-central",
                 {"kind": "switch", "target_type": "device", "target": lamp.id,
