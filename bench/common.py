@@ -22,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from citywatch import credentials
 from citywatch.settings import Settings
+from ingest.simulator.mqttpub import FastPublisher
 
 
 def payload(i: int, batch: int) -> bytes:
@@ -50,31 +51,40 @@ def payload(i: int, batch: int) -> bytes:
     )
 
 
+class AckCount:
+    """``on_ack`` for a FastPublisher that counts acknowledged publishes."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self, _token: object, ok: bool) -> None:
+        self.n += ok
+
+
+async def bench_publisher(name: str, window: int) -> tuple[FastPublisher, AckCount]:
+    """A connected lean QoS 1 publisher (as the simulator) and its ack counter."""
+    s = Settings()
+    acks = AckCount()
+    pub = FastPublisher(
+        s.mqtt.host,
+        s.mqtt.port,
+        f"{name}-{time.time_ns()}",
+        "simulator",
+        credentials.password(s, "simulator"),
+        on_ack=acks,
+        window=window,
+    )
+    await pub.connect()
+    return pub, acks
+
+
 async def publish(n: int, prefix: str, batch: int, window: int, devices: int) -> dict[str, float]:
     """Publish n QoS 1 messages as fast as the broker acknowledges them.
 
     Uses the simulator's lean publisher (ingest.simulator.mqttpub): a paho publisher tops out
     near 4,000 msg/s here and would be the ceiling of both phases of a benchmark.
     """
-    from ingest.simulator.mqttpub import FastPublisher
-
-    s = Settings()
-    acked = 0
-
-    def on_ack(_token: object, ok: bool) -> None:
-        nonlocal acked
-        acked += ok
-
-    pub = FastPublisher(
-        s.mqtt.host,
-        s.mqtt.port,
-        f"bench-pub-{time.time_ns()}",
-        "simulator",
-        credentials.password(s, "simulator"),
-        on_ack=on_ack,
-        window=window,
-    )
-    await pub.connect()
+    pub, acks = await bench_publisher("bench-pub", window)
     bodies = [payload(i, batch) for i in range(min(n, 5000))]
     topics = [f"{prefix}/bin/bin-bench-{d}/up" for d in range(devices)]
     t0 = time.monotonic()
@@ -85,7 +95,7 @@ async def publish(n: int, prefix: str, batch: int, window: int, devices: int) ->
     await pub.drain(300)
     elapsed = time.monotonic() - t0
     await pub.close()
-    return {"published": n, "acked": acked, "seconds": elapsed, "rate": acked / elapsed}
+    return {"published": n, "acked": acks.n, "seconds": elapsed, "rate": acks.n / elapsed}
 
 
 def subscribe(n: int, topic_filter: str, timeout_s: float) -> dict[str, float]:

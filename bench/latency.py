@@ -65,25 +65,9 @@ async def publish_paced(
     rate: float, duration: float, prefix: str, devices: int, probe_rate: float
 ) -> dict[str, float]:
     """Publish ``rate`` messages/s for ``duration`` s; every ``rate/probe_rate``-th a probe."""
-    from ingest.simulator.mqttpub import FastPublisher
+    from bench.common import bench_publisher
 
-    s = Settings()
-    acked = 0
-
-    def on_ack(_token: object, ok: bool) -> None:
-        nonlocal acked
-        acked += ok
-
-    pub = FastPublisher(
-        s.mqtt.host,
-        s.mqtt.port,
-        f"bench-lat-{time.time_ns()}",
-        "simulator",
-        credentials.password(s, "simulator"),
-        on_ack=on_ack,
-        window=s.mqtt.max_inflight_messages,
-    )
-    await pub.connect()
+    pub, acks = await bench_publisher("bench-lat", Settings().mqtt.max_inflight_messages)
     every = max(1, round(rate / probe_rate))
     seqs = [0] * devices
     sent = probes = 0
@@ -109,7 +93,7 @@ async def publish_paced(
     wall = time.monotonic() - t0
     await pub.drain(60)
     await pub.close()
-    return {"sent": sent, "acked": acked, "probes": probes, "rate": sent / wall}
+    return {"sent": sent, "acked": acks.n, "probes": probes, "rate": sent / wall}
 
 
 async def _poll_influx(
