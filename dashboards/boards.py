@@ -227,15 +227,11 @@ def overview(s: Settings, k: dict[str, Kpi], v: dict[str, Kpi]) -> db.Dashboard:
         )
         .with_row(db.Row("Work orders"))
         .with_panel(
-            # WORK ORDERS (issue #9): when notifier/ writes a `workorders` measurement, the
-            # closure-rate and time-to-close panels go here (see docs/dashboards.md).
-            P.note(
-                "Work orders",
-                "Work-order closure rate and time arrive with issue #9 (notifier). "
-                "This row is their place.",
-                span=24,
+            P.kpi_stat(
+                k["workorder_closure"], ds, steps=((None, "red"), (0.9, "orange"), (0.96, "green"))
             )
         )
+        .with_panel(P.kpi_table("Work orders", k["workorders"], ds, span=20))
     )
 
 

@@ -73,6 +73,7 @@ def city_run(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
     city.save(model)
     group = f"citywatch-test-dash-{rid}"
     asyncio.run(start_group_at_end(s, group, s.kafka.readings_topic))
+    asyncio.run(start_group_at_end(s, f"{group}-notifier", s.kafka.alerts_topic))
     env = {
         "CITYWATCH_STATE_DIR": str(s.state_dir),
         "CITYWATCH_GATEWAY__SHARE_GROUP": f"t{rid}",
@@ -83,6 +84,10 @@ def city_run(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
         "CITYWATCH_PROCESSOR__WARMUP_S": "0",
         "CITYWATCH_PROCESSOR__METRICS_PORT": str(PROC_PORT),
         "CITYWATCH_GRAFANA__MONITOR_INTERVAL_S": "1",
+        # The notifier turns this run's alerts into work orders and writes their KPIs.
+        "CITYWATCH_NOTIFIER__GROUP_ID": f"{group}-notifier",
+        "CITYWATCH_NOTIFIER__DB_URL": f"sqlite:///{out / 'orders.db'}",
+        "CITYWATCH_NOTIFIER__KPI_INTERVAL_S": "1",
     }
     wall_start = datetime.now(UTC)
     procs = [
@@ -93,6 +98,7 @@ def city_run(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
             out / "processor.log",
         ).start(),
         Proc(["dashboards", "monitor"], env, out / "monitor.log").start(),
+        Proc(["notify", "--instance", f"dash-{rid}"], env, out / "notifier.log").start(),
     ]
     try:
         time.sleep(4)
@@ -140,8 +146,8 @@ FMT = "%Y-%m-%dT%H:%M:%SZ"
 def _window(query: str, sim: tuple[str, str], wall_start: datetime) -> tuple[str, str]:
     """The dashboard's time range as a user would pick it: the simulated span for device
     data, the day before it for trip summaries (stamped at local midnight), wall-clock time
-    for the monitor's pipeline points."""
-    if "FROM pipeline" in query:
+    for the monitor's pipeline points and the notifier's work-order KPIs."""
+    if "FROM pipeline" in query or '"workorders"' in query:
         return wall_start.strftime(FMT), (datetime.now(UTC) + timedelta(minutes=1)).strftime(FMT)
     lo = datetime.fromisoformat(sim[0].replace("Z", "+00:00"))
     if '"trips"' in query:
