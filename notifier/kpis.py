@@ -23,7 +23,7 @@ from typing import Any
 
 from citywatch.settings import Settings
 from notifier.store import Store
-from processors.sinks.influx import InfluxSink, series_prefix
+from processors.sinks.influx import InfluxSink, encode_fields, series_prefix
 
 MEASUREMENT = "workorders"
 
@@ -64,8 +64,7 @@ def lines(kpis: dict[tuple[str, str], dict[str, float]], ts_ns: int) -> list[str
     out = []
     for (district, family), fields in sorted(kpis.items()):
         prefix = series_prefix(MEASUREMENT, {"district": district, "family": family})
-        # Field keys are this module's constants and values plain floats: no escaping needed.
-        body = ",".join(f"{k}={float(v)!r}" for k, v in sorted(fields.items()))
+        body = encode_fields({k: float(v) for k, v in fields.items()})
         out.append(f"{prefix}{body} {ts_ns}")
     return out
 

@@ -30,7 +30,9 @@ def ev(alert: str, district: str) -> dict[str, object]:
 
 async def test_retry_backoff_then_success_and_permanent_failure(tmp_path: object) -> None:
     s = settings(tmp_path)
-    st = Store("sqlite://")
+    # A file, not "sqlite://": the in-memory database is one connection shared by every
+    # thread, and two concurrent to_thread writes on it can undo each other.
+    st = Store(f"sqlite:///{tmp_path}/orders.db")
     st.create_schema()
     n = Notifier(s, st)
     calls: list[str] = []
