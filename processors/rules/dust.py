@@ -208,6 +208,12 @@ class _DustRule(Rule):
             value if on else None,
         )
 
+    def _site_cond(
+        self, r: int, site: str, rec: Record, ts: int, msg: str, value: float, out: list[Condition]
+    ) -> None:
+        """A site-level condition for a streak step that changed something."""
+        out.append(self._cond(r, site, "site", ts, rec["district"], msg, value))
+
 
 class _Site:
     __slots__ = ("streak", "win")
@@ -270,17 +276,8 @@ class DustExceedance(_DustRule):
             bad = True if st.streak.on else None  # between limit and clear level: as before
         r = st.streak.step(_now(ts, st.streak), bad, self.p)
         if r != NOTHING:
-            out.append(
-                self._cond(
-                    r,
-                    site,
-                    "site",
-                    ts,
-                    rec["district"],
-                    f"PM10 15-min mean {m15:.0f}, 1-h mean {m60:.0f} µg/m³ (limit {lim:.0f})",
-                    m15,
-                )
-            )
+            msg = f"PM10 15-min mean {m15:.0f}, 1-h mean {m60:.0f} µg/m³ (limit {lim:.0f})"
+            self._site_cond(r, site, rec, ts, msg, m15, out)
 
 
 class _Night:
@@ -356,17 +353,8 @@ class NightNoise(_DustRule):
             bad = mean > lim or (st.streak.on and mean >= lim - c.noise_clear_db)
             r = st.streak.step(_now(ts, st.streak), bad, self.p)
         if r != NOTHING:
-            out.append(
-                self._cond(
-                    r,
-                    site,
-                    "site",
-                    ts,
-                    rec["district"],
-                    f"night noise 15-min mean {mean:.1f} dBA > {lim:.0f} dBA",
-                    mean,
-                )
-            )
+            msg = f"night noise 15-min mean {mean:.1f} dBA > {lim:.0f} dBA"
+            self._site_cond(r, site, rec, ts, msg, mean, out)
 
 
 class _Stuck:
