@@ -18,7 +18,7 @@ from pathlib import Path
 
 from citywatch.settings import Settings
 
-ROLES = ("gateway", "processor", "simulator", "notifier", "crews", "influx")
+ROLES = ("gateway", "processor", "simulator", "notifier", "crews", "influx", "kafka")
 
 
 def _path(settings: Settings) -> Path:

@@ -1,19 +1,58 @@
-"""Small Kafka helpers shared by the demo, the benchmarks and the tests.
+"""How every citywatch Kafka client connects (``client_kwargs``), plus small offset helpers.
+
+``client_kwargs`` is the one place that knows whether Kafka wants SASL/SCRAM-SHA-512
+(``kafka.sasl``) and which user and password to present; every producer, consumer and admin
+client is built with ``**client_kwargs(settings)``.
 
 Example:
+    >>> from citywatch.settings import Settings
+    >>> client_kwargs(Settings())["security_protocol"]
+    'PLAINTEXT'
     >>> async def demo(s):  # doctest: +SKIP
-    ...     ends = await end_offsets(s.kafka.bootstrap, "citywatch.readings")
-    ...     await commit_group_at(s.kafka.bootstrap, "my-group", ends)
+    ...     consumer = AIOKafkaConsumer("citywatch.alerts", **client_kwargs(s))
+    ...     ends = await end_offsets(s, "citywatch.readings")
+    ...     await commit_group_at(s, "my-group", ends)
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from citywatch import credentials
+from citywatch.settings import Settings
 
-async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
-    """The log end offset of every partition of ``topic``."""
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+PASSWORD_ROLE = "kafka"  # the citywatch.credentials role of the Kafka SCRAM user
+
+
+def client_kwargs(s: Settings) -> dict[str, Any]:
+    """aiokafka connection arguments (bootstrap, security protocol, SASL) for ``s``.
+
+    The password is read from citywatch.credentials, never from a log or a command line.
+    """
+    k = s.kafka
+    if not k.sasl:
+        return {"bootstrap_servers": k.bootstrap, "security_protocol": "PLAINTEXT"}
+    return {
+        "bootstrap_servers": k.bootstrap,
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": SCRAM_MECHANISM,
+        "sasl_plain_username": k.sasl_user,
+        "sasl_plain_password": credentials.password(s, PASSWORD_ROLE),
+    }
+
+
+def _connect(target: Settings | str) -> dict[str, Any]:
+    # A bare bootstrap string (the older signature) can only mean a plaintext listener.
+    return client_kwargs(target) if isinstance(target, Settings) else {"bootstrap_servers": target}
+
+
+async def end_offsets(target: Settings | str, topic: str) -> dict[TopicPartition, int]:
+    """The log end offset of every partition of ``topic`` (``target``: settings, or a
+    plaintext bootstrap string)."""
+    c = AIOKafkaConsumer(**_connect(target))
     await c.start()
     try:
         parts = c.partitions_for_topic(topic)
@@ -26,9 +65,11 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
         await c.stop()
 
 
-async def commit_group_at(bootstrap: str, group: str, offsets: dict[TopicPartition, int]) -> None:
+async def commit_group_at(
+    target: Settings | str, group: str, offsets: dict[TopicPartition, int]
+) -> None:
     """Commit ``offsets`` for a consumer group (e.g. so a new group starts at the log end)."""
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    c = AIOKafkaConsumer(**_connect(target), group_id=group, enable_auto_commit=False)
     await c.start()
     try:
         c.assign(list(offsets))

@@ -64,6 +64,12 @@ class KafkaSettings(BaseModel):
     readings_partitions: int = 6
     retention_ms: int = 7 * 24 * 3600 * 1000
     deadletter_retention_ms: int = 30 * 24 * 3600 * 1000
+    # SASL/SCRAM-SHA-512 on the client listener (citywatch.stack.kafka, docs/reliability.md).
+    # Every client connects with citywatch.kafkautil.client_kwargs; the password is the
+    # generated "kafka" role of citywatch.credentials. Changing this restarts Kafka on
+    # `citywatch stack up`.
+    sasl: bool = False
+    sasl_user: str = Field(default="citywatch", pattern=r"^[A-Za-z0-9._-]+$")
 
 
 class InfluxSettings(BaseModel):
