@@ -26,8 +26,10 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -38,6 +40,7 @@ from bench.common import payload
 from bench.gateway import _last_json, _spawn
 from bench.processor import raw_consume, records
 from citywatch import credentials
+from citywatch.kafkautil import client_kwargs, java_client_properties
 from citywatch.settings import Settings
 
 SCRATCH_DB = "citywatch_bench"
@@ -146,7 +149,7 @@ def mqtt_ceiling(n: int, qos: int, timeout_s: float = 120.0) -> dict[str, float]
 
 # -- Kafka --------------------------------------------------------------------------------
 async def _admin(s: Settings, create: str | None = None, delete: str | None = None) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka.bootstrap)
+    admin = AIOKafkaAdminClient(**client_kwargs(s))
     await admin.start()
     try:
         if create:
@@ -161,7 +164,7 @@ async def kafka_produce(s: Settings, topic: str, recs: list[tuple[bytes, bytes]]
     """Records/s of a bare aiokafka producer set up as the gateway's (pre-built records)."""
     g = s.gateway
     p = AIOKafkaProducer(
-        bootstrap_servers=s.kafka.bootstrap,
+        **client_kwargs(s),
         acks="all",
         enable_idempotence=True,
         linger_ms=g.linger_ms,
@@ -216,11 +219,16 @@ def kafka_perf_test(s: Settings, n: int, record_size: int = 300) -> dict[str, fl
     topic = f"citywatch.bench.perf{uuid.uuid4().hex[:6]}"
     g = s.gateway
     asyncio.run(_admin(s, create=topic))
+    # Connection (and SASL password) in a 0600 file, not on the command line.
+    fd, name = tempfile.mkstemp(prefix="cw-perf-", suffix=".properties")
+    with open(fd, "w") as fh:
+        fh.write(java_client_properties(s))
+    conn = Path(name)
     try:
         cmd = [
             *("java", "-Xmx256m", "-cp", f"{libs}/*", "org.apache.kafka.tools.ProducerPerformance"),
             *("--topic", topic, "--num-records", str(n), "--record-size", str(record_size)),
-            *("--throughput", "-1", "--producer-props", f"bootstrap.servers={s.kafka.bootstrap}"),
+            *("--throughput", "-1", "--producer.config", str(conn), "--producer-props"),
             *("acks=all", f"linger.ms={g.linger_ms}", f"batch.size={g.max_batch_bytes}"),
             f"compression.type={g.compression}",
         ]
@@ -231,6 +239,7 @@ def kafka_perf_test(s: Settings, n: int, record_size: int = 300) -> dict[str, fl
             timeout=600,
         )
     finally:
+        conn.unlink(missing_ok=True)
         asyncio.run(_admin(s, delete=topic))
     return {**parse_perf_test(run.stdout + run.stderr), "record_bytes": record_size}
 

@@ -36,6 +36,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from citywatch.demo import _metric
+from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,7 +104,7 @@ class Pipeline:
 
     async def create_topics(self, readings: bool = True) -> None:
         """All benchmark topics; ``readings=False`` when the caller fills that one itself."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.s.kafka.bootstrap)
+        admin = AIOKafkaAdminClient(**client_kwargs(self.s))
         await admin.start()
         try:
             t = self.topics
@@ -116,7 +117,7 @@ class Pipeline:
             await admin.close()
 
     async def delete_topics(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.s.kafka.bootstrap)
+        admin = AIOKafkaAdminClient(**client_kwargs(self.s))
         await admin.start()
         try:
             await admin.delete_topics(list(self.topics.values()))

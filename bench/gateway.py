@@ -27,6 +27,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
+from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,7 +79,7 @@ async def _count_kafka(
 ) -> dict[str, float]:
     c = AIOKafkaConsumer(
         s.kafka.readings_topic,
-        bootstrap_servers=s.kafka.bootstrap,
+        **client_kwargs(s),
         auto_offset_reset="latest",
         enable_auto_commit=False,
         fetch_max_bytes=32 * 1024 * 1024,

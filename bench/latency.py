@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.e2e import REPO, Pipeline
 from citywatch import credentials
+from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
 from processors.evaluate import percentile
 
@@ -126,7 +127,7 @@ async def _poll_influx(
 async def _follow_alerts(
     s: Settings, topic: str, seen: dict[str, float], stop: asyncio.Event
 ) -> None:
-    c = AIOKafkaConsumer(bootstrap_servers=s.kafka.bootstrap, enable_auto_commit=False)
+    c = AIOKafkaConsumer(**client_kwargs(s), enable_auto_commit=False)
     await c.start()
     try:
         tp = TopicPartition(topic, 0)

@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.gateway import cpu_s
-from citywatch.kafkautil import end_offsets
+from citywatch.kafkautil import client_kwargs, end_offsets
 from citywatch.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,12 +85,12 @@ def records(n: int, devices: int = 10_000) -> list[tuple[bytes, bytes]]:
 
 
 async def fill(s: Settings, topic: str, n: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka.bootstrap)
+    admin = AIOKafkaAdminClient(**client_kwargs(s))
     await admin.start()
     await admin.create_topics([NewTopic(topic, s.kafka.readings_partitions, 1)])
     await admin.close()
     p = AIOKafkaProducer(
-        bootstrap_servers=s.kafka.bootstrap,
+        **client_kwargs(s),
         linger_ms=50,
         acks=1,
         max_batch_size=1024 * 1024,
@@ -108,7 +108,7 @@ async def raw_consume(
     """Readings/s of a bare consumer; ``cpu`` (if given) gets its readings per CPU-second."""
     c = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=s.kafka.bootstrap,
+        **client_kwargs(s),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=f"bench-raw-{uuid.uuid4().hex[:6]}",
@@ -133,7 +133,7 @@ async def raw_consume(
 
 
 async def committed_total(s: Settings, group: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka.bootstrap)
+    admin = AIOKafkaAdminClient(**client_kwargs(s))
     await admin.start()
     try:
         offs = await admin.list_consumer_group_offsets(group)
@@ -159,7 +159,7 @@ def processor(s: Settings, topic: str, n: int, cpu: dict[str, float] | None = No
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    end = sum(asyncio.run(end_offsets(s.kafka.bootstrap, topic)).values())
+    end = sum(asyncio.run(end_offsets(s, topic)).values())
     t0 = None
     done = 0
     deadline = time.monotonic() + 900
@@ -204,7 +204,7 @@ def main() -> None:
 
 
 async def _delete(s: Settings, topic: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka.bootstrap)
+    admin = AIOKafkaAdminClient(**client_kwargs(s))
     await admin.start()
     await admin.delete_topics([topic])
     await admin.close()

@@ -74,7 +74,7 @@ def gateways(s: Settings, n: int, count: int, workdir: Path) -> dict[str, float]
             stderr=subprocess.PIPE,
         )
         series = _follow(
-            lambda: sum(asyncio.run(end_offsets(s.kafka.bootstrap, topic)).values()), n, 600
+            lambda: sum(asyncio.run(end_offsets(s, topic)).values()), n, 600
         )
         _, err = pub.communicate(timeout=120)
         if pub.returncode != 0:

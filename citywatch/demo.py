@@ -31,7 +31,7 @@ from rich.live import Live
 from rich.table import Table
 
 from citywatch import influxql, stack
-from citywatch.kafkautil import commit_group_at, end_offsets
+from citywatch.kafkautil import client_kwargs, commit_group_at, end_offsets
 from citywatch.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,7 +97,7 @@ class Demo:
 
     # -- live data -------------------------------------------------------------------
     async def follow_alerts(self, start: dict[Any, int]) -> None:
-        c = AIOKafkaConsumer(bootstrap_servers=self.s.kafka.bootstrap, enable_auto_commit=False)
+        c = AIOKafkaConsumer(**client_kwargs(self.s), enable_auto_commit=False)
         await c.start()
         try:
             c.assign(list(start))
@@ -118,7 +118,7 @@ class Demo:
 
     async def poll(self) -> None:
         last: dict[str, tuple[float, float]] = {}
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.s.kafka.bootstrap)
+        admin = AIOKafkaAdminClient(**client_kwargs(self.s))
         await admin.start()
         try:
             while True:
@@ -148,7 +148,7 @@ class Demo:
                     last[key] = (now, v)
                 try:
                     offs = await admin.list_consumer_group_offsets(self.group)
-                    ends = await end_offsets(self.s.kafka.bootstrap, self.s.kafka.readings_topic)
+                    ends = await end_offsets(self.s, self.s.kafka.readings_topic)
                     self.lag = sum(
                         max(0, end - offs[tp].offset) for tp, end in ends.items() if tp in offs
                     )
@@ -273,12 +273,12 @@ def run_demo(
     demo = Demo(s, run, out)
 
     async def prepare() -> tuple[dict[Any, int], dict[Any, int]]:
-        readings = await end_offsets(s.kafka.bootstrap, s.kafka.readings_topic)
+        readings = await end_offsets(s, s.kafka.readings_topic)
         # A fresh consumer group starting at the log end: the demo scores only its own run.
-        await commit_group_at(s.kafka.bootstrap, demo.group, readings)
-        alerts = await end_offsets(s.kafka.bootstrap, s.kafka.alerts_topic)
+        await commit_group_at(s, demo.group, readings)
+        alerts = await end_offsets(s, s.kafka.alerts_topic)
         # The notifier too takes only this run's alerts.
-        await commit_group_at(s.kafka.bootstrap, f"{demo.group}-notifier", alerts)
+        await commit_group_at(s, f"{demo.group}-notifier", alerts)
         return readings, alerts
 
     _, alert_start = asyncio.run(prepare())

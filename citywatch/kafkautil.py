@@ -44,6 +44,23 @@ def client_kwargs(s: Settings) -> dict[str, Any]:
     }
 
 
+def java_client_properties(s: Settings) -> str:
+    """The same connection for a Java client (Kafka's own tools), as a .properties text.
+
+    Holds the password when ``sasl``: write it to a 0600 file, never pass it on a command line.
+    """
+    kw = client_kwargs(s)
+    lines = [f"bootstrap.servers={kw['bootstrap_servers']}",
+             f"security.protocol={kw['security_protocol']}"]
+    if s.kafka.sasl:
+        lines += [
+            f"sasl.mechanism={SCRAM_MECHANISM}",
+            "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{kw["sasl_plain_username"]}" password="{kw["sasl_plain_password"]}";',
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def _connect(target: Settings | str) -> dict[str, Any]:
     # A bare bootstrap string (the older signature) can only mean a plaintext listener.
     return client_kwargs(target) if isinstance(target, Settings) else {"bootstrap_servers": target}

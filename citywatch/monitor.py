@@ -27,7 +27,7 @@ import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from citywatch.kafkautil import end_offsets
+from citywatch.kafkautil import client_kwargs, end_offsets
 from citywatch.settings import Settings
 from processors.sinks.influx import InfluxSink, point_line
 
@@ -77,11 +77,11 @@ class Monitor:
 
     async def lag(self) -> int | None:
         k = self.s.kafka
-        admin = AIOKafkaAdminClient(bootstrap_servers=k.bootstrap)
+        admin = AIOKafkaAdminClient(**client_kwargs(self.s))
         try:
             await admin.start()
             offs = await admin.list_consumer_group_offsets(self.s.processor.group_id)
-            ends = await end_offsets(k.bootstrap, k.readings_topic)
+            ends = await end_offsets(self.s, k.readings_topic)
         except Exception as exc:  # Kafka down or restarting: report no lag point
             log.warning("consumer lag unavailable: %r", exc)
             return None

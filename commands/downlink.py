@@ -41,6 +41,7 @@ from aiokafka.errors import KafkaConnectionError
 from paho.mqtt.client import MQTTMessage
 
 from citywatch import credentials
+from citywatch.kafkautil import client_kwargs
 from citywatch.mqtt import AsyncMqtt
 from citywatch.settings import Settings
 from commands.model import (
@@ -469,24 +470,24 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> Downli
     k = settings.kafka
     commands = AIOKafkaConsumer(
         k.commands_topic,
-        bootstrap_servers=k.bootstrap,
+        **client_kwargs(settings),
         group_id=cfg.group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
     readings = AIOKafkaConsumer(
         k.readings_topic,
-        bootstrap_servers=k.bootstrap,
+        **client_kwargs(settings),
         group_id=f"{cfg.group_id}-verify",
         auto_offset_reset="latest",
     )
     alerts = AIOKafkaConsumer(
         k.alerts_topic,
-        bootstrap_servers=k.bootstrap,
+        **client_kwargs(settings),
         group_id=f"{cfg.group_id}-suggest",
         auto_offset_reset="latest",
     )
-    presence = AIOKafkaConsumer(bootstrap_servers=k.bootstrap, enable_auto_commit=False)
+    presence = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False)
     consumers = (commands, readings, alerts, presence)
     for c in consumers:
         await _start(c, stop)

@@ -24,6 +24,7 @@ from typing import Any, Final
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
 from commands.model import Command, CommandError, CommandRequest, new_id
 from commands.policy import PrincipalLike, check
@@ -75,7 +76,7 @@ class Submitter:
         async with self._lock:
             if self._producer is None:
                 p = AIOKafkaProducer(
-                    bootstrap_servers=self.s.kafka.bootstrap,
+                    **client_kwargs(self.s),
                     acks="all",
                     enable_idempotence=True,
                     request_timeout_ms=10000,

@@ -34,6 +34,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
+from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
 from notifier.channels import REGISTRY, Channel, DeliveryError
 from notifier.channels.mqtt import MqttChannel
@@ -104,7 +105,7 @@ class Notifier:
     async def consume(self, stop: asyncio.Event) -> None:
         c = AIOKafkaConsumer(
             self.s.kafka.alerts_topic,
-            bootstrap_servers=self.s.kafka.bootstrap,
+            **client_kwargs(self.s),
             group_id=self.ns.group_id,
             client_id=f"citywatch-notifier-{self.ns.instance}",
             enable_auto_commit=False,

@@ -39,6 +39,7 @@ from typing import Any, Final
 import orjson
 
 from citywatch.citymodel import DEFAULT_INTERVALS_S
+from citywatch.kafkautil import client_kwargs
 from ingest.simulator.ledger import Ledger, RangeSet, ledger_path
 from ingest.simulator.truth import CONTRACT_KINDS, parse_iso, read_truth
 
@@ -351,7 +352,7 @@ async def _read_topic(settings: Any, topic: str, handle: Any, limit_s: float) ->
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap,
+        **client_kwargs(settings),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=8 * 1024 * 1024,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 
+from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
 
 
@@ -37,7 +38,7 @@ def topic_specs(s: Settings) -> list[TopicSpec]:
 
 async def ensure_topics(s: Settings) -> dict[str, str]:
     """Create missing topics and grow partition counts; returns topic -> what was done."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka.bootstrap, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(**client_kwargs(s), request_timeout_ms=15000)
     await admin.start()
     try:
         existing = await admin.describe_topics()

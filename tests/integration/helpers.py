@@ -87,7 +87,7 @@ async def publish(
 
 
 async def end_offsets(s: Settings, topic: str) -> dict[TopicPartition, int]:
-    return await kafkautil.end_offsets(s.kafka.bootstrap, topic)
+    return await kafkautil.end_offsets(s, topic)
 
 
 async def read_topic(
@@ -100,7 +100,7 @@ async def read_topic(
     timeout_s: float = 60.0,
 ) -> list[Any]:
     """Records after ``start``, until ``idle_s`` without new ones or ``until(records)``."""
-    c = AIOKafkaConsumer(bootstrap_servers=s.kafka.bootstrap, enable_auto_commit=False)
+    c = AIOKafkaConsumer(**kafkautil.client_kwargs(s), enable_auto_commit=False)
     await c.start()
     out: list[Any] = []
     try:
@@ -188,14 +188,14 @@ def wait_log(proc: Proc, text: str, timeout_s: float = 30.0) -> None:
 
 async def start_group_at_end(s: Settings, group: str, topic: str) -> None:
     """Commit a new consumer group at the log end, so a test processor skips older data."""
-    await kafkautil.commit_group_at(s.kafka.bootstrap, group, await end_offsets(s, topic))
+    await kafkautil.commit_group_at(s, group, await end_offsets(s, topic))
 
 
 async def produce_records(s: Settings, records: list[dict[str, Any]]) -> None:
     """Canonical reading records straight onto citywatch.readings (keyed by device id)."""
     from aiokafka import AIOKafkaProducer
 
-    p = AIOKafkaProducer(bootstrap_servers=s.kafka.bootstrap, linger_ms=20, acks="all")
+    p = AIOKafkaProducer(**kafkautil.client_kwargs(s), linger_ms=20, acks="all")
     await p.start()
     try:
         futs = [
@@ -225,7 +225,7 @@ def wait_for(pred: Any, timeout_s: float = 120.0, every: float = 0.5) -> Any:
 async def create_topic(s: Settings, name: str, partitions: int = 6) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka.bootstrap)
+    admin = AIOKafkaAdminClient(**kafkautil.client_kwargs(s))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, partitions, 1)])
@@ -236,7 +236,7 @@ async def create_topic(s: Settings, name: str, partitions: int = 6) -> None:
 async def delete_topic(s: Settings, name: str) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka.bootstrap)
+    admin = AIOKafkaAdminClient(**kafkautil.client_kwargs(s))
     await admin.start()
     try:
         await admin.delete_topics([name])

@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 
 from citywatch import credentials
 from citywatch.citymodel import CityModel, Device
+from citywatch.kafkautil import client_kwargs
 from citywatch.mqtt import AsyncMqtt
 from citywatch.settings import Settings, override
 from commands.model import Command, CommandRequest
@@ -365,7 +366,7 @@ def test_alert_suggestion_runs_only_when_a_person_confirms(w: World) -> None:
              "suggested_command": f"switch off lamp {lamp.id}"}
 
     async def produce() -> None:
-        p = AIOKafkaProducer(bootstrap_servers=w.s.kafka.bootstrap)
+        p = AIOKafkaProducer(**client_kwargs(w.s))
         await p.start()
         try:
             await p.send_and_wait(w.s.kafka.alerts_topic, orjson.dumps(event),

@@ -19,6 +19,7 @@ from aiosmtpd.controller import Controller
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from citywatch import credentials
+from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
 
 SECRET = "test-webhook-secret"
@@ -201,7 +202,7 @@ def alert(rid: str, alert_id: str, target: str, kind: str, severity: str, state:
 
 
 async def produce_alerts(s: Settings, events: list[dict[str, Any] | bytes]) -> None:
-    p = AIOKafkaProducer(bootstrap_servers=s.kafka.bootstrap, acks="all")
+    p = AIOKafkaProducer(**client_kwargs(s), acks="all")
     await p.start()
     try:
         for e in events:
