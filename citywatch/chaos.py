@@ -12,10 +12,27 @@ then ``SIGCONT``. Afterwards:
   InfluxDB beyond one per id (must be 0: a replay overwrites its own series and time);
 - alert dup: alert events with the same (alert id, state) published twice;
 - recovery: seconds from the fault's end until InfluxDB holds every id acknowledged before it;
-- max RSS of gateway and processor during the case (bounded while a downstream part is down).
+- max RSS of gateway, processor (and notifier) during the case (bounded while a downstream
+  part is down).
+
+Notifier cells (and any cell with ``notify=True``) also run ``citywatch notify`` on its own
+SQLite DB in the private state dir, with one crew whose webhook is a small HTTP receiver the
+harness runs (``Receiver``: records every POST, checks its signature). Every
+``alert_every``-th reading then comes from a new bin at fill 0.95, which ``bin_overflow``
+raises at once: a steady stream of new alerts, hence new work orders and notifications,
+through the fault. Afterwards:
+
+- notif lost: alert ids raised on ``citywatch.alerts`` with no ``opened`` webhook delivery;
+- notif dup: a notification (alert id, event) delivered under more than one idempotency
+  key: a duplicate no receiver can recognise (must be 0);
+- resent: the same idempotency key delivered again (a crash between a send and its "sent"
+  mark; receivers dedupe on the key, as docs/notifier.md asks);
+- notif recovery: seconds from the fault's end until every alert bin acknowledged before it
+  had its notification.
 
 Example:
     $ citywatch chaos --cases gateway:kill9,processor:stall --stall-s 30
+    $ citywatch chaos --cases notifier:kill9,notifier:stall
 """
 
 from __future__ import annotations
@@ -23,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import http.server
 import os
 import signal
 import socket
@@ -32,6 +50,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -47,9 +66,10 @@ from citywatch.stack import services
 from citywatch.stack import up as stack_up
 from citywatch.stack.process import ManagedProcess
 
-COMPONENTS = ("gateway", "processor", "kafka", "influxdb", "mosquitto")
+COMPONENTS = ("gateway", "processor", "kafka", "influxdb", "mosquitto", "notifier")
 FAULTS = ("kill9", "stall")
 REPO = Path(__file__).resolve().parent.parent
+WORKERS = ("gateway", "processor", "notifier")
 
 
 def free_port() -> int:
@@ -96,6 +116,92 @@ def settings_env(s: Settings) -> dict[str, str]:
         "CITYWATCH_PROCESSOR__METRICS_PORT": "0",
         "CITYWATCH_SECURITY__TLS": "false",
     }
+
+
+def notifier_env(webhook_url: str) -> dict[str, str]:
+    """One crew for every district whose only channel is the harness's webhook receiver."""
+    crew = {"id": "crew-chaos", "webhook_url": webhook_url, "mqtt": False}
+    return {
+        "CITYWATCH_NOTIFIER__CREWS": orjson.dumps([crew]).decode(),
+        "CITYWATCH_NOTIFIER__ROUTES": "[]",
+        "CITYWATCH_NOTIFIER__DEFAULT_CREW": "crew-chaos",
+        "CITYWATCH_NOTIFIER__SUPERVISOR": '{"id": "supervisor", "mqtt": false}',
+        "CITYWATCH_NOTIFIER__GROUP_ID": "chaos-notifier",
+        "CITYWATCH_NOTIFIER__KPI_INTERVAL_S": "0",
+        "CITYWATCH_NOTIFIER__RETRY_BASE_S": "0.5",
+        "CITYWATCH_NOTIFIER__RETRY_CAP_S": "5",
+    }
+
+
+@dataclass(frozen=True)
+class Received:
+    key: str
+    event: str
+    alert_id: str
+    target: str
+    order_id: int
+    signed: bool
+
+
+class Receiver:
+    """A crew's webhook endpoint: records every delivery (200 to each), in its own thread.
+
+    ``http.server`` rather than a framework: a handful of POSTs per second from one client,
+    and no event loop to share with the harness's threads.
+    """
+
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+        self.got: list[Received] = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                n = int(self.headers.get("Content-Length", "0"))
+                raw = self.rfile.read(n)
+                outer.record(raw, self.headers)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def record(self, raw: bytes, headers: Any) -> None:
+        from notifier.channels.webhook import verify_signature
+
+        try:
+            doc = orjson.loads(raw)
+            order = doc["order"]
+            r = Received(
+                key=str(headers.get("Idempotency-Key", "")),
+                event=str(doc["event"]),
+                alert_id=str(order["alert_id"]),
+                target=str(order["target"]),
+                order_id=int(order["id"]),
+                signed=verify_signature(
+                    self.secret, str(headers.get("X-Citywatch-Timestamp", "")), raw,
+                    str(headers.get("X-Citywatch-Signature", "")),
+                ),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            r = Received("", "malformed", "", "", 0, False)
+        with self.lock:
+            self.got.append(r)
+
+    def for_run(self, rid: str) -> list[Received]:
+        with self.lock:
+            return [r for r in self.got if rid in r.target]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class Worker:
@@ -166,6 +272,13 @@ class CaseResult:
     dup_influx: int = 0
     alert_dups: int = 0
     recovery_s: float | None = None
+    alerts: int = 0  # alert ids raised for this case's bins (notifier cells)
+    notified: int = 0  # of which an ``opened`` webhook delivery arrived
+    notif_lost: int = 0
+    notif_dups: int = 0
+    notif_resent: int = 0
+    notif_bad: int = 0  # deliveries with a bad signature or body
+    notif_recovery_s: float | None = None
     max_rss_mb: dict[str, float] = field(default_factory=dict)
     note: str = ""
 
@@ -173,14 +286,28 @@ class CaseResult:
 class Load:
     """QoS 1 publisher in its own thread; ``acked`` holds every PUBACKed seq."""
 
-    def __init__(self, s: Settings, rid: str, rate: float, seconds: float, devices: int = 50):
+    def __init__(
+        self, s: Settings, rid: str, rate: float, seconds: float, devices: int = 50,
+        alert_every: int = 0,
+    ) -> None:  # fmt: skip
         self.s, self.rid, self.rate, self.seconds, self.devices = s, rid, rate, seconds, devices
+        self.alert_every = alert_every
         self.acked: set[int] = set()
         self.sent = 0
         self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
+    def is_alert(self, i: int) -> bool:
+        return self.alert_every > 0 and i % self.alert_every == 0
+
+    def device(self, i: int) -> str:
+        # An alert reading comes from a bin of its own: one overflow episode, one work order.
+        return f"bin-{self.rid}-a{i}" if self.is_alert(i) else f"bin-{self.rid}-{i % self.devices}"
+
     def topic(self, i: int) -> str:
-        return f"city/central/bin/bin-{self.rid}-{i % self.devices}/up"
+        return f"city/central/bin/{self.device(i)}/up"
+
+    def alert_devices(self, seqs: set[int]) -> set[str]:
+        return {self.device(i) for i in seqs if self.is_alert(i)}
 
     def _done(self, i: int, f: asyncio.Future[None]) -> None:
         if not f.cancelled() and f.exception() is None:
@@ -204,7 +331,8 @@ class Load:
             if ahead > 0:
                 await asyncio.sleep(ahead)
             ts = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-            body = orjson.dumps({"ts": ts, "fill_ratio": 0.5, "seq": i})
+            fill = 0.95 if self.is_alert(i) else 0.5
+            body = orjson.dumps({"ts": ts, "fill_ratio": fill, "seq": i})
             while len(pending) >= 200:  # a bounded window, like a device's
                 _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             try:
@@ -231,6 +359,7 @@ class Chaos:
         self.env = settings_env(self.s)
         self.log = log
         self.workers: dict[str, Worker] = {}
+        self.receiver: Receiver | None = None
 
     # -- stack ------------------------------------------------------------------------
     def up(self) -> None:
@@ -239,13 +368,15 @@ class Chaos:
     def down(self) -> None:
         for w in self.workers.values():
             w.stop()
+        if self.receiver is not None:
+            self.receiver.close()
         for svc in reversed(services(self.s)):
             svc.proc.stop(20)
 
     def server(self, name: str) -> Any:
         return {svc.proc.name: svc for svc in services(self.s)}[name]
 
-    def start_workers(self, rid: str) -> None:
+    def start_workers(self, rid: str, notify: bool = False) -> None:
         env = {**self.env, "CITYWATCH_PROCESSOR__GROUP_ID": f"chaos-{rid}"}
         self.workers = {
             "gateway": Worker("gateway", ["gateway", "--instance", "gw-chaos"], env,
@@ -253,10 +384,22 @@ class Chaos:
             "processor": Worker("processor", ["process", "--instance", "p-chaos"], env,
                                 self.dir / f"processor-{rid}.log"),
         }  # fmt: skip
+        if notify:
+            if self.receiver is None:
+                from notifier.channels.webhook import webhook_secret
+
+                # Created here, before the notifier starts, so both read the same key file.
+                self.receiver = Receiver(webhook_secret(self.s))
+            self.workers["notifier"] = Worker(
+                "notifier", ["notify", "--instance", "n-chaos"],
+                {**env, **notifier_env(self.receiver.url)}, self.dir / f"notifier-{rid}.log",
+            )  # fmt: skip
         for w in self.workers.values():
             w.start()
         self.workers["gateway"].wait_log("up (mode")
         self.workers["processor"].wait_log("processor p-chaos up")
+        if notify:
+            self.workers["notifier"].wait_log("notifier consuming")
 
     def pid(self, component: str) -> int | None:
         if component in self.workers:
@@ -313,15 +456,17 @@ class Chaos:
 
     def run_case(
         self, component: str, fault: str, *, rate: float = 200.0, stall_s: float = 30.0,
-        settle_s: float = 120.0,
+        settle_s: float = 120.0, notify: bool | None = None, alert_every: int = 40,
     ) -> CaseResult:  # fmt: skip
+        """One cell; ``notify`` (default: notifier cells only) runs the notifier and alerts."""
+        notify = component == "notifier" if notify is None else notify
         rid = uuid.uuid4().hex[:6]
         res = CaseResult(component, fault)
-        self.start_workers(rid)
+        self.start_workers(rid, notify)
         before, fault_at = 5.0, 5.0
         load_s = before + (stall_s if fault == "stall" else 5.0) + 10.0
-        load = Load(self.s, rid, rate, load_s)
-        rss: dict[str, float] = {"gateway": 0.0, "processor": 0.0}
+        load = Load(self.s, rid, rate, load_s, alert_every=alert_every if notify else 0)
+        rss: dict[str, float] = {name: 0.0 for name in self.workers}
         done = threading.Event()
 
         def sample() -> None:
@@ -347,22 +492,29 @@ class Chaos:
             os.kill(pid, signal.SIGCONT)
         fault_end = time.monotonic()
         acked_before = set(load.acked)
+        alerts_before = load.alert_devices(acked_before)
         deadline = fault_end + settle_s + load_s
-        while time.monotonic() < deadline:
-            seqs, _ = self._safe_stored(rid)
-            if acked_before <= seqs:
-                res.recovery_s = round(time.monotonic() - fault_end, 1)
-                break
+        while time.monotonic() < deadline and (res.recovery_s is None or (
+            notify and res.notif_recovery_s is None
+        )):  # fmt: skip
+            if res.recovery_s is None:
+                seqs, _ = self._safe_stored(rid)
+                if acked_before <= seqs:
+                    res.recovery_s = round(time.monotonic() - fault_end, 1)
+            if notify and res.notif_recovery_s is None and alerts_before <= self._notified(rid):
+                res.notif_recovery_s = round(time.monotonic() - fault_end, 1)
             time.sleep(0.5)
         load.thread.join(timeout=load_s + 90)
-        # Everything acked must arrive: wait until it has, or until settle_s of no progress.
-        last, last_change = -1, time.monotonic()
+        # Everything acked must arrive (and, with the notifier, be notified): wait until it
+        # has, or until settle_s of no progress.
+        last, last_change = (-1, -1), time.monotonic()
         while time.monotonic() - last_change < settle_s:
             seqs, points = self._safe_stored(rid)
-            if load.acked <= seqs:
+            notified = self._notified(rid) if notify else set()
+            if load.acked <= seqs and load.alert_devices(load.acked) <= notified:
                 break
-            if len(seqs) != last:
-                last, last_change = len(seqs), time.monotonic()
+            if (len(seqs), len(notified)) != last:
+                last, last_change = (len(seqs), len(notified)), time.monotonic()
             time.sleep(1.0)
         done.set()
         seqs, points = self._safe_stored(rid)
@@ -374,12 +526,39 @@ class Chaos:
         alerts = asyncio.run(self.kafka_readings(rid, self.s.kafka.alerts_topic, "target"))
         keys = [(a.get("alert_id"), a.get("state")) for a in alerts]
         res.alert_dups = len(keys) - len(set(keys))
+        if notify:
+            self._count_notifications(rid, alerts, res)
+            missing = load.alert_devices(load.acked) - {a.get("target") for a in alerts}
+            if missing:
+                res.note += f" {len(missing)} acked alert bins raised no alert;"
         res.max_rss_mb = {k: round(v, 1) for k, v in rss.items()}
         for w in self.workers.values():
             if w.pid is None:
                 res.note += f" {w.name} not running at the end;"
             w.stop()
         return res
+
+    def _notified(self, rid: str) -> set[str]:
+        """Bins of this case whose work order's ``opened`` notification arrived."""
+        assert self.receiver is not None
+        return {r.target for r in self.receiver.for_run(rid) if r.event == "opened"}
+
+    def _count_notifications(self, rid: str, alerts: list[Any], res: CaseResult) -> None:
+        assert self.receiver is not None
+        got = self.receiver.for_run(rid)
+        raised = {str(a.get("alert_id")) for a in alerts if a.get("state") == "raised"}
+        opened = {r.alert_id for r in got if r.event == "opened"}
+        res.alerts, res.notified = len(raised), len(raised & opened)
+        res.notif_lost = len(raised - opened)
+        # One notification = (alert id, event) on the one webhook channel. More than one key
+        # for it is a duplicate nobody can filter; the same key again is a documented resend.
+        keys: dict[tuple[str, str], set[str]] = {}
+        for r in got:
+            keys.setdefault((r.alert_id, r.event), set()).add(r.key)
+        res.notif_dups = sum(len(k) - 1 for k in keys.values())
+        per_key = Counter(r.key for r in got)
+        res.notif_resent = sum(n - 1 for n in per_key.values())
+        res.notif_bad = sum(1 for r in got if not r.signed)
 
     def _safe_stored(self, rid: str) -> tuple[set[int], int]:
         try:
@@ -389,19 +568,33 @@ class Chaos:
 
 
 def format_matrix(results: list[CaseResult]) -> str:
+    notify = any("notifier" in r.max_rss_mb for r in results)
     head = (
         f"{'component':<10} {'fault':<6} {'acked':>6} {'lost':>5} {'dup kafka':>9} "
-        f"{'dup influx':>10} {'alert dup':>9} {'recovery s':>10}  max RSS MB gw/proc"
+        f"{'dup influx':>10} {'alert dup':>9} {'recovery s':>10}"
     )
+    if notify:
+        head += (
+            f" {'alerts':>6} {'notif lost':>10} {'notif dup':>9} {'resent':>6} "
+            f"{'notif rec s':>11}"
+        )
+    head += "  max RSS MB gw/proc" + ("/notif" if notify else "")
     lines = [head, "-" * len(head)]
     for r in results:
         rec = "-" if r.recovery_s is None else f"{r.recovery_s:.1f}"
-        lines.append(
+        line = (
             f"{r.component:<10} {r.fault:<6} {r.acked:>6} {r.lost:>5} {r.dup_kafka:>9} "
-            f"{r.dup_influx:>10} {r.alert_dups:>9} {rec:>10}  "
-            f"{r.max_rss_mb.get('gateway', 0):.0f}/{r.max_rss_mb.get('processor', 0):.0f}"
-            + (f"  {r.note.strip()}" if r.note else "")
+            f"{r.dup_influx:>10} {r.alert_dups:>9} {rec:>10}"
         )
+        if notify:
+            nrec = "-" if r.notif_recovery_s is None else f"{r.notif_recovery_s:.1f}"
+            line += (
+                f" {r.alerts:>6} {r.notif_lost:>10} {r.notif_dups:>9} {r.notif_resent:>6} "
+                f"{nrec:>11}"
+            )
+        rss = [r.max_rss_mb.get(w, 0.0) for w in WORKERS if w != "notifier" or notify]
+        line += "  " + "/".join(f"{x:.0f}" for x in rss)
+        lines.append(line + (f"  {r.note.strip()}" if r.note else ""))
     return "\n".join(lines)
 
 
@@ -413,6 +606,7 @@ def run_matrix(
     rate: float = 200.0,
     out: Path | None = None,
     log: Callable[[str], None] = print,
+    notify_all: bool = False,
 ) -> list[CaseResult]:
     chaos = Chaos(base, log=log)
     log(f"private stack under {chaos.dir}")
@@ -421,8 +615,13 @@ def run_matrix(
         chaos.up()
         for component, fault in cases:
             log(f"case {component} {fault} ...")
-            r = chaos.run_case(component, fault, rate=rate, stall_s=stall_s)
+            r = chaos.run_case(component, fault, rate=rate, stall_s=stall_s,
+                               notify=True if notify_all else None)
             log(f"  -> lost {r.lost} of {r.acked}, recovery {r.recovery_s}s {r.note}")
+            if "notifier" in r.max_rss_mb:
+                log(f"  -> notifications: {r.notified} of {r.alerts} alerts, {r.notif_lost} "
+                    f"lost, {r.notif_dups} dup, {r.notif_resent} resent, recovery "
+                    f"{r.notif_recovery_s}s")
             results.append(r)
     finally:
         chaos.down()
@@ -448,19 +647,23 @@ def chaos_command(
     stall_s: float = 30.0,
     rate: float = 200.0,
     out: Path | None = None,
+    notify_all: bool = False,
 ) -> None:
     """Run the fault matrix on a private stack and print component x fault -> loss/recovery.
 
     CASES: comma-separated component:fault (components gateway, processor, kafka, influxdb,
-    mosquitto; faults kill9, stall) or "all".
+    mosquitto, notifier; faults kill9, stall) or "all". Notifier cells also run the notifier
+    and count notifications; --notify-all does so in every cell.
     """
     import typer
 
     from citywatch.settings import get_settings
 
     results = run_matrix(
-        get_settings(), parse_cases(cases), stall_s=stall_s, rate=rate, out=out
+        get_settings(), parse_cases(cases), stall_s=stall_s, rate=rate, out=out,
+        notify_all=notify_all,
     )
     print(format_matrix(results))
-    if any(r.lost or r.dup_influx or r.alert_dups for r in results):
+    if any(r.lost or r.dup_influx or r.alert_dups or r.notif_lost or r.notif_dups
+           or r.notif_bad for r in results):
         raise typer.Exit(1)
