@@ -32,7 +32,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
@@ -135,7 +135,18 @@ class Notifier:
                     self.stats[o] += 1
                 # Offsets only after the work orders (and their pending deliveries) are stored.
                 offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
-                await c.commit(offsets)
+                try:
+                    await c.commit(offsets)
+                except (CommitFailedError, IllegalStateError) as exc:
+                    # The group rebalanced meanwhile (this process stalled past the session
+                    # timeout, or Kafka did). The events are stored already; whoever owns the
+                    # partitions now replays from the last commit, which the store recognises
+                    # event by event. Exiting would leave every later alert unread.
+                    self.stats["commit_failed"] += 1
+                    log.warning("commit refused after a rebalance (%s); %d alert events will "
+                                "replay", exc, len(events))
+                    self.wake.set()
+                    continue
                 log.info("stored %d alert events (%s), committed offsets", len(events),
                          dict(Counter(outcomes)))
                 self.wake.set()

@@ -79,3 +79,59 @@ async def test_webhook_status_classification(tmp_path: object, status: int,
         await ch.send(d)
     assert e.value.permanent is permanent
     await ch.close()
+
+
+async def test_commit_refused_after_a_rebalance_keeps_consuming(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A notifier stopped (SIGSTOP) past the Kafka session timeout finds its group rebalanced:
+    # the commit is refused. It used to exit there (the fault matrix's notifier stall cell),
+    # leaving every later alert without a work order until someone restarted it.
+    import asyncio
+    from types import SimpleNamespace
+
+    import orjson
+    from aiokafka import TopicPartition
+    from aiokafka.errors import CommitFailedError
+
+    import notifier.service as service
+
+    tp = TopicPartition("citywatch.alerts", 0)
+    stop = asyncio.Event()
+    polls = [
+        {tp: [SimpleNamespace(value=orjson.dumps(ev("a", "north")), offset=0)]},
+        {tp: [SimpleNamespace(value=orjson.dumps(ev("a", "north")), offset=0),  # the replay
+              SimpleNamespace(value=orjson.dumps(ev("b", "north")), offset=1)]},
+    ]
+    commits: list[dict[TopicPartition, int]] = []
+
+    class FakeConsumer:
+        def __init__(self, *_: object, **__: object) -> None:
+            pass
+
+        async def start(self) -> None:
+            pass
+
+        async def stop(self) -> None:
+            pass
+
+        async def getmany(self, **_: object) -> dict[TopicPartition, list[object]]:
+            if not polls:
+                stop.set()
+                return {}
+            return polls.pop(0)
+
+        async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+            commits.append(offsets)
+            if len(commits) == 1:
+                raise CommitFailedError("the group has already rebalanced")
+
+    monkeypatch.setattr(service, "AIOKafkaConsumer", FakeConsumer)
+    st = Store(f"sqlite:///{tmp_path}/orders.db")
+    st.create_schema()
+    n = Notifier(settings(tmp_path), st)
+    await asyncio.wait_for(n.consume(stop), timeout=10)
+    assert commits == [{tp: 1}, {tp: 2}]  # refused once, then the replayed batch committed
+    assert n.stats["commit_failed"] == 1 and n.stats["duplicate"] == 1
+    assert sorted(o["alert_id"] for o in st.list_orders()) == ["a", "b"]
+    assert len(st.deliveries()) == 2  # one notification per order, none for the replay
