@@ -58,7 +58,9 @@ class Inbound:
 class _Pending:
     item: Inbound
     remaining: int
-    families: list[str] = field(default_factory=list)
+    # Readings of one message: the topic fixes their family (decode refuses any other).
+    family: str = ""
+    readings: int = 0
     failed: bool = False
     t0: float = field(default_factory=time.monotonic)
 
@@ -112,10 +114,10 @@ class Gateway:
     # -- forwarding ------------------------------------------------------------------
     def _forward(self, item: Inbound) -> None:
         """Decode and send one message's records; the ack follows the last Kafka ack."""
-        futs, families = self._send_records(item)
+        futs, family, n = self._send_records(item)
         # Records of one message usually share a batch, hence one future: count each once.
         futs = list(dict.fromkeys(futs))
-        pend = _Pending(item, len(futs), families)
+        pend = _Pending(item, len(futs), family, n)
         key = self._next
         self._next += 1
         self._pending[key] = pend
@@ -124,11 +126,12 @@ class Gateway:
         for fut in futs:
             fut.add_done_callback(done)
 
-    def _send_records(self, item: Inbound) -> tuple[list[asyncio.Future[object]], list[str]]:
+    def _send_records(self, item: Inbound) -> tuple[list[asyncio.Future[object]], str, int]:
+        """Send a message's readings and rejects: their futures, family and reading count."""
         topic = item.topic
         rat = item.received_at_ns
         if topic.endswith("/status"):
-            return self._send_presence(item), []
+            return self._send_presence(item), "", 0
         received_at = datetime.fromtimestamp(rat / 1e9, UTC)
         res = decode_message(
             topic,
@@ -138,7 +141,6 @@ class Gateway:
             allow_device=self.devices.allows,
         )
         futs: list[asyncio.Future[object]] = []
-        families: list[str] = []
         lamps = self.registry.lamps
         for reading in res.readings:
             if lamps and reading.family == "streetlight" and reading.circuit_id is None:
@@ -146,15 +148,17 @@ class Gateway:
                 if known is not None:
                     reading.circuit_id, reading.cabinet_id = known
             futs.append(self.sink.send_reading(reading))
-            families.append(reading.family)
-            self.metrics.received(reading.family)
         for rej in res.rejects:
             futs.append(
                 self.sink.send_deadletter(item.payload, topic, rej.reason, rej.detail, rat)
             )
             self.metrics.dead(rej.reason)
             self.stats["dead"] += 1
-        return futs, families
+        family = ""
+        if res.readings:
+            family = res.readings[0].family
+            self.metrics.received(family, len(res.readings))
+        return futs, family, len(res.readings)
 
     def _send_presence(self, item: Inbound) -> list[asyncio.Future[object]]:
         parts = item.topic.split("/")
@@ -191,9 +195,9 @@ class Gateway:
             return
         self._ack(pend.item)
         self.metrics.produce_latency.observe(time.monotonic() - pend.t0)
-        self.stats["readings"] += len(pend.families)
-        for fam in pend.families:
-            self.metrics.forwarded(fam)
+        if pend.readings:
+            self.stats["readings"] += pend.readings
+            self.metrics.forwarded(pend.family, pend.readings)
 
     # -- spool -----------------------------------------------------------------------
     def _enter_spool_mode(self, why: str) -> None:
