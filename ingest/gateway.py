@@ -23,6 +23,7 @@ import functools
 import logging
 import signal
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -239,17 +240,19 @@ class Gateway:
                 continue
             try:
                 futs: list[asyncio.Future[object]] = []
-                n_readings = 0
+                sent: Counter[str] = Counter()
                 for rec in recs:
                     item = Inbound(0, 0, rec.topic, rec.payload, rec.received_at_ns)
-                    f, fams = self._send_records(item)
+                    f, family, n = self._send_records(item)
                     futs.extend(f)
-                    n_readings += len(fams)
-                    for fam in fams:
-                        self.metrics.forwarded(fam)
+                    if n:
+                        sent[family] += n
                 await asyncio.wait_for(
                     asyncio.gather(*futs), self.s.gateway.request_timeout_ms / 1000 + 5
                 )
+                for family, n in sent.items():
+                    self.metrics.forwarded(family, n)
+                n_readings = sum(sent.values())
             except Exception as exc:
                 log.warning("spool drain paused: %r", exc)
                 # An idempotent producer whose batches expired during the outage is left with
