@@ -247,8 +247,14 @@ num.io.threads=4
             return "already running"
         what = "started"
         if self.proc.running() and not current:
+            added = ""
+            if self.s.kafka.sasl and self._serves_plaintext():
+                # Switching SASL on: add the user through the running broker's plaintext
+                # listener, which saves the two extra restarts of add_scram_user.
+                self._alter_scram_user(self.s.kafka.bootstrap)
+                added = "SCRAM user added; "
             self.proc.stop()
-            what = "restarted (configuration changed)"
+            what = f"{added}restarted (configuration changed)"
         props = self.write_config()
         if not self.proc.running():
             self._start(props, check_ports=True)
@@ -296,8 +302,8 @@ num.io.threads=4
     def add_scram_user(self) -> None:
         """Create (or reset) the SCRAM user in the running broker's existing storage.
 
-        Restarts Kafka with the loopback SETUP listener, runs ConfigCommand through it with
-        the password in a 0600 file, then restarts Kafka with the normal configuration.
+        Restarts Kafka with the loopback SETUP listener, runs ConfigCommand through it,
+        then restarts Kafka with the normal configuration.
         """
         host, _ = self.host_port
         setup_port = _free_port(host)
@@ -305,34 +311,51 @@ num.io.threads=4
         try:
             self.proc.start(self._java("kafka.Kafka", str(self.write_config(setup_port))))
             setup = {"bootstrap_servers": f"{host}:{setup_port}"}
-            self._wait(lambda: asyncio.run(_metadata_ok(setup)))
-            with self._private_file("scram.properties") as cfg:
-                # ConfigCommand's --add-config-file takes SCRAM-SHA-512=password=<pw>.
-                _write_private(cfg, f"{SCRAM_MECHANISM}=password={self.sasl_password()}\n")
-                run = subprocess.run(
-                    self._java(
-                        "kafka.admin.ConfigCommand",
-                        "--bootstrap-server",
-                        f"{host}:{setup_port}",
-                        "--alter",
-                        "--add-config-file",
-                        str(cfg),
-                        "--entity-type",
-                        "users",
-                        "--entity-name",
-                        self.s.kafka.sasl_user,
-                        heap="256m",
-                    ),
-                    capture_output=True,
-                    text=True,
-                )
-            if run.returncode != 0:
-                raise StackError(
-                    "adding Kafka's SCRAM user failed:\n" + self._redact(run.stdout + run.stderr)
-                )
+            self._wait(
+                lambda: port_open(host, setup_port) and asyncio.run(_metadata_ok(setup))
+            )
+            self._alter_scram_user(f"{host}:{setup_port}")
         finally:
             self.proc.stop()
             self.proc.start(self._java("kafka.Kafka", str(self.write_config())))
+
+    def _serves_plaintext(self) -> bool:
+        """Whether the running broker has our plaintext client listener and answers on it."""
+        try:
+            running = self.props_path.read_text()
+        except OSError:
+            return False
+        host, port = self.host_port
+        return f"\nlisteners=PLAINTEXT://{host}:{port}," in running and asyncio.run(
+            _metadata_ok({"bootstrap_servers": self.s.kafka.bootstrap})
+        )
+
+    def _alter_scram_user(self, plaintext_bootstrap: str) -> None:
+        """ConfigCommand --alter through a PLAINTEXT listener, the password in a 0600 file."""
+        with self._private_file("scram.properties") as cfg:
+            # --add-config-file takes SCRAM-SHA-512=password=<pw> (no brackets).
+            _write_private(cfg, f"{SCRAM_MECHANISM}=password={self.sasl_password()}\n")
+            run = subprocess.run(
+                self._java(
+                    "kafka.admin.ConfigCommand",
+                    "--bootstrap-server",
+                    plaintext_bootstrap,
+                    "--alter",
+                    "--add-config-file",
+                    str(cfg),
+                    "--entity-type",
+                    "users",
+                    "--entity-name",
+                    self.s.kafka.sasl_user,
+                    heap="256m",
+                ),
+                capture_output=True,
+                text=True,
+            )
+        if run.returncode != 0:
+            raise StackError(
+                "adding Kafka's SCRAM user failed:\n" + self._redact(run.stdout + run.stderr)
+            )
 
     @contextmanager
     def _private_file(self, name: str) -> Iterator[Path]:
