@@ -60,18 +60,29 @@ def series_prefix(measurement: str, tags: dict[str, str]) -> str:
     return f"{_escape_key(measurement, _ESCAPE_MEASUREMENT)}{_append_tags(tags)}"  # type: ignore[no-untyped-call]
 
 
-_field_keys: dict[str, str] = {}
+_plans: dict[tuple[tuple[str, ...], frozenset[str]], tuple[tuple[str, str], ...]] = {}
 _SKIP_NONE: Final[frozenset[str]] = frozenset()
 # Not fields of a reading line: the family (the measurement), ts (the time) and the tags.
 _SKIP_READING: Final = {fam: _NOT_FIELDS | frozenset(tags) for fam, tags in TAGS.items()}
 
 
+def _plan(names: tuple[str, ...], skip: frozenset[str]) -> tuple[tuple[str, str], ...]:
+    """(key, escaped key) of the fields to write, in the client's (sorted) order."""
+    return tuple((k, _escape_key(k)) for k in sorted(names) if k not in skip)  # type: ignore[no-untyped-call]
+
+
 def encode_fields(fields: dict[str, Any], skip: frozenset[str] = _SKIP_NONE) -> str:
     """The field set of a line, as influxdb-client's ``_append_fields`` would write it."""
+    # Records of one device arrive with the same keys in the same order: sorting and
+    # escaping the keys once per key set, not per line, is a tenth of the processor's time.
+    names = tuple(fields)
+    plan = _plans.get((names, skip))
+    if plan is None:
+        plan = _plan(names, skip)
+        if len(_plans) < 10_000:
+            _plans[(names, skip)] = plan
     parts = []
-    for k in sorted(fields):
-        if k in skip:
-            continue
+    for k, ek in plan:
         v = fields[k]
         t = type(v)
         if t is float:
@@ -91,11 +102,6 @@ def encode_fields(fields: dict[str, Any], skip: frozenset[str] = _SKIP_NONE) -> 
         else:
             parts.append(_append_fields({k: v}, _NO_TYPES))  # type: ignore[no-untyped-call]
             continue
-        ek = _field_keys.get(k)
-        if ek is None:
-            ek = _escape_key(k)
-            if len(_field_keys) < 10_000:
-                _field_keys[k] = ek
         parts.append(f"{ek}={text}")
     return ",".join(parts)
 
@@ -104,7 +110,7 @@ def reading_line(rec: dict[str, Any]) -> str:
     """One line of protocol for a canonical reading record."""
     family = rec["family"]
     tag_names = TAGS[family]
-    key = (family, *(str(rec.get(t, "")) for t in tag_names))
+    key = (family, *map(rec.get, tag_names))
     prefix = _prefix_cache.get(key)
     if prefix is None:
         tags = {t: str(rec[t]) for t in tag_names if rec.get(t) not in (None, "")}
