@@ -68,7 +68,7 @@ _SKIP_READING: Final = {fam: _NOT_FIELDS | frozenset(tags) for fam, tags in TAGS
 
 def _plan(names: tuple[str, ...], skip: frozenset[str]) -> tuple[tuple[str, str], ...]:
     """(key, escaped key) of the fields to write, in the client's (sorted) order."""
-    return tuple((k, _escape_key(k)) for k in sorted(names) if k not in skip)  # type: ignore[no-untyped-call]
+    return tuple((k, _escape_key(k)) for k in sorted(names) if k not in skip)
 
 
 def encode_fields(fields: dict[str, Any], skip: frozenset[str] = _SKIP_NONE) -> str:
