@@ -43,8 +43,8 @@ def private(tmp_path: Path) -> Iterator[Settings]:
 
 async def produce(s: Settings, values: list[bytes]) -> None:
     p = AIOKafkaProducer(**client_kwargs(s), acks="all")
-    await p.start()
     try:
+        await p.start()
         for v in values:
             await p.send_and_wait(s.kafka.alerts_topic, v, partition=0)
     finally:
@@ -96,13 +96,14 @@ def assert_refused(s: Settings, caplog: pytest.LogCaptureFixture) -> None:
     assert "SaslAuthenticationFailed" in caplog.text
 
 
-def assert_password_not_logged(s: Settings) -> None:
+def assert_password_not_logged(s: Settings, *earlier: str) -> None:
     pw = credentials.password(s, "kafka")
     kdir = s.state_dir / "kafka"
     logs = [p for p in s.state_dir.rglob("*") if p.is_file() and "log" in p.name]
     assert kdir / "server.log" in logs
     for p in logs:
-        assert pw not in p.read_text(errors="replace"), p
+        text = p.read_text(errors="replace")
+        assert all(secret not in text for secret in (pw, *earlier)), p
     # The broker's own credentials are in its config (unavoidable), readable by us only;
     # no temporary password file is left behind.
     props = kdir / "server.properties"
@@ -125,32 +126,11 @@ def test_fresh_storage_with_sasl(private: Settings, caplog: pytest.LogCaptureFix
     assert_password_not_logged(s)
 
 
-def test_stopped_plaintext_storage_is_migrated(
+def test_plaintext_storage_is_migrated(
     private: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A developer's storage, formatted and used without SASL, Kafka not running."""
-    plain = with_sasl(private, False)
-    assert Kafka(plain).up() == "started"
-    asyncio.run(ensure_topics(plain))
-    asyncio.run(produce(plain, [b"before sasl"]))
-    assert Kafka(plain).proc.stop()
-
-    s = with_sasl(private, True)
-    k = Kafka(s)
-    assert k.up() == "started; SCRAM user added to the existing storage"
-    assert k.healthy()
-    asyncio.run(produce(s, [b"after sasl"]))
-    assert asyncio.run(consume_all(s)) == [b"before sasl", b"after sasl"]  # nothing lost
-    assert_refused(s, caplog)
-    assert "SETUP" not in (s.state_dir / "kafka" / "server.properties").read_text()
-    assert k.up() == "already running"
-    assert_password_not_logged(s)
-
-
-def test_running_plaintext_broker_switches_to_sasl(
-    private: Settings, caplog: pytest.LogCaptureFixture
-) -> None:
-    """`stack up` after `kafka.sasl` is switched on while Kafka runs without it."""
+    """A storage formatted and used without SASL: `stack up` after `kafka.sasl` is switched on
+    while Kafka runs; then a stopped broker whose storage lacks the current password."""
     plain = with_sasl(private, False)
     assert Kafka(plain).up() == "started"
     asyncio.run(ensure_topics(plain))
@@ -159,10 +139,23 @@ def test_running_plaintext_broker_switches_to_sasl(
     s = with_sasl(private, True)
     k = Kafka(s)
     assert not k.config_current()
+    # Running: the user is added through the broker's plaintext listener, then one restart.
     assert k.up() == "SCRAM user added; restarted (configuration changed)"
-    assert asyncio.run(consume_all(s)) == [b"before sasl"]
+    asyncio.run(produce(s, [b"after sasl"]))
+    assert asyncio.run(consume_all(s)) == [b"before sasl", b"after sasl"]  # nothing lost
     assert_refused(s, caplog)
     assert_password_not_logged(s)
-    # ...and back: switching SASL off again restores the plaintext listener.
-    assert Kafka(plain).up() == "restarted (configuration changed)"
-    assert asyncio.run(consume_all(plain)) == [b"before sasl"]
+
+    # Stopped, and the storage does not know the password (a new passwords.kafka here; a
+    # storage without the user at all is refused the same way): the SETUP-listener path.
+    assert k.proc.stop()
+    rotated = s.model_copy(update={"passwords": {"kafka": SecretStr("rotated-Pw-0123456789")}})
+    k = Kafka(rotated)
+    assert k.up() == "started; SCRAM user added to the existing storage"
+    assert "SETUP" not in (s.state_dir / "kafka" / "server.properties").read_text()
+    assert asyncio.run(consume_all(rotated)) == [b"before sasl", b"after sasl"]
+    with pytest.raises(SaslAuthenticationFailed):  # the old password no longer works
+        asyncio.run(handshake(s))
+    assert_refused(rotated, caplog)
+    assert k.up() == "already running"
+    assert_password_not_logged(rotated, credentials.password(s, "kafka"))
