@@ -202,8 +202,27 @@ class Processor:
         return out, offsets
 
     async def _emit(self, out: Output, stop: asyncio.Event) -> None:
-        """Lines to InfluxDB (until confirmed), then alert events to Kafka (acks=all)."""
+        """Lines to InfluxDB (until confirmed) and, meanwhile, alert events to Kafka (acks=all).
+
+        Both finish before the batch's offsets are committed; neither waits for the other, so
+        a crew's alert does not queue behind a 5,000-point write.
+        """
         t0 = time.monotonic()
+        events = asyncio.create_task(self._publish_events(out, stop)) if out.events else None
+        try:
+            await self._write_lines(out, stop)
+        except BaseException:
+            if events is not None:
+                events.cancel()  # the batch will replay: its events are re-sent then
+            raise
+        if events is not None:
+            await events
+            for ev in out.events:
+                self.m_alerts.labels(ev.state).inc()
+            self.stats["alert_events"] += len(out.events)
+        self.m_write.observe(time.monotonic() - t0)
+
+    async def _write_lines(self, out: Output, stop: asyncio.Event) -> None:
         rejected = await self.sink.write_until_done(out.lines, stop)
         if out.kpi_lines:
             i = self.s.influx
@@ -212,14 +231,8 @@ class Processor:
             )
         if rejected:
             await self._dead_letter(rejected, stop)
-        self.m_write.observe(time.monotonic() - t0)
         self.m_written.inc(len(out.lines) + len(out.kpi_lines))
         self.stats["points"] += len(out.lines) + len(out.kpi_lines)
-        if out.events:
-            await self._publish_events(out, stop)
-            for ev in out.events:
-                self.m_alerts.labels(ev.state).inc()
-            self.stats["alert_events"] += len(out.events)
 
     async def _dead_letter(self, rejected: list[tuple[str, str]], stop: asyncio.Event) -> None:
         """Lines InfluxDB will never accept: to the dead-letter topic, with why, not dropped."""
