@@ -3,8 +3,8 @@ stored twice, no alert event twice, every process back without a manual step; in
 cells also no notification lost, none delivered twice, the notifier's memory bounded.
 
 The reduced form (gateway kill -9, processor stalled 30 s) and the whole matrix (6 components
-x kill -9 / 30 s stall, marked ``slow``) both run in the default suite and CI (~7 min of the
-~18); ``pytest -m "not slow"`` leaves the whole matrix out for a quick local run.
+x kill -9 / 30 s stall, marked ``slow``) both run in the default suite and CI (~8 min of the
+~19); ``pytest -m "not slow"`` leaves the whole matrix out for a quick local run.
 """
 
 from __future__ import annotations
