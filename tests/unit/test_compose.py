@@ -46,20 +46,30 @@ def test_kafka_and_influx_versions_and_settings_match(tmp_path: Path) -> None:
     assert (
         compose["influxdb"]["image"] == "influxdb:" + s.influx.version.lstrip("v").rsplit(".", 1)[0]
     )
-    env = compose["kafka"]["environment"]
-    props = dict(
-        ln.split("=", 1)
-        for ln in Kafka(s).write_config().read_text().splitlines()
-        if "=" in ln and not ln.startswith("#")
-    )
-    for key, value in props.items():
-        if key in ("listeners", "advertised.listeners", "controller.quorum.voters", "log.dirs"):
-            continue
-        env_key = "KAFKA_" + key.upper().replace(".", "_")
-        if key == "node.id":
-            env_key = "KAFKA_NODE_ID"
-        assert env.get(env_key) == value, f"{key}: compose {env.get(env_key)!r} != local {value!r}"
-    assert env["CLUSTER_ID"] == s.kafka.cluster_id
+    kafka = compose["kafka"]
+    assert kafka["environment"]["CLUSTER_ID"] == s.kafka.cluster_id
+    assert "./compose/kafka.sh:/citywatch/kafka.sh:ro" in kafka["volumes"]
+    assert kafka["entrypoint"] == ["/bin/sh", "/citywatch/kafka.sh"]
     iql = (DEPLOY / "compose/influxdb-init.iql").read_text()
     assert f'"{s.influx.retention_policy}"' in iql and f"DURATION {s.influx.retention}" in iql
     assert f"DURATION {s.influx.kpi_retention}" in iql
+
+
+def test_compose_kafka_properties_match_local_sasl(tmp_path: Path) -> None:
+    """deploy/compose/kafka.sh writes the local server.properties with kafka.sasl = true."""
+    s = Settings(
+        state_dir=tmp_path, kafka={"sasl": True}, passwords={"kafka": "PW"}  # type: ignore[arg-type]
+    )
+    local = Kafka(s).config_text().replace('password="PW"', 'password="$CITYWATCH_KAFKA_PASSWORD"')
+    script = (DEPLOY / "compose/kafka.sh").read_text()
+    heredoc = script.split("<<EOF\n", 1)[1].split("\nEOF\n", 1)[0]
+    docker = {  # where the container differs from the host: bind address and data dir
+        "listeners": "CLIENT://0.0.0.0:9092,CONTROLLER://127.0.0.1:9093",
+        "log.dirs": "/var/lib/kafka/data",
+    }
+    want = [
+        f"{k}={docker.get(k, v)}"
+        for k, v in (ln.split("=", 1) for ln in local.splitlines() if not ln.startswith("#"))
+    ]
+    assert heredoc.splitlines() == want
+    assert f"[name={s.kafka.sasl_user},password=" in script
