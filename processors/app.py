@@ -32,7 +32,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
+from processors.commands_feed import CommandsFeed
 from processors.config import RulesConfig
 from processors.engine import Engine, Output
 from processors.sinks.influx import InfluxSink
@@ -91,9 +93,8 @@ class Processor:
         self.part_wm: dict[TopicPartition, int] = {}
         self.part_lag: dict[TopicPartition, int] = {}
         self.part_seen: dict[TopicPartition, float] = {}
-        k = settings.kafka
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=k.bootstrap,
+            **client_kwargs(settings),
             group_id=ps.group_id,
             client_id=f"citywatch-{self.instance}",
             enable_auto_commit=False,
@@ -103,7 +104,7 @@ class Processor:
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=k.bootstrap,
+            **client_kwargs(settings),
             client_id=f"citywatch-{self.instance}-alerts",
             enable_idempotence=True,
             acks="all",
@@ -312,6 +313,11 @@ class Processor:
     async def run(self, stop: asyncio.Event) -> dict[str, int]:
         ps = self.s.processor
         await self.producer.start()
+        # Operators' commands first, so no lamp they switched off is judged "out" meanwhile.
+        feed = CommandsFeed(self.s, self.engine.command)
+        await feed.start()
+        await feed.catch_up(timeout_s=15.0)
+        follow = asyncio.create_task(feed.follow(stop))
         self.consumer.subscribe([self.s.kafka.readings_topic], listener=_Warmup(self))
         await self.consumer.start()
         log.info("processor %s up", self.instance)
@@ -332,6 +338,10 @@ class Processor:
                         await self._emit(out, stop)
             await self.settle()
         finally:
+            follow.cancel()
+            with contextlib.suppress(BaseException):
+                await follow
+            await feed.stop()
             with contextlib.suppress(Exception):
                 await self.consumer.stop()
             with contextlib.suppress(Exception):

@@ -24,6 +24,7 @@ from processors.config import RulesConfig
 from processors.detectors.base import Detector
 from processors.detectors.registry import create
 from processors.rules.base import Condition, Record, Rule
+from processors.rules.overrides import LampOverrides
 from processors.rules.registry import build_rules
 from processors.sinks.influx import encode_fields, point_line, reading_line, series_prefix
 
@@ -78,6 +79,10 @@ class Engine:
         self._anomaly_prefix: dict[tuple[str, str], str] = {}
         self.watermark = 0
         self._conds: list[Condition] = []
+        # Operators' lamp commands, so a lamp switched off on purpose is not "out".
+        self.overrides = LampOverrides()
+        for rule in self.rules:
+            rule.use_overrides(self.overrides)
 
     def process(
         self, records: list[Record], out: Output | None = None, *, tick: bool = True
@@ -122,8 +127,13 @@ class Engine:
             self.tick(self.watermark, out)
         return out
 
+    def command(self, record: dict[str, Any]) -> bool:
+        """Take one record of ``citywatch.commands``; True when it overrides lamp schedules."""
+        return self.overrides.apply(record)
+
     def tick(self, now_ns: int, out: Output) -> None:
         conds = self._conds
+        self.overrides.prune(now_ns)
         for rule in self.rules:
             rule.on_tick(now_ns, conds)
             # Rules that summarise (per-vehicle trips) hand over finished KPI points.

@@ -56,3 +56,8 @@ class Rule(ABC):
     def on_tick(self, now_ns: int, out: list[Condition]) -> None:
         """Called as event time advances (after each batch): for time-based rules."""
         return None
+
+    def use_overrides(self, overrides: Any) -> None:
+        """Rules that judge lamps against their schedule take the operators' overrides
+        (processors.rules.overrides.LampOverrides) here; others ignore them."""
+        return None

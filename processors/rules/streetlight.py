@@ -42,6 +42,7 @@ from typing import Any, ClassVar
 
 from processors.config import RulesConfig, StreetlightRulesConfig
 from processors.rules.base import Condition, Record, Rule
+from processors.rules.overrides import LampOverrides
 from processors.rules.solar import (
     DAY,
     NIGHT,
@@ -123,6 +124,10 @@ class LampSchedule:
         self.plans = dict(plans or {})
         self._lamp, self._ts = "", -1
         self._val: float | None = None
+
+    def plan_key(self, lamp: str) -> int:
+        """Lamps with the same key share a plan (so an override's end is the same for them)."""
+        return id(self.plans.get(lamp, self.default))
 
     def expected(self, lamp: str, ts: int) -> float | None:
         # Several rules ask about the same reading in a row; answer repeats from a memo.
@@ -270,7 +275,27 @@ class CircuitTracker:
 # --- rules --------------------------------------------------------------------------------
 
 
-class _LampRule(DeviceRule):
+class _Scheduled:
+    """A rule that judges a lamp against what it should do: its schedule, unless an
+    operator's command overrides it (``overrides`` is set by the engine)."""
+
+    schedule: LampSchedule
+    overrides: LampOverrides | None = None
+
+    def use_overrides(self, overrides: Any) -> None:
+        self.overrides = overrides
+
+    def _expected(self, rec: Record, dev: str, ts: int) -> float | None:
+        ov = self.overrides
+        if ov is not None:
+            sch = self.schedule
+            level = ov.level(rec, ts, lambda t: sch.expected(dev, t), sch.plan_key(dev))
+            if level is not None:
+                return level
+        return self.schedule.expected(dev, ts)
+
+
+class _LampRule(_Scheduled, DeviceRule):
     families: ClassVar[tuple[str, ...]] = ("streetlight",)
     kind: ClassVar[str]
     severity: ClassVar[str] = "warning"
@@ -324,7 +349,7 @@ class LampOut(_LampRule):
             return
         dev = rec["device_id"]
         ts = rec["ts"]
-        exp = self.schedule.expected(dev, ts)
+        exp = self._expected(rec, dev, ts)
         judged = exp is not None and exp != 0.0
         circuit = rec.get("circuit_id") or self.lamp_circuit.get(dev)
         st = self.state.get(dev)
@@ -376,7 +401,7 @@ class DayBurn(_LampRule):
         if lit is None:
             return
         dev = rec["device_id"]
-        exp = self.schedule.expected(dev, rec["ts"])
+        exp = self._expected(rec, dev, rec["ts"])
         bad = None if exp is None else (lit and exp == 0.0)
         st = self.state.get(dev)
         if st is None:
@@ -429,7 +454,7 @@ class LampDegradation(_LampRule):
             return float(lvl)
         if rec.get("power_state") == "on":
             return 100.0
-        exp = self.schedule.expected(dev, rec["ts"])
+        exp = self._expected(rec, dev, rec["ts"])
         return exp if exp is not None and exp > 0.0 else None
 
     def on_reading(self, rec: Record, out: list[Condition]) -> None:
@@ -532,7 +557,7 @@ class VoltageOutOfBand(_LampRule):
             self._emit(r, rec, out, f"{v:.1f} V outside {self.lo:.0f}-{self.hi:.0f} V", v)
 
 
-class CircuitOutage(Rule):
+class CircuitOutage(_Scheduled, Rule):
     """Most of a circuit's lamps draw nothing at night at the same time: one circuit alert."""
 
     name: ClassVar[str] = "circuit_outage"
@@ -562,7 +587,7 @@ class CircuitOutage(Rule):
         if circuit is None:
             return
         ts = rec["ts"]
-        exp = self.schedule.expected(dev, ts)
+        exp = self._expected(rec, dev, ts)
         c = self.cfg
         zero = (
             _zero_current(rec, c.circuit_zero_a, c.circuit_zero_w)

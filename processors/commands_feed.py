@@ -1,0 +1,99 @@
+"""The processor's second source: operators' commands from ``citywatch.commands``.
+
+Every processor reads the whole (small, 7-day) commands topic, not a share of it: any
+processor may own the lamps a district-wide command covers. ``catch_up`` reads to the log end
+before the first reading is judged (so a restart does not raise ``lamp_out`` for lamps an
+operator switched off yesterday evening); ``follow`` then keeps reading until stopped. Each
+record goes to a callback (``Engine.command``); a record that is not a JSON object is logged
+and skipped — it carries no reading, so nothing is lost.
+
+Example:
+    >>> async def demo(settings, engine, stop):  # doctest: +SKIP
+    ...     feed = CommandsFeed(settings, engine.command)
+    ...     await feed.start(); await feed.catch_up(timeout_s=10)
+    ...     await feed.follow(stop)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from citywatch.kafkautil import client_kwargs
+from citywatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class CommandsFeed:
+    """Reads ``citywatch.commands`` from the beginning into ``on_command``."""
+
+    def __init__(self, settings: Settings, on_command: Callable[[dict[str, Any]], bool]) -> None:
+        self.s = settings
+        self.on_command = on_command
+        self.consumer = AIOKafkaConsumer(
+            **client_kwargs(settings), enable_auto_commit=False, group_id=None
+        )
+        self.applied = 0
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        topic = self.s.kafka.commands_topic
+        parts = self.consumer.partitions_for_topic(topic)
+        if not parts:
+            # A fresh client has no metadata for topics it does not subscribe to.
+            await self.consumer._client.force_metadata_update()
+            parts = self.consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        self.consumer.assign(tps)
+        if tps:
+            await self.consumer.seek_to_beginning(*tps)
+
+    def _take(self, batch: dict[TopicPartition, list[Any]]) -> int:
+        n = 0
+        for msgs in batch.values():
+            for msg in msgs:
+                try:
+                    rec = orjson.loads(msg.value)
+                except orjson.JSONDecodeError:
+                    log.warning("commands: skipping a non-JSON record (offset %d)", msg.offset)
+                    continue
+                if isinstance(rec, dict) and self.on_command(rec):
+                    self.applied += 1
+                n += 1
+        return n
+
+    async def catch_up(self, timeout_s: float) -> None:
+        """Read until every partition's position reaches the end seen at the call."""
+        tps = list(self.consumer.assignment())
+        if not tps:
+            return
+        ends = await self.consumer.end_offsets(tps)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            positions = [await self.consumer.position(tp) for tp in tps]
+            if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
+                return
+            self._take(await self.consumer.getmany(timeout_ms=200, max_records=5000))
+        log.warning("commands: not caught up after %.0f s; continuing", timeout_s)
+
+    async def follow(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                self._take(await self.consumer.getmany(timeout_ms=500, max_records=1000))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a Kafka hiccup must not stop the readings path
+                log.warning("commands feed: %r; retrying", exc)
+                await asyncio.sleep(1.0)
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.consumer.stop()
