@@ -107,6 +107,7 @@ def settings_env(s: Settings) -> dict[str, str]:
         "CITYWATCH_CACHE_DIR": str(s.cache_dir),
         "CITYWATCH_MQTT__PORT": str(s.mqtt.port),
         "CITYWATCH_KAFKA__BOOTSTRAP": s.kafka.bootstrap,
+        "CITYWATCH_KAFKA__SASL": str(s.kafka.sasl).lower(),
         "CITYWATCH_KAFKA__CONTROLLER_PORT": str(s.kafka.controller_port),
         "CITYWATCH_KAFKA__READINGS_PARTITIONS": str(s.kafka.readings_partitions),
         "CITYWATCH_INFLUX__PORT": str(s.influx.port),
@@ -427,10 +428,10 @@ class Chaos:
     async def kafka_readings(self, rid: str, topic: str, key: str) -> list[Any]:
         from aiokafka import AIOKafkaConsumer
 
-        ends = await kafkautil.end_offsets(self.s.kafka.bootstrap, topic)
+        ends = await kafkautil.end_offsets(self.s, topic)
         if not any(ends.values()):
             return []
-        c = AIOKafkaConsumer(bootstrap_servers=self.s.kafka.bootstrap, enable_auto_commit=False)
+        c = AIOKafkaConsumer(**kafkautil.client_kwargs(self.s), enable_auto_commit=False)
         await c.start()
         out: list[Any] = []
         try:

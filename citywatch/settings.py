@@ -68,7 +68,7 @@ class KafkaSettings(BaseModel):
     # Every client connects with citywatch.kafkautil.client_kwargs; the password is the
     # generated "kafka" role of citywatch.credentials. Changing this restarts Kafka on
     # `citywatch stack up`.
-    sasl: bool = False
+    sasl: bool = True
     sasl_user: str = Field(default="citywatch", pattern=r"^[A-Za-z0-9._-]+$")
 
 

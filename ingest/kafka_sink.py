@@ -27,6 +27,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
 from ingest.readings import ReadingBase, reading_key, to_record
 
@@ -168,7 +169,7 @@ class KafkaSink:
         g, k = settings.gateway, settings.kafka
         self.topics = k
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=k.bootstrap,
+            **client_kwargs(settings),
             client_id=client_id,
             enable_idempotence=True,
             acks="all",
