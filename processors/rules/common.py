@@ -34,6 +34,12 @@ class DeviceSilence(Rule):
     def __init__(self, intervals_s: dict[str, float], k: float = 3.0) -> None:
         self.limit_ns = {fam: int(k * s * _NS) for fam, s in intervals_s.items()}
         self.seen: dict[str, _Seen] = {}
+        # A scan visits every device, and the app ticks after every batch (many per second at
+        # low load): scanning at most every tenth of the shortest limit (event time) keeps
+        # the cost flat and delays an alert by <= 10 % of its limit. Its time and id do not
+        # change: both come from the device's last reading.
+        self.scan_every_ns = min(self.limit_ns.values(), default=0) // 10
+        self._scanned = -(2**62)
 
     def on_reading(self, rec: Record, out: list[Condition]) -> None:
         dev = rec["device_id"]
@@ -62,6 +68,9 @@ class DeviceSilence(Rule):
             )
 
     def on_tick(self, now_ns: int, out: list[Condition]) -> None:
+        if now_ns - self._scanned < self.scan_every_ns:
+            return
+        self._scanned = now_ns
         for dev, st in self.seen.items():
             limit = self.limit_ns.get(st.family)
             if limit is None or st.silent or now_ns - st.last <= limit:

@@ -62,3 +62,21 @@ def test_kpi_points_of_summarising_rules_become_lines() -> None:
     out = eng.process([rec("bin-1", 5)])
     assert f"trips,vehicle=v\\ 1 km=12.5 {5 * S}" in out.kpi_lines
     assert not any(line.startswith("trips") for line in out.lines)
+
+
+def test_silence_scan_is_throttled_but_keeps_alert_time() -> None:
+    from processors.rules.common import DeviceSilence
+
+    s = 10**9
+    rule = DeviceSilence({"vehicle": 10.0, "bin": 900.0}, k=3.0)  # limits 30 s and 2700 s
+    assert rule.scan_every_ns == 3 * s
+    out: list = []
+    for i in range(1000):
+        rule.on_reading({"device_id": f"v{i}", "family": "vehicle", "district": "n", "ts": 0}, out)
+    rule.on_tick(29 * s, out)  # a scan: nobody silent yet
+    rule.on_tick(31 * s, out)  # within 3 s of the last scan: skipped
+    assert out == []
+    rule.on_tick(32 * s, out)  # the next scan finds all of them
+    assert len(out) == 1000
+    # Stamped at last reading + limit, whenever the scan ran: the same alert id on replay.
+    assert {c.ts for c in out} == {30 * s}
