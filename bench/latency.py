@@ -254,6 +254,15 @@ async def _measure(
 def run(
     s: Settings, *, rate: float, duration: float, workdir: Path, devices: int = 10_000
 ) -> dict[str, Any]:
+    from bench.common import broker_backlog
+
+    backlog = broker_backlog(s)
+    if backlog and backlog > 100_000:
+        print(
+            f"warning: Mosquitto stores {backlog:,} messages for dead sessions; its autosave "
+            "will stall the pipeline and dominate the latency tail (docs/reliability.md)",
+            file=sys.stderr,
+        )
     workdir.mkdir(parents=True, exist_ok=True)
     rid = uuid.uuid4().hex[:6]
     prefix = f"city/xl{rid}"
@@ -263,7 +272,8 @@ def run(
         pipe.start_gateway()
         pipe.start_processor()
         pipe.wait_ready()
-        return asyncio.run(_measure(s, pipe, prefix, rate, duration, devices))
+        res = asyncio.run(_measure(s, pipe, prefix, rate, duration, devices))
+        return {**res, "broker_backlog_before": backlog}
     finally:
         pipe.close()
 
