@@ -35,6 +35,11 @@ from .helpers import Proc, run_id, start_group_at_end
 pytestmark = pytest.mark.integration
 
 GW_PORT, PROC_PORT = 19411, 19412
+# KPIs of faults still open when the range ends: a family whose faults in this scenario all
+# end before the run does (the vehicles') rightly has none, so one family with a series is
+# enough to check the query. (Vehicles used to show some only through ~6,000 false
+# device_silence episodes per run window, which runs since 2026-11-23 no longer produce.)
+OPEN_AT_END = frozenset({"devices_faulty"})
 
 
 def _metric(port: int, name: str) -> float:
@@ -175,6 +180,7 @@ def test_every_panel_query_returns_series_with_its_columns(city_run: Any) -> Non
                     ["streetlight", "bin", "vehicle", "dust"] if "$family" in t["query"] else ["-"]
                 )
                 start, end = _window(t["query"], sim, wall_start)
+                empty: list[str] = []
                 for fam in families:
                     q = expand(
                         t["query"],
@@ -186,12 +192,16 @@ def test_every_panel_query_returns_series_with_its_columns(city_run: Any) -> Non
                     series = _influx(s, q)
                     where = f"{board['title']} / {panel['title']} / {t['refId']} ({fam})"
                     if not series:
-                        failures.append(f"{where}: no series\n  {q}")
+                        empty.append(fam)
+                        if kpi.key not in OPEN_AT_END:
+                            failures.append(f"{where}: no series\n  {q}")
                         continue
                     missing = [c for c in kpi.columns if c not in series[0]["columns"]]
                     if missing:
                         failures.append(f"{where}: missing columns {missing}")
                     checked += 1
+                if kpi.key in OPEN_AT_END and len(empty) == len(families):
+                    failures.append(f"{board['title']} / {panel['title']}: no series at all")
     assert not failures, "\n".join(failures)
     assert checked >= 35
 

@@ -16,6 +16,7 @@ import orjson
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from pydantic import SecretStr
 
 from citywatch import credentials
 from citywatch.security.devices import DeviceRegister, apply
@@ -43,6 +44,10 @@ def private_settings(state: Path, **security: Any) -> Settings:
         kafka=base.kafka,
         influx=base.influx,
         security=base.security.model_copy(update={"tls_port": free_port(), **security}),
+        # The broker is private, Kafka and InfluxDB are the shared ones: their passwords too.
+        passwords={
+            role: SecretStr(credentials.password(base, role)) for role in ("kafka", "influx")
+        },
     )
 
 
@@ -283,6 +288,10 @@ def test_spoofed_device_id_is_dead_lettered_end_to_end(
         env={
             "CITYWATCH_STATE_DIR": str(s.state_dir),
             "CITYWATCH_MQTT__PORT": str(s.mqtt.port),
+            # Its own state dir, the shared Kafka: the shared Kafka password.
+            "CITYWATCH_PASSWORDS": orjson.dumps(
+                {"kafka": credentials.password(s, "kafka")}
+            ).decode(),
         },
         name="gateway",
     )
