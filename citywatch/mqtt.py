@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -109,6 +110,7 @@ class AsyncMqtt:
         on_message: MessageHandler | None = None,
         will: tuple[str, bytes, int, bool] | None = None,
         max_inflight: int = 1000,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host, self.port, self.keepalive_s = host, port, keepalive_s
         self.clean_start = clean_start
@@ -120,6 +122,8 @@ class AsyncMqtt:
             reconnect_on_failure=False,  # reconnection is ours, in the loop
         )
         self.client.username_pw_set(username, password)
+        if tls is not None:
+            self.client.tls_set_context(tls)
         self.client.max_inflight_messages_set(max_inflight)
         self.client.max_queued_messages_set(0)
         if will:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import struct
 from collections.abc import Callable
 from typing import Final
@@ -141,8 +142,16 @@ class LeanConnection:
     and reconnection with back-off. Subclasses parse what the broker sends (``_parse``) and
     say what to do once (re)connected (``_on_connected``)."""
 
-    def __init__(self, host: str, port: int, connect_pkt: bytes, keepalive_s: int) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        connect_pkt: bytes,
+        keepalive_s: int,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.host, self.port = host, port
+        self.tls = tls
         self.keepalive_s = keepalive_s
         self._connect_pkt = connect_pkt
         self._proto: _Protocol | None = None
@@ -172,7 +181,9 @@ class LeanConnection:
         loop = asyncio.get_running_loop()
         self._connack = loop.create_future()
         try:
-            _, proto = await loop.create_connection(lambda: _Protocol(self), self.host, self.port)
+            _, proto = await loop.create_connection(
+                lambda: _Protocol(self), self.host, self.port, ssl=self.tls
+            )
         except OSError as exc:
             raise MqttError(f"MQTT broker {self.host}:{self.port}: {exc}") from exc
         assert isinstance(proto, _Protocol) and proto.transport is not None
@@ -274,6 +285,7 @@ class LeanSubscriber(LeanConnection):
         session_expiry_s: int = 0,
         receive_maximum: int = 0,
         keepalive_s: int = 30,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         pkt = connect_v5(
             client_id,
@@ -284,7 +296,7 @@ class LeanSubscriber(LeanConnection):
             session_expiry_s,
             receive_maximum,
         )
-        super().__init__(host, port, pkt, keepalive_s)
+        super().__init__(host, port, pkt, keepalive_s, tls)
         self.on_message = on_message
         self._subs: list[tuple[str, int]] = []
         self._paused = False

@@ -293,7 +293,8 @@ class SecuritySettings(BaseModel):
     # the broker restarts, and the pipeline's own clients use the plaintext loopback listener.
     tls: bool = False
     tls_port: int = 8883
-    # True: no plaintext listener at all (every client, the pipeline's included, must use TLS).
+    # True: no plaintext listener at all; the pipeline's own clients then connect to tls_port
+    # too (citywatch.security.endpoint), with their role certificates if tls_client_certs.
     require_tls: bool = False
     # True: a TLS client must present a certificate signed by the project CA; its CN is then
     # the MQTT username (no password needed on that listener).

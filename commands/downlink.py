@@ -43,6 +43,7 @@ from paho.mqtt.client import MQTTMessage
 from citywatch import credentials
 from citywatch.kafkautil import client_kwargs
 from citywatch.mqtt import AsyncMqtt
+from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings
 from commands.model import (
     TERMINAL,
@@ -447,8 +448,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> Downli
         log.info("resuming %d open deliveries", len(dl.open))
 
     mq = AsyncMqtt(
-        host=settings.mqtt.host,
-        port=settings.mqtt.port,
+        **mqtt_kwargs(settings, cfg.mqtt_user),
         client_id=f"citywatch-downlink-{cfg.instance}",
         username=cfg.mqtt_user,
         password=credentials.password(settings, cfg.mqtt_user),

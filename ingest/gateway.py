@@ -31,6 +31,7 @@ from enum import Enum
 from citywatch import credentials
 from citywatch.mqttlean import LeanSubscriber
 from citywatch.security.devices import DevicePolicy
+from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings
 from ingest.decode import decode_message
 from ingest.kafka_sink import KafkaSink
@@ -89,11 +90,10 @@ class Gateway:
         self._kafka_ready = asyncio.Event()
         self._kafka_task: asyncio.Task[None] | None = None
         self.mqtt = LeanSubscriber(
-            settings.mqtt.host,
-            settings.mqtt.port,
-            f"citywatch-{self.instance}",
-            "gateway",
-            credentials.password(settings, "gateway"),
+            **mqtt_kwargs(settings, "gateway"),
+            client_id=f"citywatch-{self.instance}",
+            username="gateway",
+            password=credentials.password(settings, "gateway"),
             on_message=self._on_message,
             clean_start=False,  # persistent session: the broker keeps what we did not ack
             session_expiry_s=g.session_expiry_s,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -169,6 +170,31 @@ class BrokerTls:
         key = ec.generate_private_key(ec.SECP256R1())
         cert = self._leaf(device_id, key, server=False)
         return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key), cert.serial_number
+
+    def role_cert(self, role: str) -> tuple[Path, Path]:
+        """The certificate of a pipeline role (CN = its MQTT username, e.g. ``gateway``),
+        issued once under ``roles/`` and renewed when expiry is < 30 days away."""
+        cert_path = self.dir / "roles" / f"{role}.crt"
+        key_path = self.dir / "roles" / f"{role}.key"
+        if cert_path.exists() and key_path.exists():
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            if cert.not_valid_after_utc - datetime.now(UTC) >= _RENEW_BEFORE:
+                return cert_path, key_path
+        cert_pem, key_pem, _ = self.issue_client(role)
+        cert_path.parent.mkdir(parents=True, exist_ok=True)
+        _write_private(key_path, key_pem)
+        cert_path.write_bytes(cert_pem)
+        return cert_path, key_path
+
+    def client_context(self, role: str | None = None) -> ssl.SSLContext:
+        """A client TLS context trusting the project CA; with ``role``, presenting its
+        certificate (for a listener that requires client certificates)."""
+        self.ensure()
+        ctx = ssl.create_default_context(cafile=str(self.ca_cert))
+        if role is not None:
+            cert, key = self.role_cert(role)
+            ctx.load_cert_chain(str(cert), str(key))
+        return ctx
 
     def write_crl(self, revoked_serials: list[int]) -> None:
         """The CRL Mosquitto checks device certificates against (re-read on start)."""

@@ -30,6 +30,7 @@ from paho.mqtt.client import MQTTMessage
 
 from citywatch import credentials
 from citywatch.mqtt import AsyncMqtt
+from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings
 from ingest.simulator.engine import Simulation
 
@@ -53,8 +54,7 @@ class SimDownlink:
         root = sim.cfg.topic_root
         self.filter = f"{root}/+/streetlight/+/down"
         self.mqtt = AsyncMqtt(
-            host=settings.mqtt.host,
-            port=settings.mqtt.port,
+            **mqtt_kwargs(settings, "simulator"),
             client_id=client_id or f"citywatch-sim-downlink-{sim.cfg.seed}-{os.getpid()}",
             username="simulator",
             password=credentials.password(settings, "simulator"),

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -77,9 +78,10 @@ class FastPublisher(LeanConnection):
         on_ack: AckCallback,
         window: int = 1000,
         keepalive_s: int = 60,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         pkt = connect_packet(client_id, username, password, keepalive_s)
-        super().__init__(host, port, pkt, keepalive_s)
+        super().__init__(host, port, pkt, keepalive_s, tls)
         self.on_ack = on_ack
         self.window = window
         # pid -> (topic, payload, token); dicts keep insertion order for re-sending.

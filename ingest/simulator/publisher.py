@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from citywatch.credentials import password
+from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings
 from ingest.simulator.engine import Simulation
 from ingest.simulator.formats import Message
@@ -56,8 +57,7 @@ class PahoClient:
         # max_inflight=0: paho's own limit walks every queued message on each ack (O(n));
         # the window below bounds what is in flight instead.
         self.mqtt = AsyncMqtt(
-            host=settings.mqtt.host,
-            port=settings.mqtt.port,
+            **mqtt_kwargs(settings, "simulator"),
             client_id=client_id,
             username="simulator",
             password=password(settings, "simulator"),
@@ -162,11 +162,10 @@ async def publish(
         pub = PahoClient(settings, client_id, on_ack, window)
     else:
         pub = FastPublisher(
-            settings.mqtt.host,
-            settings.mqtt.port,
-            client_id,
-            "simulator",
-            password(settings, "simulator"),
+            **mqtt_kwargs(settings, "simulator"),
+            client_id=client_id,
+            username="simulator",
+            password=password(settings, "simulator"),
             on_ack=on_ack,
             window=window,
         )

@@ -20,6 +20,7 @@ import orjson
 
 from citywatch import credentials
 from citywatch.mqtt import AsyncMqtt
+from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings
 from notifier.channels import DeliveryError, body
 
@@ -41,8 +42,7 @@ class MqttChannel:
         self.s = s
         self.timeout = s.notifier.webhook_timeout_s
         self.client = AsyncMqtt(
-            host=s.mqtt.host,
-            port=s.mqtt.port,
+            **mqtt_kwargs(s, "notifier"),
             client_id=f"citywatch-notifier-{s.notifier.instance}",
             username="notifier",
             password=credentials.password(s, "notifier"),

@@ -319,3 +319,58 @@ def test_spoofed_device_id_is_dead_lettered_end_to_end(
     secrets = [pw, *credentials.load_all(s).values()]
     leaked = [x for x in secrets if x in logs]
     assert not leaked
+
+
+@pytest.mark.parametrize("client_certs", [False, True], ids=["ca", "client-certs"])
+def test_pipeline_over_tls_when_plaintext_is_off(
+    tmp_path: Path, spawn: Any, rid: str, client_certs: bool
+) -> None:
+    """With require_tls the gateway itself connects over TLS (with its role certificate when
+    client certificates are required) and a device's TLS reading reaches Kafka."""
+    s = private_settings(tmp_path / "state", require_tls=True, tls_client_certs=client_certs)
+    m = Mosquitto(s)
+    m.up()
+    try:
+        dev = f"dev-{rid}"
+        pw = DeviceRegister(s).add(dev)
+        apply(s)
+        tls = BrokerTls(s)
+        start = asyncio.run(end_offsets(s, s.kafka.readings_topic))
+        gw = spawn(
+            "gateway",
+            "--instance",
+            f"gw-tls-{rid}",
+            env={
+                "CITYWATCH_STATE_DIR": str(s.state_dir),
+                "CITYWATCH_MQTT__PORT": str(s.mqtt.port),
+                "CITYWATCH_SECURITY__REQUIRE_TLS": "true",
+                "CITYWATCH_SECURITY__TLS_PORT": str(s.security.tls_port),
+                "CITYWATCH_SECURITY__TLS_CLIENT_CERTS": str(client_certs).lower(),
+                "CITYWATCH_PASSWORDS": orjson.dumps(
+                    {"kafka": credentials.password(s, "kafka")}
+                ).decode(),
+            },
+            name="gateway",
+        )
+        wait_log(gw, "up (mode", 60)
+        if client_certs:
+            cert, key, _ = tls.issue_client(dev)
+            (tmp_path / "d.crt").write_bytes(cert)
+            (tmp_path / "d.key").write_bytes(key)
+            ctx = _ctx(tls.ca_cert, tmp_path / "d.crt", tmp_path / "d.key")
+            c = Client(s, None, None, port=s.security.tls_port, tls=ctx)
+        else:
+            c = Client(s, dev, pw, port=s.security.tls_port, tls=_ctx(tls.ca_cert))
+        assert c.rc == 0
+        body = {"fill_ratio": 0.42, "ts": time.time()}
+        assert c.publish(f"city/central/bin/{dev}/up", orjson.dumps(body)) == 0
+        c.close()
+
+        def mine(recs: list[Any]) -> list[Any]:
+            return [r for r in recs if r.key == dev.encode()]
+
+        recs = asyncio.run(read_topic(s, s.kafka.readings_topic, start, until=mine, timeout_s=60))
+        got = mine(recs)
+        assert len(got) == 1 and orjson.loads(got[0].value)["fill_ratio"] == 0.42
+    finally:
+        m.proc.stop(10)
