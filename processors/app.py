@@ -37,6 +37,7 @@ from citywatch.settings import Settings
 from processors.commands_feed import CommandsFeed
 from processors.config import RulesConfig
 from processors.engine import Engine, Output
+from processors.published import PublishedAlerts
 from processors.sinks.influx import InfluxSink
 
 log = logging.getLogger("citywatch.processor")
@@ -58,6 +59,10 @@ class _Warmup(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         c = self.proc.consumer
         ps = self.proc.s.processor
+        # What we, or these partitions' previous owner, published after the last commit is
+        # about to be raised again by the replay: learn it first, so it is not re-sent.
+        n = await self.proc.published.load(self.proc.s, since_s=max(ps.warmup_s, 300.0))
+        log.info("%d recent alert events on the alerts topic", n)
         since_ms = int((time.time() - ps.warmup_s) * 1000)
         try:
             times = await c.offsets_for_times({tp: since_ms for tp in assigned})
@@ -123,6 +128,7 @@ class Processor:
             "citywatch_processor_write_seconds", "InfluxDB batch write", registry=reg
         )
         self._inflight: asyncio.Task[None] | None = None
+        self.published = PublishedAlerts()
         self.stats = {
             "records": 0,
             "warmup": 0,
@@ -132,6 +138,7 @@ class Processor:
             "batches": 0,
             "commit_failed": 0,
             "rejected_lines": 0,
+            "alert_events_skipped": 0,
         }
 
     async def _handle(self, batch: dict[TopicPartition, list[Any]], stop: asyncio.Event) -> None:
@@ -257,12 +264,19 @@ class Processor:
         self.stats["rejected_lines"] += len(rejected)
 
     async def _publish_events(self, out: Output, stop: asyncio.Event) -> None:
-        """Alert events to Kafka (a re-sent event carries the same alert id and state,
-        which consumers already dedupe on)."""
+        """Alert events to Kafka, except those a replay raises again after they were
+        published (see processors.published); consumers dedupe on the same key anyway."""
         topic = self.s.kafka.alerts_topic
+        seen = self.published
+        fresh = [ev for ev in out.events if (ev.alert_id, ev.state, ev.ts) not in seen]
+        self.stats["alert_events_skipped"] += len(out.events) - len(fresh)
+        if not fresh:
+            return
         await self._retry_kafka(
-            stop, [(topic, ev.to_json(), ev.alert_id.encode(), []) for ev in out.events]
+            stop, [(topic, ev.to_json(), ev.alert_id.encode(), []) for ev in fresh]
         )
+        for ev in fresh:
+            seen.add((ev.alert_id, ev.state, ev.ts))
 
     async def _retry_kafka(
         self, stop: asyncio.Event, records: list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]]
