@@ -59,10 +59,16 @@ class _Warmup(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         c = self.proc.consumer
         ps = self.proc.s.processor
+        if not assigned:
+            return
         # What we, or these partitions' previous owner, published after the last commit is
-        # about to be raised again by the replay: learn it first, so it is not re-sent.
-        n = await self.proc.published.load(self.proc.s, since_s=max(ps.warmup_s, 300.0))
-        log.info("%d recent alert events on the alerts topic", n)
+        # about to be raised again by the replay: learn it first, so it is not re-sent. A new
+        # group replays nothing. Bounded: this runs inside the group's rebalance.
+        if any([await c.committed(tp) for tp in assigned]):
+            n = await self.proc.published.load(
+                self.proc.s, since_s=max(ps.warmup_s, 300.0), timeout_s=10.0
+            )
+            log.info("%d recent alert events on the alerts topic", n)
         since_ms = int((time.time() - ps.warmup_s) * 1000)
         try:
             times = await c.offsets_for_times({tp: since_ms for tp in assigned})
