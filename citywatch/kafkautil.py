@@ -66,18 +66,23 @@ def _connect(target: Settings | str) -> dict[str, Any]:
     return client_kwargs(target) if isinstance(target, Settings) else {"bootstrap_servers": target}
 
 
+async def topic_partitions(c: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Every partition of ``topic`` (none if it does not exist), for a started consumer that
+    does not subscribe to it (such a client has no metadata for it yet)."""
+    parts = c.partitions_for_topic(topic)
+    if not parts:
+        await c._client.force_metadata_update()
+        parts = c.partitions_for_topic(topic) or set()
+    return [TopicPartition(topic, p) for p in sorted(parts)]
+
+
 async def end_offsets(target: Settings | str, topic: str) -> dict[TopicPartition, int]:
     """The log end offset of every partition of ``topic`` (``target``: settings, or a
     plaintext bootstrap string)."""
     c = AIOKafkaConsumer(**_connect(target))
     await c.start()
     try:
-        parts = c.partitions_for_topic(topic)
-        if not parts:
-            # A fresh client may not have the topic's metadata yet.
-            await c._client.force_metadata_update()
-            parts = c.partitions_for_topic(topic) or set()
-        return dict(await c.end_offsets([TopicPartition(topic, p) for p in parts]))
+        return dict(await c.end_offsets(await topic_partitions(c, topic)))
     finally:
         await c.stop()
 

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from citywatch.kafkautil import client_kwargs
+from citywatch.kafkautil import client_kwargs, topic_partitions
 from citywatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,7 @@ class CommandsFeed:
     async def start(self) -> None:
         await self.consumer.start()
         topic = self.s.kafka.commands_topic
-        parts = self.consumer.partitions_for_topic(topic)
-        if not parts:
-            # A fresh client has no metadata for topics it does not subscribe to.
-            await self.consumer._client.force_metadata_update()
-            parts = self.consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        tps = await topic_partitions(self.consumer, topic)
         self.consumer.assign(tps)
         if tps:
             await self.consumer.seek_to_beginning(*tps)

@@ -39,7 +39,7 @@ from typing import Any, Final
 import orjson
 
 from citywatch.citymodel import DEFAULT_INTERVALS_S
-from citywatch.kafkautil import client_kwargs
+from citywatch.kafkautil import client_kwargs, topic_partitions
 from ingest.simulator.ledger import Ledger, RangeSet, ledger_path
 from ingest.simulator.truth import CONTRACT_KINDS, parse_iso, read_truth
 
@@ -349,7 +349,7 @@ async def _read_topic(settings: Any, topic: str, handle: Any, limit_s: float) ->
     ``limit_s`` ran out first."""
     import asyncio
 
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
         **client_kwargs(settings),
@@ -359,11 +359,7 @@ async def _read_topic(settings: Any, topic: str, handle: Any, limit_s: float) ->
     )
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        tps = await topic_partitions(consumer, topic)
         if not tps:
             return True
         consumer.assign(tps)

@@ -21,9 +21,9 @@ import time
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
-from citywatch.kafkautil import client_kwargs
+from citywatch.kafkautil import client_kwargs, topic_partitions
 from citywatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,11 +56,7 @@ class PublishedAlerts:
         try:
             await c.start()
             topic = s.kafka.alerts_topic
-            parts = c.partitions_for_topic(topic)
-            if not parts:
-                await c._client.force_metadata_update()
-                parts = c.partitions_for_topic(topic) or set()
-            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            tps = await topic_partitions(c, topic)
             if not tps:
                 return 0
             c.assign(tps)
