@@ -273,6 +273,17 @@ def _pair(d: Path) -> tuple[Path, Path]:
     return d / "c.crt", d / "c.key"
 
 
+def _gateway_env(s: Settings, **extra: str) -> dict[str, str]:
+    """A gateway on the private broker (its own state dir) and the shared Kafka."""
+    return {
+        "CITYWATCH_STATE_DIR": str(s.state_dir),
+        "CITYWATCH_MQTT__PORT": str(s.mqtt.port),
+        # Its own state dir, the shared Kafka: the shared Kafka password.
+        "CITYWATCH_PASSWORDS": orjson.dumps({"kafka": credentials.password(s, "kafka")}).decode(),
+        **extra,
+    }
+
+
 def test_spoofed_device_id_is_dead_lettered_end_to_end(
     broker: Mosquitto, spawn: Any, rid: str
 ) -> None:
@@ -285,14 +296,7 @@ def test_spoofed_device_id_is_dead_lettered_end_to_end(
         "gateway",
         "--instance",
         f"gw-sec-{rid}",
-        env={
-            "CITYWATCH_STATE_DIR": str(s.state_dir),
-            "CITYWATCH_MQTT__PORT": str(s.mqtt.port),
-            # Its own state dir, the shared Kafka: the shared Kafka password.
-            "CITYWATCH_PASSWORDS": orjson.dumps(
-                {"kafka": credentials.password(s, "kafka")}
-            ).decode(),
-        },
+        env=_gateway_env(s),
         name="gateway",
     )
     wait_log(gw, "up (mode", 60)
@@ -340,16 +344,12 @@ def test_pipeline_over_tls_when_plaintext_is_off(
             "gateway",
             "--instance",
             f"gw-tls-{rid}",
-            env={
-                "CITYWATCH_STATE_DIR": str(s.state_dir),
-                "CITYWATCH_MQTT__PORT": str(s.mqtt.port),
-                "CITYWATCH_SECURITY__REQUIRE_TLS": "true",
-                "CITYWATCH_SECURITY__TLS_PORT": str(s.security.tls_port),
-                "CITYWATCH_SECURITY__TLS_CLIENT_CERTS": str(client_certs).lower(),
-                "CITYWATCH_PASSWORDS": orjson.dumps(
-                    {"kafka": credentials.password(s, "kafka")}
-                ).decode(),
-            },
+            env=_gateway_env(
+                s,
+                CITYWATCH_SECURITY__REQUIRE_TLS="true",
+                CITYWATCH_SECURITY__TLS_PORT=str(s.security.tls_port),
+                CITYWATCH_SECURITY__TLS_CLIENT_CERTS=str(client_certs).lower(),
+            ),
             name="gateway",
         )
         wait_log(gw, "up (mode", 60)
