@@ -4,8 +4,8 @@ cells also no notification lost, none delivered twice, the notifier's memory bou
 
 The default suite and CI run the reduced form: gateway, processor, Kafka and notifier killed
 (-9) and the processor stalled 30 s (~3 min). The rest of the matrix (6 components x kill -9 /
-30 s stall) is marked ``slow`` and left out by default, since it would push the suite past 20
-minutes: ``pytest -m slow tests/faults`` or ``citywatch chaos --cases all --notify-all`` runs
+30 s stall) is marked ``full_matrix`` and left out by default, since it would push the suite
+past 20 minutes: ``pytest -m full_matrix tests/faults`` or ``citywatch chaos --cases all --notify-all`` runs
 it (docs/reliability.md has the last full run).
 """
 
@@ -75,7 +75,7 @@ def test_reduced_cell(chaos: Chaos, case: tuple[str, str]) -> None:
     check(chaos.run_case(*case, rate=150, stall_s=STALL_S))
 
 
-@pytest.mark.slow
+@pytest.mark.full_matrix
 @pytest.mark.parametrize(
     "case",
     [
