@@ -127,8 +127,9 @@ def subscribe(n: int, topic_filter: str, timeout_s: float) -> dict[str, float]:
     return state
 
 
-def broker_backlog(s: Settings, wait_s: float = 3.0) -> int | None:
-    """Messages Mosquitto holds (``$SYS/broker/store/messages/count``), or None if unknown.
+def broker_backlog(s: Settings, wait_s: float = 11.0) -> int | None:
+    """Messages Mosquitto holds (``$SYS/broker/store/messages/count``, published every 10 s),
+    or None if unknown.
 
     Dead persistent sessions keep queueing what matches their subscriptions; Mosquitto then
     writes all of it to disk every ``autosave_interval`` (30 s), stalling every client for
