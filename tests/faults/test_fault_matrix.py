@@ -5,8 +5,8 @@ cells also no notification lost, none delivered twice, the notifier's memory bou
 The default suite and CI run the reduced form: gateway, processor, Kafka and notifier killed
 (-9) and the processor stalled 30 s (~3 min). The rest of the matrix (6 components x kill -9 /
 30 s stall) is marked ``full_matrix`` and left out by default, since it would push the suite
-past 20 minutes: ``pytest -m full_matrix tests/faults`` or ``citywatch chaos --cases all --notify-all`` runs
-it (docs/reliability.md has the last full run).
+past 20 minutes: ``pytest -m full_matrix tests/faults`` or
+``citywatch chaos --cases all --notify-all`` runs it (docs/reliability.md has the last run).
 """
 
 from __future__ import annotations
