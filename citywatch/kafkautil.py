@@ -16,9 +16,12 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
 from citywatch import credentials
 from citywatch.settings import Settings
@@ -74,6 +77,31 @@ async def topic_partitions(c: AIOKafkaConsumer, topic: str) -> list[TopicPartiti
         await c._client.force_metadata_update()
         parts = c.partitions_for_topic(topic) or set()
     return [TopicPartition(topic, p) for p in sorted(parts)]
+
+
+async def read_to_end(
+    c: AIOKafkaConsumer,
+    handle: Callable[[ConsumerRecord[Any, Any]], object],
+    timeout_s: float,
+    max_records: int = 10_000,
+) -> bool:
+    """Feed ``handle`` every record of the consumer's assigned partitions, from their current
+    positions up to the log ends seen at the call; False if ``timeout_s`` ran out first."""
+    tps = list(c.assignment())
+    if not tps:
+        return True
+    ends = await c.end_offsets(tps)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        positions = [await c.position(tp) for tp in tps]
+        if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
+            return True
+        batch = await c.getmany(timeout_ms=200, max_records=max_records)
+        for records in batch.values():
+            for rec in records:
+                handle(rec)
+    return False
 
 
 async def end_offsets(target: Settings | str, topic: str) -> dict[TopicPartition, int]:

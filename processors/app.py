@@ -64,7 +64,8 @@ class _Warmup(ConsumerRebalanceListener):  # type: ignore[misc]
         # What we, or these partitions' previous owner, published after the last commit is
         # about to be raised again by the replay: learn it first, so it is not re-sent. A new
         # group replays nothing. Bounded: this runs inside the group's rebalance.
-        if any([await c.committed(tp) for tp in assigned]):
+        committed = {tp: await c.committed(tp) for tp in assigned}
+        if any(committed.values()):
             n = await self.proc.published.load(
                 self.proc.s, since_s=max(ps.warmup_s, 300.0), timeout_s=10.0
             )
@@ -77,16 +78,16 @@ class _Warmup(ConsumerRebalanceListener):  # type: ignore[misc]
             log.warning("warm-up offsets unavailable: %r", exc)
             return
         for tp in assigned:
-            committed = await c.committed(tp)
-            if not committed:
+            upto = committed[tp]
+            if not upto:
                 continue
             found = times.get(tp)
-            start = found.offset if found is not None else committed
-            start = max(start, committed - ps.warmup_max_records, begins.get(tp, 0))
-            if start < committed:
-                self.proc.warm_until[tp] = committed
+            start = found.offset if found is not None else upto
+            start = max(start, upto - ps.warmup_max_records, begins.get(tp, 0))
+            if start < upto:
+                self.proc.warm_until[tp] = upto
                 c.seek(tp, start)
-                log.info("%s: warming up from offset %d to %d", tp, start, committed)
+                log.info("%s: warming up from offset %d to %d", tp, start, upto)
 
 
 class Processor:

@@ -23,9 +23,9 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
-from citywatch.kafkautil import client_kwargs, topic_partitions
+from citywatch.kafkautil import client_kwargs, read_to_end, topic_partitions
 from citywatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,39 +50,27 @@ class CommandsFeed:
         if tps:
             await self.consumer.seek_to_beginning(*tps)
 
-    def _take(self, batch: dict[TopicPartition, list[Any]]) -> int:
-        n = 0
-        for msgs in batch.values():
-            for msg in msgs:
-                try:
-                    rec = orjson.loads(msg.value)
-                except orjson.JSONDecodeError:
-                    log.warning("commands: skipping a non-JSON record (offset %d)", msg.offset)
-                    continue
-                if isinstance(rec, dict) and self.on_command(rec):
-                    self.applied += 1
-                n += 1
-        return n
+    def _take(self, msg: Any) -> None:
+        try:
+            rec = orjson.loads(msg.value)
+        except orjson.JSONDecodeError:
+            log.warning("commands: skipping a non-JSON record (offset %d)", msg.offset)
+            return
+        if isinstance(rec, dict) and self.on_command(rec):
+            self.applied += 1
 
     async def catch_up(self, timeout_s: float) -> None:
         """Read until every partition's position reaches the end seen at the call."""
-        tps = list(self.consumer.assignment())
-        if not tps:
-            return
-        ends = await self.consumer.end_offsets(tps)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while loop.time() < deadline:
-            positions = [await self.consumer.position(tp) for tp in tps]
-            if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
-                return
-            self._take(await self.consumer.getmany(timeout_ms=200, max_records=5000))
-        log.warning("commands: not caught up after %.0f s; continuing", timeout_s)
+        if not await read_to_end(self.consumer, self._take, timeout_s, max_records=5000):
+            log.warning("commands: not caught up after %.0f s; continuing", timeout_s)
 
     async def follow(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                self._take(await self.consumer.getmany(timeout_ms=500, max_records=1000))
+                batch = await self.consumer.getmany(timeout_ms=500, max_records=1000)
+                for msgs in batch.values():
+                    for msg in msgs:
+                        self._take(msg)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a Kafka hiccup must not stop the readings path

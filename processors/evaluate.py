@@ -39,7 +39,7 @@ from typing import Any, Final
 import orjson
 
 from citywatch.citymodel import DEFAULT_INTERVALS_S
-from citywatch.kafkautil import client_kwargs, topic_partitions
+from citywatch.kafkautil import client_kwargs, read_to_end, topic_partitions
 from ingest.simulator.ledger import Ledger, RangeSet, ledger_path
 from ingest.simulator.truth import CONTRACT_KINDS, parse_iso, read_truth
 
@@ -347,8 +347,6 @@ class Collected:
 async def _read_topic(settings: Any, topic: str, handle: Any, limit_s: float) -> bool:
     """Feed every record of ``topic`` (beginning to current end) to ``handle``; False if
     ``limit_s`` ran out first."""
-    import asyncio
-
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
@@ -364,18 +362,7 @@ async def _read_topic(settings: Any, topic: str, handle: Any, limit_s: float) ->
             return True
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limit_s
-        while loop.time() < deadline:
-            positions = [await consumer.position(tp) for tp in tps]
-            if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
-                return True
-            batch = await consumer.getmany(timeout_ms=500, max_records=20000)
-            for records in batch.values():
-                for rec in records:
-                    handle(rec)
-        return False
+        return await read_to_end(consumer, handle, limit_s, max_records=20_000)
     finally:
         await consumer.stop()
 

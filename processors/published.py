@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from citywatch.kafkautil import client_kwargs, topic_partitions
+from citywatch.kafkautil import client_kwargs, read_to_end, topic_partitions
 from citywatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,14 +66,12 @@ class PublishedAlerts:
             for tp in tps:
                 at = found.get(tp)
                 c.seek(tp, at.offset if at is not None else ends[tp])
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
-                if all([await c.position(tp) >= ends[tp] for tp in tps]):
-                    break
-                batch = await c.getmany(timeout_ms=200, max_records=10_000)
-                for msgs in batch.values():
-                    for m in msgs:
-                        n += self._take(m.value)
+
+            def take(m: Any) -> None:
+                nonlocal n
+                n += self._take(m.value)
+
+            await read_to_end(c, take, timeout_s)
         except Exception as exc:
             log.warning("published alerts not loaded (%r): a replay may re-send some", exc)
         finally:
