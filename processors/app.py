@@ -37,7 +37,7 @@ from citywatch.settings import Settings
 from processors.commands_feed import CommandsFeed
 from processors.config import RulesConfig
 from processors.engine import Engine, Output
-from processors.published import PublishedAlerts
+from processors.published import GROUP_HEADER, PublishedAlerts
 from processors.sinks.influx import InfluxSink
 
 log = logging.getLogger("citywatch.processor")
@@ -67,7 +67,7 @@ class _Warmup(ConsumerRebalanceListener):  # type: ignore[misc]
         committed = {tp: await c.committed(tp) for tp in assigned}
         if any(committed.values()):
             n = await self.proc.published.load(
-                self.proc.s, since_s=max(ps.warmup_s, 300.0), timeout_s=10.0
+                self.proc.s, ps.group_id, since_s=max(ps.warmup_s, 300.0), timeout_s=10.0
             )
             log.info("%d recent alert events on the alerts topic", n)
         since_ms = int((time.time() - ps.warmup_s) * 1000)
@@ -274,13 +274,14 @@ class Processor:
         """Alert events to Kafka, except those a replay raises again after they were
         published (see processors.published); consumers dedupe on the same key anyway."""
         topic = self.s.kafka.alerts_topic
+        headers = [(GROUP_HEADER, self.s.processor.group_id.encode())]
         seen = self.published
         fresh = [ev for ev in out.events if (ev.alert_id, ev.state, ev.ts) not in seen]
         self.stats["alert_events_skipped"] += len(out.events) - len(fresh)
         if not fresh:
             return
         await self._retry_kafka(
-            stop, [(topic, ev.to_json(), ev.alert_id.encode(), []) for ev in fresh]
+            stop, [(topic, ev.to_json(), ev.alert_id.encode(), headers) for ev in fresh]
         )
         for ev in fresh:
             seen.add((ev.alert_id, ev.state, ev.ts))

@@ -2,7 +2,10 @@
 
 After a crash or a rebalance, a processor replays readings from the last committed offset and
 raises the same alert events (same alert id, state and time) it, or the partitions' previous
-owner, had already published before the commit. Consumers dedupe on that key, but crews'
+owner, had already published before the commit. Each event carries the processors' consumer
+group in a ``group`` header and only the group's own events count: another deployment (or a
+second demo replaying the same simulated day) raising identical events is not a replay.
+Consumers dedupe on that key, but crews'
 tools and the fault matrix should see each event once: before consuming readings, and on
 every assignment, the processor reads the recent tail of the alerts topic (``since_s``) into
 a bounded set and skips events found there.
@@ -28,6 +31,7 @@ from citywatch.settings import Settings
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str, int]
+GROUP_HEADER = "group"  # on every alert event: the processors' consumer group that raised it
 
 
 class PublishedAlerts:
@@ -48,9 +52,12 @@ class PublishedAlerts:
         if len(self._keys) > self.max_keys:
             del self._keys[next(iter(self._keys))]  # the oldest
 
-    async def load(self, s: Settings, since_s: float, timeout_s: float = 20.0) -> int:
-        """Read the alerts topic from ``since_s`` ago to its current end; returns how many
-        events were read. A Kafka problem only costs the dedupe, so it is logged, not raised."""
+    async def load(
+        self, s: Settings, group: str, since_s: float, timeout_s: float = 20.0
+    ) -> int:
+        """Read ``group``'s events on the alerts topic from ``since_s`` ago to its current
+        end; returns how many were read. A Kafka problem only costs the dedupe, so it is
+        logged, not raised."""
         c = AIOKafkaConsumer(**client_kwargs(s), enable_auto_commit=False, group_id=None)
         n = 0
         try:
@@ -67,9 +74,12 @@ class PublishedAlerts:
                 at = found.get(tp)
                 c.seek(tp, at.offset if at is not None else ends[tp])
 
+            mine = group.encode()
+
             def take(m: Any) -> None:
                 nonlocal n
-                n += self._take(m.value)
+                if dict(m.headers or ()).get(GROUP_HEADER) == mine:
+                    n += self._take(m.value)
 
             await read_to_end(c, take, timeout_s)
         except Exception as exc:
