@@ -174,6 +174,12 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"({q['slowest_ceiling']}) (target ≥ 0.5 ×)",
         )
         add(
+            "  offered by the simulator",
+            _n(e.get("offered_actual_per_s"), " readings/s"),
+            f"asked {_n(e.get('offered_per_s'))}/s"
+            + (" (simulator-bound: it could not generate more)" if _sim_bound(e) else ""),
+        )
+        add(
             "  sustained for / loss ledger",
             f"{_n(e.get('e2e_span_s'), ' s')}",
             f"{_n(_get(e, 'loss.acked'))} acked, {_n(_get(e, 'loss.missing'))} missing",
@@ -296,6 +302,12 @@ def phase_detectors(z: dict[str, float]) -> dict[str, Any]:
         pps = base if name == "passthrough" else points_per_second(partial(create, name), ts, vs)
         out[name] = {"points_per_s": pps, "vs_passthrough": pps / base}
     return out
+
+
+def _sim_bound(e: dict[str, Any]) -> bool:
+    """True when the simulator delivered clearly less than it was asked to offer."""
+    asked, got = e.get("offered_per_s") or 0.0, e.get("offered_actual_per_s") or 0.0
+    return bool(asked) and got < 0.9 * asked
 
 
 def run_all(

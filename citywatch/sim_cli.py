@@ -64,6 +64,12 @@ def simulate(
     duration: float = typer.Option(
         None, help="wall seconds to run; the simulated span is duration × speed"
     ),
+    wall_limit: float = typer.Option(
+        None,
+        help="stop publishing after this many wall seconds even if the simulated span is not "
+        "done (a benchmark offering more than the machine can generate); the ledger records "
+        "where the stream stopped",
+    ),
     sim_hours: float = typer.Option(
         None,
         help="simulated hours instead of --duration "
@@ -186,6 +192,7 @@ def simulate(
             "window": window,
             "client": mqtt_client,
             "progress": progress,
+            "wall_limit_s": wall_limit,
         }
         if obey_commands:
             from ingest.simulator.downlink import run_with_commands
@@ -200,6 +207,7 @@ def simulate(
             "rate": res.rate,
             "lag": res.max_lag_s,
             "drained": res.drained,
+            "stopped_at": led.meta.get("stopped_at"),
         }
     entries = sim.truth()
     write_truth(truth, entries)
@@ -239,6 +247,8 @@ def _summary(
         table.add_row("max behind schedule", f"{stats['lag']:.1f} s")
         if not stats["drained"]:
             table.add_row("[red]unacked at exit[/]", "yes")
+        if stats.get("stopped_at"):
+            table.add_row("[yellow]stopped by --wall-limit at[/]", str(stats["stopped_at"]))
     console.print(table)
     kinds = Counter(e["kind"] for e in entries)
     wanted = sim.ctx.plan.wanted

@@ -125,8 +125,14 @@ async def publish(
     client_id: str | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     progress_every_s: float = 5.0,
+    wall_limit_s: float | None = None,
 ) -> PublishResult:
-    """Run the simulation against the broker; returns the ledger and timings."""
+    """Run the simulation against the broker; returns the ledger and timings.
+
+    ``wall_limit_s`` stops publishing after that many wall seconds even if the simulated span
+    is not done (a benchmark offering more than this machine can generate); what was
+    published is drained and the ledger's ``stopped_at`` says where the stream ended.
+    """
     window = window or settings.mqtt.max_inflight_messages
     client_id = client_id or f"citywatch-sim-{sim.cfg.seed}-{os.getpid()}"
     ledger = Ledger(
@@ -182,6 +188,9 @@ async def publish(
             if msg.t != last_t:
                 last_t = msg.t
                 now = loop.time()
+                if wall_limit_s is not None and now - wall0 >= wall_limit_s:
+                    ledger.meta["stopped_at"] = iso(msg.t)
+                    break
                 if speed > 0:
                     due = wall0 + (msg.t - sim_start) / speed
                     if due > now + 0.001:

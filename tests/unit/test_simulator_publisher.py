@@ -177,6 +177,20 @@ async def test_publish_loop_follows_the_simulated_clock(tmp_path: Path) -> None:
     assert res.ledger.counts["messages_acked"] == len(broker.publishes)
 
 
+async def test_wall_limit_stops_a_simulator_that_falls_behind(tmp_path: Path) -> None:
+    broker = FakeBroker()
+    port = await broker.start()
+    # 2 simulated hours at 60x would take 2 minutes; the limit ends it after ~0.3 s.
+    sim = Simulation(SimConfig(seed=2, start=START, sim_seconds=7200, presence=False))
+    t = time.monotonic()
+    res = await publish(sim, settings_for(port, tmp_path), speed=60.0, wall_limit_s=0.3)
+    wall = time.monotonic() - t
+    await broker.stop()
+    assert wall < 5.0
+    assert res.drained and res.ledger.counts["messages_acked"] == len(broker.publishes) > 0
+    stopped = datetime.fromisoformat(res.ledger.meta["stopped_at"]).timestamp()
+    assert START < stopped < START + 7200
+
 def test_rangeset_matches_a_plain_set() -> None:
     import random
 
