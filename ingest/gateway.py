@@ -33,6 +33,8 @@ from citywatch.mqttlean import LeanSubscriber
 from citywatch.security.devices import DevicePolicy
 from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings
+from ingest import broker_health
+from ingest.broker_health import BrokerHealth
 from ingest.decode import decode_message
 from ingest.kafka_sink import KafkaSink
 from ingest.metrics import GatewayMetrics
@@ -75,6 +77,7 @@ class Gateway:
         g = settings.gateway
         self.instance = instance or g.instance
         self.metrics = GatewayMetrics()
+        self.broker = BrokerHealth(self.metrics.registry)
         self.registry = DeviceRegistry.load(g.device_registry)
         # security.unknown_devices: accept (and remember) or dead-letter unregistered ids.
         self.devices = DevicePolicy(settings)
@@ -104,6 +107,9 @@ class Gateway:
 
     # -- MQTT in ---------------------------------------------------------------------
     def _on_message(self, topic: str, payload: bytes, qos: int, mid: int) -> None:
+        if topic[0] == "$":  # the broker's own counters (QoS 0, nothing to ack)
+            self.broker.on_message(topic, payload)
+            return
         self.inbox.put_nowait(Inbound(mid, qos, topic, payload, time.time_ns()))
         if self.inbox.qsize() >= self.high:
             self.mqtt.pause_reading()
@@ -346,7 +352,10 @@ class Gateway:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._kafka_ready.wait()), 10)
         share = f"$share/{g.share_group}/" if g.subscription == "shared" else ""
-        await self.mqtt.subscribe([(share + g.uplink_filter, 1), (share + g.status_filter, 1)])
+        await self.mqtt.subscribe(
+            [(share + g.uplink_filter, 1), (share + g.status_filter, 1)]
+            + [(t, 0) for t in broker_health.TOPICS]
+        )
         await self._connect_mqtt(stop)
         worker = asyncio.create_task(self._work())
         watchdog = asyncio.create_task(self._watchdog())
@@ -372,7 +381,7 @@ class Gateway:
         await self.mqtt.close()
         with contextlib.suppress(Exception):
             await self.sink.stop()
-        return dict(self.stats)
+        return {**self.stats, "broker_dropped": self.broker.dropped_seen}
 
 
 async def serve(settings: Settings, instance: str | None = None) -> dict[str, int]:

@@ -74,7 +74,9 @@ async def test_kafka_restart_midway_loses_nothing(
 
     async def fault() -> None:
         await asyncio.to_thread(kafka.proc.stop)
-        await asyncio.sleep(4.0)  # the gateway spools meanwhile
+        # Down until the gateway notices (no Kafka ack for gateway.kafka_stall_s) and spools:
+        # a fixed pause was shorter than that on a fast machine, and nothing was spooled.
+        await asyncio.to_thread(wait_log, gw, "spooling", 60)
         await asyncio.to_thread(kafka.up)
 
     acked, got = await _run_with_fault(stack_settings, rid, fault)
