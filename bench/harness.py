@@ -182,8 +182,18 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
         add(
             "  sustained for / loss ledger",
             f"{_n(e.get('e2e_span_s'), ' s')}",
-            f"{_n(_get(e, 'loss.acked'))} acked, {_n(_get(e, 'loss.missing'))} missing",
+            f"{_n(_get(e, 'loss.acked'))} acked, {_n(_get(e, 'loss.missing'))} missing; "
+            f"broker dropped {_n(e.get('broker_dropped'))}",
         )
+        if "overloaded" in e:
+            o = e["overloaded"]
+            add(
+                "  first attempt (overloaded)",
+                f"offered {_n(o.get('offered_actual_per_s'))}/s",
+                f"broker dropped {_n(o.get('broker_dropped'))}, "
+                f"{_n(_get(o, 'loss.missing'))} missing: Mosquitto's queue overflowed; "
+                "repeated at 0.8 × its end-to-end rate",
+            )
     if "latency" in r:
         lat = r["latency"]
         for key, label in (
