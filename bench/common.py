@@ -127,6 +127,31 @@ def subscribe(n: int, topic_filter: str, timeout_s: float) -> dict[str, float]:
     return state
 
 
+def forget_session(s: Settings, client_id: str) -> None:
+    """End a departed benchmark gateway's persistent MQTT session now, not at its expiry.
+
+    Until it expires, the session keeps taking a copy of everything on its filters: the next
+    run's messages then overflow its queue, and the broker's drop counter, which the next
+    run reads, counts them.
+    """
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    c.username_pw_set("gateway", credentials.password(s, "gateway"))
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 0
+    try:
+        # Clean start discards the stored session; expiry 0 leaves none behind.
+        c.connect(s.mqtt.host, s.mqtt.port, clean_start=True, properties=props)
+    except OSError:
+        return
+    c.loop_start()
+    time.sleep(0.3)
+    c.disconnect()
+    c.loop_stop()
+
+
 def broker_backlog(s: Settings, wait_s: float = 11.0) -> int | None:
     """Messages Mosquitto holds (``$SYS/broker/store/messages/count``, published every 10 s),
     or None if unknown.

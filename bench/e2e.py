@@ -38,6 +38,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.common import forget_session
 from citywatch.demo import _metric
 from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
@@ -78,6 +79,7 @@ class Pipeline:
     uplink_filter: str = "city/+/+/+/up"
     env_extra: dict[str, str] = field(default_factory=dict)
     rid: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    gateways: list[str] = field(default_factory=list)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
 
@@ -145,7 +147,8 @@ class Pipeline:
         env = {"CITYWATCH_GATEWAY__METRICS_PORT": str(port)}
         if registry is not None:
             env["CITYWATCH_GATEWAY__DEVICE_REGISTRY"] = str(registry)
-        return self.spawn(name, ["gateway", "--instance", f"bench-{self.rid}-{name}"], env)
+        self.gateways.append(f"bench-{self.rid}-{name}")
+        return self.spawn(name, ["gateway", "--instance", self.gateways[-1]], env)
 
     def start_processor(self, name: str = "processor", city_model: Path | None = None) -> int:
         port = self.ports[name] = free_port()
@@ -185,6 +188,8 @@ class Pipeline:
                 p.wait(30)
             except subprocess.TimeoutExpired:
                 p.kill()
+        for instance in self.gateways:
+            forget_session(self.s, f"citywatch-{instance}")
         asyncio.run(self.delete_topics())
 
 
