@@ -36,6 +36,13 @@ S = 1_000_000_000
 
 
 def records(n: int, devices: int = 10_000) -> list[tuple[bytes, bytes]]:
+    """(key, value) of ``n`` canonical readings: rounds of one reading per device, 10 s apart.
+
+    10 s is within every family's expected interval (vehicles report every 10 s), so no
+    device looks silent between its readings. Rounds 60 s apart, as before 2026-12-04, made
+    every vehicle "silent" between two batches and back again: 47,500 device_silence events
+    per 200,000 readings, a fifth of the processor's time spent on alerts no city would see.
+    """
     rnd = random.Random(1)
     t0 = (time.time_ns() // S - 86_400) * S
     out = []
@@ -50,7 +57,7 @@ def records(n: int, devices: int = 10_000) -> list[tuple[bytes, bytes]]:
             "seq": k,
             "late": False,
         }
-        ts = t0 + k * 60 * S + d * 1000
+        ts = t0 + k * 10 * S + d * 1000
         rec["ts"] = rec["received_at"] = ts
         if fam == "streetlight":
             rec |= {

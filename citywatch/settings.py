@@ -133,7 +133,10 @@ class ProcessorSettings(BaseModel):
 
     group_id: str = "citywatch-processors"
     instance: str = "p1"
-    max_batch: int = 5000  # points per InfluxDB write / records per poll
+    # Records per poll / points per InfluxDB write. Under load, 20,000 instead of 5,000 took
+    # bench.processor from 28,815 to 34,885 readings/s (fixed costs per batch: the rules'
+    # clock tick, the write, the commit); under light load batch_ms bounds the wait anyway.
+    max_batch: int = 20_000
     batch_ms: int = 200  # ...or this long, whichever comes first
     # After an assignment, replay this much of each partition's recent past (before the
     # committed offset) with outputs suppressed, to rebuild rule and detector state.

@@ -103,6 +103,8 @@ class Processor:
         # time-based rules (silence) may only see the clock of the slowest lagging partition,
         # or a device on a partition not yet read would look silent.
         self.part_wm: dict[TopicPartition, int] = {}
+        # ...and how far it got once it has gone quiet (see watermark).
+        self.part_front: dict[TopicPartition, int] = {}
         self.part_lag: dict[TopicPartition, int] = {}
         self.part_seen: dict[TopicPartition, float] = {}
         self.consumer = AIOKafkaConsumer(
@@ -204,7 +206,9 @@ class Processor:
                 self.stats["records"] += len(live)
                 self.m_records.inc(len(live))
             offsets[tp] = msgs[-1].offset + 1
-            self.part_wm[tp] = max(self.part_wm.get(tp, 0), _progress(live or replay))
+            low, front = _progress(live or replay)
+            self.part_wm[tp] = max(self.part_wm.get(tp, 0), low)
+            self.part_front[tp] = max(self.part_front.get(tp, 0), front)
             self.part_seen[tp] = time.monotonic()
             hw = self.consumer.highwater(tp)
             self.part_lag[tp] = max(0, (hw or 0) - offsets[tp])
@@ -220,7 +224,7 @@ class Processor:
         """Lines to InfluxDB (until confirmed) and, meanwhile, alert events to Kafka (acks=all).
 
         Both finish before the batch's offsets are committed; neither waits for the other, so
-        a crew's alert does not queue behind a 5,000-point write.
+        a crew's alert does not queue behind a 20,000-point write.
         """
         t0 = time.monotonic()
         events = asyncio.create_task(self._publish_events(out, stop)) if out.events else None
@@ -312,6 +316,9 @@ class Processor:
         A partition holds the clock back while it lags its log end or has had records within
         ``idle_partition_s``: its devices may still have readings on the way. A partition idle
         for longer has nothing in flight and does not hold the clock (as in Flink's idleness).
+        When all are idle, the clock is the furthest front any partition reached: a lower
+        quartile of its last batch would stop it short of the end of a large final batch,
+        and the devices that fell silent there would never be reported.
         """
         assigned = self.consumer.assignment()
         now = time.monotonic()
@@ -323,7 +330,9 @@ class Processor:
         ]
         if lagging:
             return min(lagging)
-        return max((self.part_wm.get(tp, 0) for tp in assigned), default=0)
+        return max(
+            (self.part_front.get(tp, self.part_wm.get(tp, 0)) for tp in assigned), default=0
+        )
 
     def _lag(self, tp: TopicPartition) -> int:
         if tp in self.part_lag:
@@ -372,17 +381,24 @@ class Processor:
         return dict(self.stats)
 
 
-def _progress(recs: list[dict[str, Any]]) -> int:
-    """How far a partition's event time got in one batch: the batch's lower quartile of ts.
+def _progress(recs: list[dict[str, Any]]) -> tuple[int, int]:
+    """How far a partition's event time got in one batch: (lower quartile, robust front).
 
-    Not the maximum: one device whose clock runs minutes ahead would otherwise drag the clock
-    forward and make every 10-second vehicle on the partition look silent. A quantile ignores
-    such outliers and, on a steady stream, lags the true front by a fraction of a batch.
+    The lower quartile of ts is the clock while records flow: one device whose clock runs
+    minutes ahead would otherwise drag the clock forward and make every 10-second vehicle on
+    the partition look silent; on a steady stream it lags the true front by a fraction of a
+    batch. The front (ts with the newest 1 %, at least 3, left out, so such a device is still
+    ignored) is the clock once the partition has gone quiet.
+
+    Example:
+        >>> _progress([{"ts": t} for t in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10**9)])
+        (3, 7)
     """
     if not recs:
-        return 0
+        return 0, 0
     ts = sorted(r["ts"] for r in recs)
-    return int(ts[len(ts) // 4])
+    n = len(ts)
+    return int(ts[n // 4]), int(ts[n - 1 - min(n - 1, max(3, n // 100))])
 
 
 def _load_city(settings: Settings) -> Any:
