@@ -4,7 +4,8 @@ consumer lag and InfluxDB write latency, for the Pipeline health dashboard.
 Every ``grafana.monitor_interval_s`` it scrapes the gateway's and the processor's Prometheus
 endpoints (127.0.0.1, ``gateway.metrics_port`` / ``processor.metrics_port``) and the
 processors' consumer-group offsets against the log end of ``citywatch.readings``, and writes
-``pipeline`` (fields in_total, written_total, in_per_s, written_per_s, lag, write_ms) and
+``pipeline`` (fields in_total, written_total, in_per_s, written_per_s, lag, write_ms,
+broker_dropped, broker_stored) and
 ``pipeline_deadletter`` (tag reason; fields total, per_s) at wall-clock time. Rates are
 deltas between scrapes; a counter that went down (a restarted process) restarts its rate.
 
@@ -118,6 +119,15 @@ class Monitor:
         lag = await self.lag()
         if lag is not None:
             fields["lag"] = lag
+        # Mosquitto's own counters, as the gateway last saw them (ingest.broker_health):
+        # messages it acked to devices and then dropped, and messages it holds.
+        for field_name, metric in (
+            ("broker_dropped", "citywatch_mqtt_broker_dropped"),
+            ("broker_stored", "citywatch_mqtt_broker_stored"),
+        ):
+            value = _total(gw, metric)
+            if value is not None:
+                fields[field_name] = int(value)
         m = self.s.grafana.monitor_measurement
         lines = [point_line(m, {}, fields, ts)] if fields else []
         for (name, reason), v in gw.items():

@@ -342,6 +342,9 @@ def pipeline(s: Settings, k: dict[str, Kpi], v: dict[str, Kpi]) -> db.Dashboard:
         .with_panel(P.series("Kafka consumer lag", [k["pipeline_lag"]], ds))
         .with_panel(P.series("InfluxDB write latency", [k["pipeline_write_latency"]], ds))
         .with_panel(
+            P.series("MQTT broker: dropped (lost) and stored messages", [k["pipeline_broker"]], ds)
+        )
+        .with_panel(
             P.series("Readings stored (device time)", [v["readings_by_family"]], ds, span=24)
         )
         .with_panel(P.series("Alert events per day", [k["alerts_per_day"]], ds, span=24, bars=True))

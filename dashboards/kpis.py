@@ -288,6 +288,18 @@ def kpis(s: Settings, rules: RulesConfig | None = None) -> dict[str, Kpi]:
             doc="mean duration of the processors' InfluxDB batch writes over each scrape period",
         ),
         Kpi(
+            "pipeline_broker",
+            "MQTT broker: messages dropped and stored",
+            "short",
+            f"SELECT max(broker_dropped) AS broker_dropped, max(broker_stored) AS broker_stored "
+            f"FROM {pipe} WHERE $timeFilter GROUP BY time($__interval) fill(none)",
+            ("broker_dropped", "broker_stored"),
+            fmt="time_series",
+            doc="Mosquitto's $SYS counters via the gateway: messages acknowledged to devices "
+            "and then dropped for a subscriber over its queue limit (since the broker "
+            "started; any rise is lost readings), and messages the broker holds",
+        ),
+        Kpi(
             "workorder_closure",
             "Work-order closure rate (city)",
             "percentunit",

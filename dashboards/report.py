@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -276,6 +277,14 @@ def build_report(s: Settings, day: date, out_dir: Path) -> Path:
         "Pipeline",
         "InfluxDB write latency, mean",
         _num(statistics.mean(lat) if lat else None, "{:.1f} ms"),
+    )
+    # The broker's drop counter only grows while it runs: the day's rise is what it lost.
+    dropped = [r[1] for r in dayq.rows(k["pipeline_broker"]) if r[1] is not None]
+    rises = sum(max(0, b - a) for a, b in itertools.pairwise(dropped))
+    rep.add(
+        "Pipeline",
+        "Messages the MQTT broker acked and then dropped",
+        _num(rises if dropped else None, "{:,.0f}"),
     )
 
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())

@@ -51,3 +51,23 @@ def test_monitor_rates_and_deadletter_reasons() -> None:
     assert mon.rate("in", 100.0, 10.0) is None
     assert mon.rate("in", 160.0, 12.0) == 30.0
     assert mon.rate("in", 5.0, 13.0) is None  # counter reset: a restarted process
+
+
+async def test_monitor_writes_the_brokers_drop_and_store_counters() -> None:
+    s = Settings()
+    gw = scrape_text(
+        "citywatch_mqtt_broker_dropped 12.0\n"
+        "citywatch_mqtt_broker_stored 3456.0\n"
+        "citywatch_gateway_readings_forwarded_total 100.0\n"
+    )
+
+    class Fake(Monitor):
+        async def scrape(self, client: object, port: int) -> dict[tuple[str, str], float]:
+            return gw if port == s.gateway.metrics_port else {}
+
+        async def lag(self) -> int | None:
+            return None
+
+    lines = await Fake(s).sample(None)  # type: ignore[arg-type]
+    assert lines and lines[0].startswith(s.grafana.monitor_measurement + " ")
+    assert "broker_dropped=12i" in lines[0] and "broker_stored=3456i" in lines[0]
