@@ -127,6 +127,13 @@ def subscribe(n: int, topic_filter: str, timeout_s: float) -> dict[str, float]:
     return state
 
 
+def _gateway_client(s: Settings, client_id: str) -> mqtt.Client:
+    """A paho MQTT 5 client with the gateway role's credentials (it may read ``$SYS``)."""
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    c.username_pw_set("gateway", credentials.password(s, "gateway"))
+    return c
+
+
 def forget_session(s: Settings, client_id: str) -> None:
     """End a departed benchmark gateway's persistent MQTT session now, not at its expiry.
 
@@ -137,8 +144,7 @@ def forget_session(s: Settings, client_id: str) -> None:
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    c.username_pw_set("gateway", credentials.password(s, "gateway"))
+    c = _gateway_client(s, client_id)
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 0
     try:
@@ -161,10 +167,7 @@ def broker_backlog(s: Settings, wait_s: float = 11.0) -> int | None:
     seconds. With ~850,000 stored messages the publish->alert p99 was 3.2 s; with none, 0.2 s.
     """
     got: dict[str, int] = {}
-    c = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"bench-sys-{time.time_ns()}", protocol=mqtt.MQTTv5
-    )
-    c.username_pw_set("gateway", credentials.password(s, "gateway"))
+    c = _gateway_client(s, f"bench-sys-{time.time_ns()}")
 
     def on_message(_c: object, _u: object, m: mqtt.MQTTMessage) -> None:
         got["n"] = int(m.payload)

@@ -330,9 +330,7 @@ class Processor:
         ]
         if lagging:
             return min(lagging)
-        return max(
-            (self.part_front.get(tp, self.part_wm.get(tp, 0)) for tp in assigned), default=0
-        )
+        return max((self.part_front.get(tp, 0) for tp in assigned), default=0)
 
     def _lag(self, tp: TopicPartition) -> int:
         if tp in self.part_lag:
