@@ -138,6 +138,9 @@ class ProcessorSettings(BaseModel):
     # clock tick, the write, the commit); under light load batch_ms bounds the wait anyway.
     max_batch: int = 20_000
     batch_ms: int = 200  # ...or this long, whichever comes first
+    # Readings processed between two turns of the event loop (so the previous batch's write
+    # and the next fetch go on meanwhile; see processors.app).
+    yield_every: int = Field(default=1000, ge=1)
     # After an assignment, replay this much of each partition's recent past (before the
     # committed offset) with outputs suppressed, to rebuild rule and detector state.
     warmup_s: float = 900.0
