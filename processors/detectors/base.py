@@ -66,8 +66,9 @@ def usable(value: float) -> bool:
 def state_bytes(obj: object) -> int:
     """Bytes of memory an object holds: itself plus everything it references, each counted once.
 
-    Follows ``__slots__``, ``__dict__`` and containers; class attributes and the slots a class
-    lists in ``_shared_slots`` are shared by every instance and not counted. This is how the
+    Follows ``__slots__``, ``__dict__`` and containers; class attributes, small ints (-5..256,
+    cached by CPython) and the slots a class lists in ``_shared_slots`` are shared by every
+    instance and not counted. This is how the
     per-series state budget (2 KiB) is measured.
 
     Example:
@@ -79,6 +80,8 @@ def state_bytes(obj: object) -> int:
     def walk(o: object) -> int:
         if o is None or isinstance(o, bool | type) or id(o) in seen:
             return 0
+        if type(o) is int and -5 <= o <= 256:
+            return 0  # CPython's shared small ints, like None: no instance owns one
         seen.add(id(o))
         size = sys.getsizeof(o)
         if isinstance(o, list | tuple | set | frozenset):

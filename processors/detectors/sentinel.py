@@ -19,9 +19,9 @@ very different noise. The largest ratio r becomes the score r / (1 + r), so 0.5 
 extreme as anything seen". After an alert (score > ``alert_level``) the score is capped at 0.5
 for ``refractory`` points: one incident, one alert.
 
-No look-ahead: each point is scored before it is learnt. State is about 2 KiB per series at
-most (128 float32 values + a ≤ 192-bin float32 profile + scalars), less for series sampled
-slower than every 7.5 minutes.
+No look-ahead: each point is scored before it is learnt. State is under 2 KiB per series
+(128 float32 values kept sorted with a 1-byte arrival tag each + a ≤ 192-bin float32 profile +
+scalars), less for series sampled slower than every 7.5 minutes.
 
 Example:
     >>> import math
@@ -39,12 +39,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from dataclasses import dataclass
+from array import array
+from dataclasses import dataclass, field
 from typing import Any
 
 from processors.detectors.base import Detector, usable
 from processors.detectors.ewma import DAY, NAN, Cadence, DailyProfile
-from processors.detectors.robust_z import MEAN_AD_TO_SIGMA, Ring
+from processors.detectors.robust_z import MEAN_AD_TO_SIGMA, SortedWindow
 
 #: IQR → standard deviation for Gaussian data.
 IQR_TO_SIGMA = 1 / 1.349
@@ -67,9 +68,19 @@ class SentinelParams:
     refractory: int = 100  # points after an alert with the score capped at 0.5
     scale_rate: float = 0.005  # EW rate of the mean absolute residuals
     season_rate: float = 0.25  # slowest per-day learning rate of a profile bin
+    # Derived: the largest point count any rule above compares with (see update).
+    count_cap: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # 1 / scale_rate: from there on the scale rate is constant; 0 would mean never.
+        steady = math.ceil(1.0 / self.scale_rate) if self.scale_rate > 0 else 2**62
+        object.__setattr__(self, "count_cap", max(9, 2 * self.warmup, steady) + 1)
 
 
 DEFAULT_PARAMS = SentinelParams()
+
+# Sentinel._f: first time seen, mean absolute residuals, the three records, the burst EWMA.
+_T0, _MAE_LOCAL, _MAE_SEASON, _TOP_LOCAL, _TOP_SEASON, _TOP_BURST, _BURST = range(7)
 
 
 def _record(z: float, top: float, learn: bool, bounded: bool, p: SentinelParams) -> float:
@@ -92,38 +103,20 @@ class Sentinel(Detector):
         "decayed records, one alert per incident"
     )
     _shared_slots = ("_p",)  # one frozen parameter object serves every series
-    __slots__ = (
-        "_burst",
-        "_cadence",
-        "_cool",
-        "_mae_local",
-        "_mae_season",
-        "_n",
-        "_n_season",
-        "_p",
-        "_profile",
-        "_ring",
-        "_t0",
-        "_top_burst",
-        "_top_local",
-        "_top_season",
-    )
+    __slots__ = ("_cadence", "_cool", "_f", "_n", "_n_season", "_p", "_profile", "_ring")
 
     def __init__(self, params: SentinelParams | None = None, **overrides: Any) -> None:
         p = params or DEFAULT_PARAMS
         self._p = dataclasses.replace(p, **overrides) if overrides else p
-        self._ring = Ring(p.window)
+        self._ring = SortedWindow(p.window)
         self._cadence: Cadence | None = Cadence() if p.max_bins >= 4 else None
         self._profile: DailyProfile | None = None
-        self._t0 = NAN
         self._n = 0
         self._n_season = 0
-        self._mae_local = 0.0
-        self._mae_season = 0.0
-        self._top_local = 0.0
-        self._top_season = 0.0
-        self._top_burst = 0.0
-        self._burst = 0.0
+        # The float state in one array of doubles (indices below): 80 bytes less per series
+        # than seven float objects and their slots, which keeps the state under 2 KiB with the
+        # sorted window's arrival tags.
+        self._f = array("d", (NAN, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
         self._cool = 0
 
     def score_one(self, ts: float, value: float) -> float:
@@ -137,10 +130,13 @@ class Sentinel(Detector):
         if not usable(value) or not math.isfinite(ts):  # neither scored nor learnt
             return 0.0
         p = self._p
-        self._n += 1
-        n = self._n
-        if self._t0 != self._t0:
-            self._t0 = ts
+        n = self._n + 1
+        # Past the last threshold a count is compared with, it can stop: a count under 257 is
+        # one of CPython's shared small ints, 28 bytes less per count and series.
+        self._n = n if n < p.count_cap else p.count_cap
+        f = self._f
+        if f[_T0] != f[_T0]:
+            f[_T0] = ts
         if self._cadence is not None:
             interval = self._cadence.observe(ts)
             if interval is not None:
@@ -154,13 +150,14 @@ class Sentinel(Detector):
             return 0.0
 
         # Local statistic against the window before this point.
-        ordered = sorted(ring.values())
+        ordered = ring.ordered
         m = len(ordered)
         med = ordered[m // 2]
         scale = (ordered[(3 * m) // 4] - ordered[m // 4]) * IQR_TO_SIGMA
-        if scale <= 0.0:
+        if scale <= 0.0 and ordered[0] != ordered[m - 1]:
             # Mostly-constant windows (an idle sensor) have IQR 0; the mean deviation
-            # still sees rare bursts; a constant window gets a tiny relative scale.
+            # still sees rare bursts. A constant window (sorted: first == last) has none, and
+            # gets the tiny relative scale below without a pass over it.
             scale = sum(abs(x - med) for x in ordered) / m * MEAN_AD_TO_SIGMA
         floor = 1e-9 * (abs(med + ring.offset) + 1.0)
         scale = scale if scale > floor else floor
@@ -169,7 +166,8 @@ class Sentinel(Detector):
         z_local = abs(residual) / scale
         z_local = z_local if z_local < MAX_RATIO else MAX_RATIO
         rate = p.scale_rate if n * p.scale_rate >= 1.0 else 1.0 / n
-        self._mae_local += rate * (abs(residual) - self._mae_local)
+        mae_local = f[_MAE_LOCAL] + rate * (abs(residual) - f[_MAE_LOCAL])
+        f[_MAE_LOCAL] = mae_local
 
         # Seasonal statistic against the time-of-day profile (from the second day on).
         z_season = -1.0
@@ -178,39 +176,43 @@ class Sentinel(Detector):
         if profile is not None:
             b = profile.index(ts)
             expected = profile.get(b)
-            days = (ts - self._t0) / DAY
+            days = (ts - f[_T0]) / DAY
             if expected == expected and days >= 1.0:
                 r_season = abs(value - expected)
-                self._n_season += 1
-                mae = self._mae_season
-                use_season = 0.0 < mae < self._mae_local
+                n_s = self._n_season + 1
+                self._n_season = n_s if n_s < p.count_cap else p.count_cap
+                mae = f[_MAE_SEASON]
+                use_season = 0.0 < mae < mae_local
                 z_season = min(r_season / mae, MAX_RATIO) if mae > 0.0 else 0.0
-                self._mae_season += max(p.scale_rate, 1.0 / self._n_season) * (r_season - mae)
+                f[_MAE_SEASON] = mae + max(p.scale_rate, 1.0 / self._n_season) * (r_season - mae)
             profile.learn(b, value, max(p.season_rate, 1.0 / (days + 1.0)))
 
         # Ratios to the records; records learn from the warm-up on, bounded growth later.
         learn = n >= p.warmup
         bounded = n >= 2 * p.warmup
-        top = self._top_local
+        top = f[_TOP_LOCAL]
         ratio = z_local / top if top > 0.0 else 0.0
-        self._top_local = _record(z_local, top, learn, bounded, p)
-        if self._mae_season > 0.0 and self._mae_local > 0.0:
+        f[_TOP_LOCAL] = _record(z_local, top, learn, bounded, p)
+        mae_season = f[_MAE_SEASON]
+        if mae_season > 0.0 and mae_local > 0.0:
             # A clean daily cycle explains its own edges: trust the local view less.
-            weight = min(1.0, p.season_discount * self._mae_season / self._mae_local)
+            weight = min(1.0, p.season_discount * mae_season / mae_local)
         else:
             weight = 1.0
         ratio *= weight
         if z_season >= 0.0:
-            top = self._top_season
+            top = f[_TOP_SEASON]
             r_season_ratio = z_season / top if top > 0.0 else 0.0
             n_s = self._n_season
-            self._top_season = _record(z_season, top, n_s >= p.warmup, n_s >= 2 * p.warmup, p)
+            f[_TOP_SEASON] = _record(z_season, top, n_s >= p.warmup, n_s >= 2 * p.warmup, p)
             if use_season and r_season_ratio > ratio:
                 ratio = r_season_ratio
-        self._burst += 2.0 / (p.burst_span + 1) * (z_local - self._burst)
-        top = self._top_burst
-        r_burst = (self._burst / top if top > 0.0 else 0.0) * weight
-        self._top_burst = _record(self._burst, top, learn, bounded, p)
+        burst = f[_BURST]
+        burst += 2.0 / (p.burst_span + 1) * (z_local - burst)
+        f[_BURST] = burst
+        top = f[_TOP_BURST]
+        r_burst = (burst / top if top > 0.0 else 0.0) * weight
+        f[_TOP_BURST] = _record(burst, top, learn, bounded, p)
         ratio = min(max(ratio, r_burst), MAX_RATIO)
 
         if n < p.warmup:

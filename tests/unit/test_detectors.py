@@ -17,7 +17,8 @@ from processors.backtest.nab_scoring import load_windows, score_corpus
 from processors.backtest.runner import backtest_paths, labelled
 from processors.detectors.base import Detector, state_bytes
 from processors.detectors.registry import DEFAULT_DETECTOR, DETECTORS, create
-from processors.detectors.robust_z import Ring, median_mad
+from processors.detectors.robust_z import Ring, SortedWindow, median_mad
+from processors.detectors.sentinel import Sentinel, SentinelParams
 
 SCORING = sorted(n for n in DETECTORS if n != "passthrough")
 TIME_OF_DAY = [n for n in SCORING if n != "robust_z"]  # robust_z ignores timestamps
@@ -175,3 +176,42 @@ def test_default_detector_nab_score_floor() -> None:
     scored = score_corpus(labelled(results, load_windows(NAB / "combined_windows.json")))
     assert scored["standard"].normalised >= NAB_STANDARD_FLOOR
     assert math.isfinite(scored["reward_low_FP_rate"].normalised)
+
+
+@pytest.mark.parametrize("size", [1, 3, 128, 255])
+def test_sorted_window_is_the_ring_sorted(size: int) -> None:
+    # Duplicates, a large constant part and long runs: the oldest value must leave, not an
+    # equal one's position, and the stored (float32, offset) values must equal the ring's.
+    rng = random.Random(size)
+    ring, window = Ring(size), SortedWindow(size)
+    for i in range(3 * 256 + 7):  # past the single-byte arrival tags wrapping, twice
+        v = 1e6 + rng.choice([0.0, 0.5, 1.0, rng.gauss(0.0, 3.0)]) + (i // 200)
+        assert window.push(v) == ring.push(v)
+        assert list(window.ordered) == sorted(ring.values())
+    assert window.offset == ring.offset
+
+
+def test_sorted_window_sizes_fit_a_byte() -> None:
+    for bad in (0, 256):
+        with pytest.raises(ValueError):
+            SortedWindow(bad)
+
+
+def test_sentinel_counts_stop_where_no_rule_looks() -> None:
+    # Counts saturate at count_cap to save memory; an uncapped sentinel must score the same.
+    uncapped = SentinelParams()
+    object.__setattr__(uncapped, "count_cap", 2**62)
+    values = [*noisy(3000, seed=8), 60.0, *noisy(500, seed=9), -30.0, *noisy(300, seed=10)]
+    a, b = Sentinel(), Sentinel(uncapped)
+    assert [a.update(i * 60.0, v) for i, v in enumerate(values)] == [
+        b.update(i * 60.0, v) for i, v in enumerate(values)
+    ]
+    assert SentinelParams().count_cap == 201  # 1 / scale_rate = 200 points, then steady
+    assert a._n == 201 and b._n == len(values)
+
+
+def test_state_bytes_leaves_out_shared_small_ints() -> None:
+    import sys
+
+    assert state_bytes([7]) == sys.getsizeof([7])
+    assert state_bytes([10**6]) == sys.getsizeof([10**6]) + sys.getsizeof(10**6)
