@@ -30,7 +30,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from citywatch.kafkautil import client_kwargs, end_offsets
 from citywatch.settings import Settings
-from processors.sinks.influx import InfluxSink, point_line
+from processors.sinks.influx import InfluxSink
+from processors.sinks.lines import point_line
 
 log = logging.getLogger("citywatch.monitor")
 

@@ -20,7 +20,8 @@ import time
 
 from citywatch.citymodel import CityModel
 from citywatch.settings import Settings
-from processors.sinks.influx import InfluxSink, point_line
+from processors.sinks.influx import InfluxSink
+from processors.sinks.lines import point_line
 
 
 def asset_lines(city: CityModel, ts_ns: int) -> list[str]:

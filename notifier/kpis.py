@@ -23,7 +23,8 @@ from typing import Any
 
 from citywatch.settings import Settings
 from notifier.store import Store
-from processors.sinks.influx import InfluxSink, encode_fields, series_prefix
+from processors.sinks.influx import InfluxSink
+from processors.sinks.lines import encode_fields, series_prefix
 
 MEASUREMENT = "workorders"
 

@@ -26,7 +26,7 @@ from processors.detectors.registry import create
 from processors.rules.base import Condition, Record, Rule
 from processors.rules.overrides import LampOverrides
 from processors.rules.registry import build_rules
-from processors.sinks.influx import encode_fields, point_line, reading_line, series_prefix
+from processors.sinks.lines import encode_fields, point_line, reading_line, series_prefix
 
 FAMILIES = ("streetlight", "bin", "vehicle", "dust")
 

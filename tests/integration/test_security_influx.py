@@ -9,7 +9,8 @@ import time
 import pytest
 
 from citywatch.settings import Settings
-from processors.sinks.influx import InfluxSink, point_line, reading_line
+from processors.sinks.influx import InfluxSink
+from processors.sinks.lines import point_line, reading_line
 
 from .helpers import influx_query
 
@@ -31,7 +32,7 @@ def _write(s: Settings, lines: list[str]) -> None:
 
 
 def _evil_rows(s: Settings, ts: int) -> list[list[object]]:
-    q = f"SELECT * FROM \"bin\" WHERE \"device_id\" = 'evil' AND time > {ts - 10**9}"
+    q = f'SELECT * FROM "bin" WHERE "device_id" = \'evil\' AND time > {ts - 10**9}'
     return influx_query(s, q)
 
 
@@ -75,7 +76,7 @@ def test_reading_line_with_hostile_tag_ids_round_trips(stack_settings: Settings,
     """The canonical reading path (reading_line) with the same hostile values in its tags."""
     s = stack_settings
     ts = time.time_ns() // 1000 * 1000
-    device = f"dev {rid},x=\"1\""
+    device = f'dev {rid},x="1"'
     rec = {
         "device_id": device,
         "family": "dust",
@@ -89,7 +90,7 @@ def test_reading_line_with_hostile_tag_ids_round_trips(stack_settings: Settings,
     _write(s, [reading_line(rec)])
     q = (
         'SELECT "district", "site_id", "pm10_ugm3" FROM "dust" '
-        f"WHERE \"device_id\" = 'dev {rid},x=\"1\"' AND time = {ts}"
+        f'WHERE "device_id" = \'dev {rid},x="1"\' AND time = {ts}'
     )
     rows = influx_query(s, q)
     assert [r[1:] for r in rows] == [["dist rict,=", "site 'a' \\ b", 12.5]]

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from influxdb_client import Point
 
-from processors.sinks.influx import point_line, reading_line
+from processors.sinks.lines import point_line, reading_line
 
 HOSTILE = st.text(
     alphabet=st.sampled_from(list("ab ,=\"'\\\n\t=é漢")), min_size=1, max_size=12
@@ -90,6 +90,6 @@ FIELD_VALUES = st.one_of(
 def test_encode_fields_equals_the_clients_encoder(fields: dict[str, object]) -> None:
     from influxdb_client.client.write.point import _append_fields
 
-    from processors.sinks.influx import encode_fields
+    from processors.sinks.lines import encode_fields
 
     assert encode_fields(fields) == _append_fields(fields, {})
