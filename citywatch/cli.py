@@ -19,7 +19,7 @@ from dashboards.cli import report
 from ingest.cli import gateway
 from notifier.cli import api, notify, orders_app
 from processors.backtest.cli import backtest
-from processors.cli import process
+from processors.cli import native, process
 
 app = typer.Typer(
     help="citywatch: municipal sensor ingestion (MQTT -> Kafka -> processors -> InfluxDB).",
@@ -34,6 +34,7 @@ app.add_typer(devices_app, name="devices")
 app.command("chaos")(chaos_command)
 app.command("gateway")(gateway)
 app.command("process")(process)
+app.command("native")(native)
 app.command("backtest")(backtest)
 app.command("simulate")(simulate)
 app.command("evaluate")(evaluate)

@@ -23,7 +23,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
@@ -73,8 +73,12 @@ class AlertEvent:
     suggested_command: str | None = None
 
     def to_json(self) -> bytes:
-        d: dict[str, Any] = {k: getattr(self, k) for k in self.__slots__}
+        d: dict[str, Any] = {k: getattr(self, k) for k in _EVENT_FIELDS}
         return orjson.dumps({k: v for k, v in d.items() if v is not None})
+
+
+# Not __slots__: a compiled class (processors._native) has none.
+_EVENT_FIELDS = tuple(f.name for f in fields(AlertEvent))
 
 
 class AlertManager:

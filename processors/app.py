@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
+from processors import _native
 from processors.commands_feed import CommandsFeed
 from processors.config import RulesConfig
 from processors.engine import Engine, Output
@@ -363,7 +364,11 @@ class Processor:
         follow = asyncio.create_task(feed.follow(stop))
         self.consumer.subscribe([self.s.kafka.readings_topic], listener=_Warmup(self))
         await self.consumer.start()
-        log.info("processor %s up", self.instance)
+        log.info(
+            "processor %s up (engine: %s)",
+            self.instance,
+            "compiled modules" if _native.active() else "pure Python",
+        )
         try:
             while not stop.is_set():
                 batch = await self.consumer.getmany(

@@ -52,9 +52,7 @@ class PublishedAlerts:
         if len(self._keys) > self.max_keys:
             del self._keys[next(iter(self._keys))]  # the oldest
 
-    async def load(
-        self, s: Settings, group: str, since_s: float, timeout_s: float = 20.0
-    ) -> int:
+    async def load(self, s: Settings, group: str, since_s: float, timeout_s: float = 20.0) -> int:
         """Read ``group``'s events on the alerts topic from ``since_s`` ago to its current
         end; returns how many were read. A Kafka problem only costs the dedupe, so it is
         logged, not raised."""

@@ -21,7 +21,11 @@ import sys
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
+from mypy_extensions import mypyc_attr
 
+
+# Subclassed by modules that stay interpreted (streetlight rules, plug-ins, tests).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Detector(ABC):
     """Online anomaly detector for one series; subclasses keep their state small (<= 2 KiB)."""
 
@@ -66,10 +70,10 @@ def usable(value: float) -> bool:
 def state_bytes(obj: object) -> int:
     """Bytes of memory an object holds: itself plus everything it references, each counted once.
 
-    Follows ``__slots__``, ``__dict__`` and containers; class attributes, small ints (-5..256,
-    cached by CPython) and the slots a class lists in ``_shared_slots`` are shared by every
-    instance and not counted. This is how the
-    per-series state budget (2 KiB) is measured.
+    Follows ``__slots__`` (or a compiled class's attributes), ``__dict__`` and containers;
+    class attributes, small ints (-5..256, cached by CPython) and the slots a class lists in
+    ``_shared_slots`` are shared by every instance and not counted. This is how the per-series
+    state budget (2 KiB) is measured.
 
     Example:
         >>> state_bytes(PassThrough()) <= 64
@@ -89,6 +93,14 @@ def state_bytes(obj: object) -> int:
         elif isinstance(o, dict):
             size += sum(walk(k) + walk(v) for k, v in o.items())
         shared = getattr(type(o), "_shared_slots", ())
+        for name in getattr(type(o), "__mypyc_attrs__", ()):
+            # A compiled (processors._native) object holds its attributes itself, numbers
+            # unboxed: getsizeof counted those; follow the references.
+            if name in shared or name == "__dict__":
+                continue
+            value = getattr(o, name, None)
+            if type(value) not in (int, float):
+                size += walk(value)
         for cls in type(o).__mro__:
             slots = cls.__dict__.get("__slots__", ())
             for slot in (slots,) if isinstance(slots, str) else slots:

@@ -45,6 +45,12 @@ class Cadence:
         self._last = NAN
         self._needed = needed
 
+    def copy(self) -> Cadence:
+        twin = Cadence(self._needed)
+        twin._gaps = None if self._gaps is None else array("d", self._gaps)
+        twin._last = self._last
+        return twin
+
     def observe(self, ts: float) -> float | None:
         """Feed a timestamp; returns the median gap once, when enough gaps were seen."""
         gaps = self._gaps
@@ -76,6 +82,11 @@ class DailyProfile:
 
     def __init__(self, bins: int) -> None:
         self._values = array("f", [NAN]) * bins
+
+    def copy(self) -> DailyProfile:
+        twin = DailyProfile(1)
+        twin._values = array("f", self._values)
+        return twin
 
     @classmethod
     def for_interval(cls, interval: float, max_bins: int) -> DailyProfile:

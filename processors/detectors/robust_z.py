@@ -105,6 +105,13 @@ class SortedWindow:
     def __len__(self) -> int:
         return len(self.ordered)
 
+    def copy(self) -> SortedWindow:
+        twin = SortedWindow(self._size)
+        twin.ordered = array("f", self.ordered)
+        twin._tags = bytearray(self._tags)
+        twin._next, twin.offset = self._next, self.offset
+        return twin
+
     def push(self, value: float) -> float:
         """Store ``value``; returns it as stored (offset, float32-rounded) for exact compares."""
         ordered = self.ordered

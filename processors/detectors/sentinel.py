@@ -36,7 +36,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 from array import array
@@ -121,7 +120,13 @@ class Sentinel(Detector):
 
     def score_one(self, ts: float, value: float) -> float:
         """The score ``update`` would return, without learning (costs a copy of the state)."""
-        return copy.deepcopy(self).update(ts, value)
+        twin = Sentinel(self._p)
+        twin._ring = self._ring.copy()
+        twin._cadence = self._cadence.copy() if self._cadence is not None else None
+        twin._profile = self._profile.copy() if self._profile is not None else None
+        twin._f = array("d", self._f)
+        twin._n, twin._n_season, twin._cool = self._n, self._n_season, self._cool
+        return twin.update(ts, value)
 
     def learn_one(self, ts: float, value: float) -> None:
         self.update(ts, value)

@@ -17,6 +17,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from mypy_extensions import mypyc_attr
+
 Record = dict[str, Any]
 
 
@@ -42,6 +44,8 @@ class Condition:
         return (self.kind, self.target)
 
 
+# Subclassed by modules that stay interpreted (streetlight rules, plug-ins, tests).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Rule(ABC):
     """One rule; ``families`` says which readings it sees (empty = all)."""
 

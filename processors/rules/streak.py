@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from mypy_extensions import mypyc_attr
+
 from processors.rules.base import Condition, Record, Rule
 
 NS = 1_000_000_000
@@ -118,6 +120,8 @@ class Streak:
         return self._hold(ts, p)
 
 
+# Subclassed by modules that stay interpreted (streetlight rules, plug-ins, tests).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class DeviceRule(Rule):
     """A per-device rule with a fixed kind and severity whose streak verdicts become conditions.
 

@@ -40,6 +40,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any, ClassVar
 
+from mypy_extensions import trait
+
 from processors.config import RulesConfig, StreetlightRulesConfig
 from processors.rules.base import Condition, Record, Rule
 from processors.rules.overrides import LampOverrides
@@ -275,15 +277,15 @@ class CircuitTracker:
 # --- rules --------------------------------------------------------------------------------
 
 
+# A trait: the lamp rules and the circuit rule have different bases (DeviceRule, Rule), and
+# the compiled modules (processors._native) allow multiple inheritance only from traits.
+@trait
 class _Scheduled:
     """A rule that judges a lamp against what it should do: its schedule, unless an
     operator's command overrides it (``overrides`` is set by the engine)."""
 
     schedule: LampSchedule
     overrides: LampOverrides | None = None
-
-    def use_overrides(self, overrides: Any) -> None:
-        self.overrides = overrides
 
     def _expected(self, rec: Record, dev: str, ts: int) -> float | None:
         ov = self.overrides
@@ -295,10 +297,14 @@ class _Scheduled:
         return self.schedule.expected(dev, ts)
 
 
-class _LampRule(_Scheduled, DeviceRule):
+class _LampRule(DeviceRule, _Scheduled):
     families: ClassVar[tuple[str, ...]] = ("streetlight",)
     kind: ClassVar[str]
     severity: ClassVar[str] = "warning"
+
+    def use_overrides(self, overrides: Any) -> None:
+        # Here, not in the trait: the rule base's no-op comes first in this class's MRO.
+        self.overrides = overrides
 
     def __init__(self, cfg: StreetlightRulesConfig, hold_s: float, repeat_s: float) -> None:
         self.cfg = cfg
@@ -557,12 +563,15 @@ class VoltageOutOfBand(_LampRule):
             self._emit(r, rec, out, f"{v:.1f} V outside {self.lo:.0f}-{self.hi:.0f} V", v)
 
 
-class CircuitOutage(_Scheduled, Rule):
+class CircuitOutage(Rule, _Scheduled):
     """Most of a circuit's lamps draw nothing at night at the same time: one circuit alert."""
 
     name: ClassVar[str] = "circuit_outage"
     families: ClassVar[tuple[str, ...]] = ("streetlight",)
     description: ClassVar[str] = ">= 80% of a circuit's lamps at zero current at night"
+
+    def use_overrides(self, overrides: Any) -> None:
+        self.overrides = overrides
 
     def __init__(
         self,
