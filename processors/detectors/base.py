@@ -24,7 +24,7 @@ from typing import ClassVar
 from mypy_extensions import mypyc_attr
 
 
-# Subclassed by modules that stay interpreted (streetlight rules, plug-ins, tests).
+# Subclassed by code that stays interpreted (plug-in rules and detectors, tests).
 @mypyc_attr(allow_interpreted_subclasses=True)
 class Detector(ABC):
     """Online anomaly detector for one series; subclasses keep their state small (<= 2 KiB)."""

@@ -44,7 +44,7 @@ class Condition:
         return (self.kind, self.target)
 
 
-# Subclassed by modules that stay interpreted (streetlight rules, plug-ins, tests).
+# Subclassed by code that stays interpreted (plug-in rules and detectors, tests).
 @mypyc_attr(allow_interpreted_subclasses=True)
 class Rule(ABC):
     """One rule; ``families`` says which readings it sees (empty = all)."""

@@ -120,7 +120,7 @@ class Streak:
         return self._hold(ts, p)
 
 
-# Subclassed by modules that stay interpreted (streetlight rules, plug-ins, tests).
+# Subclassed by code that stays interpreted (plug-in rules and detectors, tests).
 @mypyc_attr(allow_interpreted_subclasses=True)
 class DeviceRule(Rule):
     """A per-device rule with a fixed kind and severity whose streak verdicts become conditions.
