@@ -85,6 +85,14 @@ def build_dir() -> Path:
     return _cache_dir() / "native" / digest()
 
 
+def is_built(where: Path) -> bool:
+    """A build directory is usable once its marker exists (written after every module)."""
+    return (where / _DONE).exists()
+
+
+_DONE = "complete"
+
+
 def enabled() -> bool:
     return os.environ.get("CITYWATCH_NATIVE", "1") != "0"
 
@@ -94,7 +102,7 @@ def activate() -> Path | None:
     if not enabled():
         return None
     where = build_dir()
-    if not (where / "complete").exists():
+    if not is_built(where):
         return None
     import importlib
 
@@ -119,7 +127,7 @@ def active() -> bool:
 def build(*, quiet: bool = True) -> Path:
     """Compile ``MODULES`` unless a build for their current digest exists; returns its dir."""
     where = build_dir()
-    if (where / "complete").exists():
+    if is_built(where):
         return where
     from mypyc.build import mypycify
     from setuptools import setup  # type: ignore[import-untyped]
@@ -149,7 +157,7 @@ def build(*, quiet: bool = True) -> Path:
         where.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=where.parent))
         shutil.copytree(out, staging, dirs_exist_ok=True)
-        (staging / "complete").write_text(f"built in {time.monotonic() - t0:.0f} s\n")
+        (staging / _DONE).write_text(f"built in {time.monotonic() - t0:.0f} s\n")
         if where.exists():  # a concurrent build finished first: keep that one
             shutil.rmtree(staging)
         else:

@@ -47,7 +47,7 @@ def native(
         console.print(f"native modules: {where} ({time.monotonic() - t0:.0f} s)")
     elif action == "status":
         where = _native.build_dir()
-        built = (where / "complete").exists()
+        built = _native.is_built(where)
         console.print(
             f"native modules for these sources: {where} ({'built' if built else 'not built'}); "
             f"in use: {_native.active()}"

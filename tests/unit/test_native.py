@@ -12,7 +12,7 @@ from processors import _native
 
 
 def test_in_use_exactly_when_built_for_these_sources() -> None:
-    built = (_native.build_dir() / "complete").exists()
+    built = _native.is_built(_native.build_dir())
     wanted = os.environ.get("CITYWATCH_NATIVE", "1") != "0"
     assert _native.active() == (built and wanted)
     if os.environ.get("CI") and wanted:
