@@ -14,6 +14,11 @@ command -v mvn >/dev/null || need+=(maven)
 # Headless browser for the live operations page tests (driven by Playwright, system browser).
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
+# C compiler and Python headers for the processor's compiled modules (step 2b).
+command -v gcc >/dev/null || need+=(gcc)
+"${PYTHON:-python3}" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  || need+=(python3-dev)
 if [ ${#need[@]} -gt 0 ]; then
   say "installing Debian packages: ${need[*]}"
   $SUDO apt-get update -qq
