@@ -20,9 +20,14 @@ import tracemalloc
 from bench.processor import records
 from processors.config import RulesConfig
 from processors.engine import Engine
+from processors.sinks.lines import clear_caches
 
 
 def held_bytes(cfg: RulesConfig, recs: list[dict[str, object]], city: object = None) -> int:
+    # Each configuration pays for its own line-protocol caches (~110 B of series prefix per
+    # device): before 2026-12-04 the first, full one paid for all three, and its per-device
+    # reading prefixes were counted as detector state.
+    clear_caches()
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]

@@ -75,8 +75,6 @@ class Engine:
         self.metrics = {fam: tuple(m) for fam, m in cfg.detectors.metrics.items()}
         self.store_above = cfg.detectors.store_above
         self.detectors: dict[tuple[str, str], Detector] = {}
-        # The anomaly line's series part per (device, metric): escaping it is the costly bit.
-        self._anomaly_prefix: dict[tuple[str, str], str] = {}
         self.watermark = 0
         self._conds: list[Condition] = []
         # Operators' lamp commands, so a lamp switched off on purpose is not "out".
@@ -109,19 +107,18 @@ class Engine:
                     det = self.detectors[key] = create(self.detector_name)
                 score = det.update(ts / 1e9, v)
                 if score >= self.store_above:
-                    prefix = self._anomaly_prefix.get(key)
-                    if prefix is None:
-                        prefix = self._anomaly_prefix[key] = series_prefix(
-                            "anomalies",
-                            {
-                                "device_id": rec["device_id"],
-                                "family": fam,
-                                "metric": metric,
-                                "district": rec["district"],
-                            },
-                        )
+                    # The series part is escaped per anomaly line, not cached per series: a
+                    # cache held ~250 B for most device-metrics (most series store a score
+                    # soon after their warm-up, against young records), an eighth of the
+                    # 2 KiB state budget, while anomaly lines are a small share of all lines.
+                    tags = {
+                        "device_id": rec["device_id"],
+                        "family": fam,
+                        "metric": metric,
+                        "district": rec["district"],
+                    }
                     fields = {"score": float(score), "value": float(v)}
-                    lines.append(f"{prefix}{encode_fields(fields)} {ts}")
+                    lines.append(f"{series_prefix('anomalies', tags)}{encode_fields(fields)} {ts}")
             lines.append(reading_line(rec))
         if tick:
             self.tick(self.watermark, out)

@@ -96,6 +96,16 @@ def encode_fields(fields: dict[str, Any], skip: frozenset[str] = _SKIP_NONE) -> 
     return ",".join(parts)
 
 
+def clear_caches() -> None:
+    """Forget the cached series prefixes and field plans (they refill on the next lines).
+
+    For measurements: the caches are per process, so without this the first engine built
+    in a process would be charged for the series prefixes every later engine reuses.
+    """
+    _prefix_cache.clear()
+    _plans.clear()
+
+
 def reading_line(rec: dict[str, Any]) -> str:
     """One line of protocol for a canonical reading record."""
     family = rec["family"]

@@ -80,3 +80,23 @@ def test_silence_scan_is_throttled_but_keeps_alert_time() -> None:
     assert len(out) == 1000
     # Stamped at last reading + limit, whenever the scan ran: the same alert id on replay.
     assert {c.ts for c in out} == {30 * s}
+
+
+def test_detector_scores_at_or_above_store_above_become_anomaly_lines() -> None:
+    eng = Engine(RulesConfig())
+    # A tag value with a space and a comma: the anomaly line escapes it like a reading line.
+    dev = "bin 1,a"
+    calm = [rec(dev, 600 * i, 0.3 + 0.01 * (i * 7 % 5)) for i in range(300)]
+    out = eng.process(calm)
+    before = [line for line in out.lines if line.startswith("anomalies,")]
+    spike = eng.process([rec(dev, 600 * 300, 0.95)])
+    lines = [line for line in spike.lines if line.startswith("anomalies,")]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        "anomalies,device_id=bin\\ 1\\,a,district=n,family=bin,metric=fill_ratio score="
+    )
+    assert lines[0].endswith(f",value=0.95 {600 * 300 * S}")
+    # A repeating 5-step series ties its record every few points (score 0.5): those ties are
+    # not stored (store_above 0.51); only the first scored points, against a record learnt
+    # from very few points, may be.
+    assert len(before) <= 2, before
