@@ -26,6 +26,7 @@ import contextlib
 import json
 import math
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -64,6 +65,50 @@ def memory_kib(pid: int) -> dict[str, int]:
             if key in ("VmRSS", "VmHWM"):
                 out[key] = int(value.split()[0])
     return out
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process (all its threads) in seconds; 0.0 once gone.
+
+    Example:
+        >>> cpu_seconds(os.getpid()) > 0.0
+        True
+    """
+    if pid is None:
+        return 0.0
+    try:
+        # Fields after the ")" that ends the command name: utime and stime are the 12th/13th.
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stack_pids(s: Settings) -> dict[str, int | None]:
+    """The pids of the local stack's servers (mosquitto, kafka, influxdb)."""
+    from citywatch.stack import services
+
+    return {svc.proc.name: svc.proc.pid() for svc in services(s)}
+
+
+def cpu_split(
+    before: dict[str, float], after: dict[str, float], readings: int, wall_s: float
+) -> dict[str, Any]:
+    """Where the CPU of a run went: seconds, µs per reading and cores, per process.
+
+    Example:
+        >>> out = cpu_split({"a": 1.0, "b": 0.0}, {"a": 3.0, "b": 1.0}, 1000, 2.0)
+        >>> out["us_per_reading"], out["cores"]["total"]
+        ({'a': 2000.0, 'b': 1000.0, 'total': 3000.0}, 1.5)
+    """
+    used = {k: max(0.0, after.get(k, 0.0) - before.get(k, 0.0)) for k in after}
+    used["total"] = sum(used.values())
+    return {
+        "cpu_s": used,
+        "us_per_reading": {k: v / readings * 1e6 if readings else 0.0 for k, v in used.items()},
+        "cores": {k: v / wall_s if wall_s else 0.0 for k, v in used.items()},
+        "wall_s": wall_s,
+    }
 
 
 @dataclass
@@ -344,6 +389,11 @@ def _run_once(
         idle = sampler.sample()
         dropped0 = pipe.metric("gateway", "citywatch_mqtt_broker_dropped")
         sampler.start()
+        # CPU of every process on the path, from the simulator's start to the end of the
+        # drain: which part the two shared cores actually go to.
+        pids = {**stack_pids(s), **{n: p.pid for n, p in pipe.procs.items()}}
+        cpu0 = {n: cpu_seconds(pid) for n, pid in pids.items()}
+        sim_cpu0 = _children_cpu()
         t_sim = time.monotonic()
         sim = subprocess.run(
             [
@@ -364,6 +414,7 @@ def _run_once(
             timeout=duration + 10 + 180,
         )
         sim_wall = time.monotonic() - t_sim
+        sim_cpu = _children_cpu() - sim_cpu0
         (workdir / "simulator.log").write_text(sim.stdout + sim.stderr)
         if sim.returncode != 0:
             raise RuntimeError(f"simulator failed: {sim.stderr[-2000:]}")
@@ -376,6 +427,10 @@ def _run_once(
             done = pipe.metric("processor", "citywatch_processor_records")
             quiet = quiet + 1 if done == last else 0
             last = done
+        cpu1 = {n: cpu_seconds(pid) for n, pid in pids.items()}
+        cpu1["simulator"], cpu0["simulator"] = sim_cpu, 0.0
+        # The drain polls once a second, and its last 3 polls were quiet.
+        busy_wall = time.monotonic() - t_sim - 3.0
         # Mosquitto publishes its drop counter every 10 s: wait for a report after the run.
         time.sleep(11)
         dropped = pipe.metric("gateway", "citywatch_mqtt_broker_dropped") - dropped0
@@ -413,10 +468,17 @@ def _run_once(
         "loss": loss,
         "broker_dropped": dropped,
         "memory": mem,
+        "cpu": cpu_split(cpu0, cpu1, acked, busy_wall),
         "series": [
             {"t": r["t"], "gateway": r["gateway"], "processor": r["processor"]} for r in samples
         ],
     }
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's finished, waited-for children (here: the simulator)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def main() -> None:

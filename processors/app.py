@@ -1,13 +1,13 @@
 """``citywatch process``: the consumer loop around the engine, at-least-once into InfluxDB.
 
-Loop: poll up to ``max_batch`` records (or ``batch_ms``) from ``citywatch.readings`` in the
-consumer group -> engine (rules, detectors, alerts) -> write the batch's lines to InfluxDB,
-retrying with backoff until confirmed -> publish alert events to ``citywatch.alerts``
-(acks=all) -> commit offsets. The write, publish and commit of one batch run while the engine
-works on the next (InfluxDB works on the other core meanwhile); at most one batch is in
-flight, so memory stays bounded and batches finish in order. A crash anywhere before the
-commit replays the batch: readings overwrite themselves in InfluxDB and alert ids are
-deterministic, so the replay adds nothing.
+Loop: poll up to ``max_batch`` records from ``citywatch.readings`` in the consumer group
+(waiting up to ``batch_ms`` for the first, then ``linger_ms`` for more) -> engine (rules,
+detectors, alerts) -> write the batch's lines to InfluxDB, retrying with backoff until confirmed
+-> publish alert events to ``citywatch.alerts`` (acks=all) -> commit offsets. The write, publish
+and commit of one batch run while the engine works on the next (InfluxDB works on the other core
+meanwhile); at most one batch is in flight, so memory stays bounded and batches finish in order.
+A crash anywhere before the commit replays the batch: readings overwrite themselves in InfluxDB
+and alert ids are deterministic, so the replay adds nothing.
 
 After a partition is assigned (start, restart, rebalance) the processor first replays up to
 ``warmup_s`` of that partition's recent past before the committed offset with all output
@@ -51,6 +51,7 @@ class _Warmup(ConsumerRebalanceListener):  # type: ignore[misc]
         self.proc = proc
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.proc.rebalances += 1
         # Finish (write + commit) the batch in flight while the partitions are still ours.
         with contextlib.suppress(Exception):
             await self.proc.settle()
@@ -58,6 +59,7 @@ class _Warmup(ConsumerRebalanceListener):  # type: ignore[misc]
             self.proc.warm_until.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.proc.rebalances += 1
         c = self.proc.consumer
         ps = self.proc.s.processor
         if not assigned:
@@ -100,6 +102,8 @@ class Processor:
         self.engine = Engine(self.cfg, _load_city(settings))
         self.sink = InfluxSink(settings)
         self.warm_until: dict[TopicPartition, int] = {}
+        # Rebalance callbacks so far: a poll that spans one keeps only what came after it.
+        self.rebalances = 0
         # Event-time watermark per partition, and how far each partition lags its log end:
         # time-based rules (silence) may only see the clock of the slowest lagging partition,
         # or a device on a partition not yet read would look silent.
@@ -150,6 +154,35 @@ class Processor:
             "rejected_lines": 0,
             "alert_events_skipped": 0,
         }
+
+    async def poll(self) -> dict[TopicPartition, list[Any]]:
+        """The next batch: up to ``batch_ms`` for a first record, then ``linger_ms`` more
+        (or until ``max_batch`` records) so that batches are not a trickle under light load."""
+        ps = self.s.processor
+        batch: dict[TopicPartition, list[Any]] = await self.consumer.getmany(
+            timeout_ms=ps.batch_ms, max_records=ps.max_batch
+        )
+        n = sum(map(len, batch.values()))
+        if not n or ps.linger_ms <= 0:
+            return batch
+        loop = asyncio.get_running_loop()
+        until = loop.time() + ps.linger_ms / 1000
+        seen = self.rebalances
+        while n < ps.max_batch:
+            left_ms = int((until - loop.time()) * 1000)
+            if left_ms <= 0:
+                break
+            more = await self.consumer.getmany(timeout_ms=left_ms, max_records=ps.max_batch - n)
+            if self.rebalances != seen:
+                # After a rebalance every partition restarts from its committed offset (or
+                # its warm-up start): what was polled before comes again; keep only the new.
+                batch, n, seen = more, sum(map(len, more.values())), self.rebalances
+                continue
+            for tp, msgs in more.items():
+                # Later polls continue each partition where the earlier ones stopped.
+                batch.setdefault(tp, []).extend(msgs)
+                n += len(msgs)
+        return batch
 
     async def _handle(self, batch: dict[TopicPartition, list[Any]], stop: asyncio.Event) -> None:
         out, offsets = await self._process(batch)
@@ -355,7 +388,6 @@ class Processor:
         return 1 if hw else 0
 
     async def run(self, stop: asyncio.Event) -> dict[str, int]:
-        ps = self.s.processor
         await self.producer.start()
         # Operators' commands first, so no lamp they switched off is judged "out" meanwhile.
         feed = CommandsFeed(self.s, self.engine.command)
@@ -371,9 +403,7 @@ class Processor:
         )
         try:
             while not stop.is_set():
-                batch = await self.consumer.getmany(
-                    timeout_ms=ps.batch_ms, max_records=ps.max_batch
-                )
+                batch = await self.poll()
                 if batch:
                     await self._handle(batch, stop)
                 else:
