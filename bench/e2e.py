@@ -340,30 +340,43 @@ def _start(span_s: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(t))
 
 
+def overloaded(attempt: dict[str, Any]) -> bool:
+    """Mosquitto dropped messages or readings it acknowledged are not in InfluxDB."""
+    return bool(attempt["broker_dropped"]) or bool(attempt["loss"].get("missing"))
+
+
 def run(
     s: Settings, *, devices: int, rate: float, duration: float, workdir: Path, seed: int = 11
 ) -> dict[str, Any]:
     """Offer ``rate`` readings/s from ``devices`` simulated devices for ``duration`` s.
 
-    If Mosquitto dropped messages meanwhile, the offer outran the gateway for longer than the
-    broker's queue lasts (``mqtt.max_queued_messages``; the ledger then shows the loss): the
-    run is repeated once at 0.8 x the end-to-end rate it sustained, and the overloaded
-    attempt's figures are kept under ``overloaded``.
+    An overloaded attempt (``overloaded``: the offer outran the gateway for longer than the
+    broker's queue lasts) is repeated at 1.25 x the end-to-end rate it managed, and once more
+    at 0.8 x that if it is still overloaded. Not at 0.8 x, as before 2026-12-04: overload
+    depresses what gets through (the broker spends its CPU on a long queue), so 0.8 x of it
+    reported 4,759/s where 10,440/s ran clean. Every attempt is kept under ``attempts``.
     """
-    first = _run_once(s, devices=devices, rate=rate, duration=duration, workdir=workdir, seed=seed)
-    if not first["broker_dropped"] or first["e2e_per_s"] <= 0:
-        return first
-    again = _run_once(
-        s,
-        devices=devices,
-        rate=0.8 * first["e2e_per_s"],
-        duration=duration,
-        workdir=workdir / "retry",
-        seed=seed + 1,
-    )
-    keep = ("offered_per_s", "offered_actual_per_s", "e2e_per_s", "broker_dropped", "loss")
-    again["overloaded"] = {k: first[k] for k in keep}
-    return again
+    attempts: list[dict[str, Any]] = []
+    offer = rate
+    for i in range(3):
+        attempt = _run_once(
+            s,
+            devices=devices,
+            rate=offer,
+            duration=duration,
+            workdir=workdir / f"attempt{i + 1}",
+            seed=seed + i,
+        )
+        attempts.append(attempt)
+        if not overloaded(attempt) or attempt["e2e_per_s"] <= 0:
+            break
+        offer = 1.25 * attempt["e2e_per_s"] if i == 0 else 0.8 * offer
+    keep = ("offered_per_s", "offered_actual_per_s", "e2e_per_s", "broker_dropped", "loss", "cpu")
+    last = attempts[-1]
+    last["attempts"] = [{k: a[k] for k in keep} for a in attempts]
+    if len(attempts) > 1:
+        last["overloaded"] = last["attempts"][0]  # the first, as reported before
+    return last
 
 
 def _run_once(
@@ -421,12 +434,21 @@ def _run_once(
         acked = Ledger.load(ledger_path(truth)).readings_acked
         # Drain: the processor has processed at least what Mosquitto acked and is quiet, or
         # is quiet for long (the broker dropped what it acked: the loss check says how much).
-        deadline, quiet, last = time.monotonic() + 300, 0, -1.0
-        while time.monotonic() < deadline and not ((quiet >= 3 and last >= acked) or quiet >= 20):
+        # Drain: the processor has processed at least what Mosquitto acked and neither that
+        # count nor the points InfluxDB confirmed moved for 3 s (records are counted before
+        # their batch is written), or nothing moved for long (the broker dropped what it
+        # acked: the loss check says how much).
+        deadline, quiet, last = time.monotonic() + 300, 0, (-1.0, -1.0)
+        while time.monotonic() < deadline and not (
+            (quiet >= 3 and last[0] >= acked) or quiet >= 20
+        ):
             time.sleep(1.0)
-            done = pipe.metric("processor", "citywatch_processor_records")
-            quiet = quiet + 1 if done == last else 0
-            last = done
+            now = (
+                pipe.metric("processor", "citywatch_processor_records"),
+                pipe.metric("processor", "citywatch_processor_points"),
+            )
+            quiet = quiet + 1 if now == last else 0
+            last = now
         cpu1 = {n: cpu_seconds(pid) for n, pid in pids.items()}
         cpu1["simulator"], cpu0["simulator"] = sim_cpu, 0.0
         # The drain polls once a second, and its last 3 polls were quiet.
@@ -442,6 +464,13 @@ def _run_once(
     proc_rate, proc_span = sustained_rate([(r["t"], r["processor"]) for r in samples])
     gw_rate, gw_span = sustained_rate([(r["t"], r["gateway"]) for r in samples])
     loss = influx_loss(s, ledger_path(truth))
+    for _ in range(3):
+        # A 2026-12-04 run showed 887 missing that were all in InfluxDB a minute later: look
+        # again before reporting a loss (a real one stays).
+        if not loss["missing"]:
+            break
+        time.sleep(10.0)
+        loss = {**influx_loss(s, ledger_path(truth)), "earlier_missing": loss["missing"]}
     mem = {}
     for name in ("gateway", "processor"):
         peak = max([r.get(f"{name}_rss_kib", 0.0) for r in samples] + [0.0])

@@ -185,14 +185,22 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"{_n(_get(e, 'loss.acked'))} acked, {_n(_get(e, 'loss.missing'))} missing; "
             f"broker dropped {_n(e.get('broker_dropped'))}",
         )
-        if "overloaded" in e:
-            o = e["overloaded"]
+        for i, o in enumerate(e.get("attempts", [])[:-1]):
             add(
-                "  first attempt (overloaded)",
-                f"offered {_n(o.get('offered_actual_per_s'))}/s",
+                f"  attempt {i + 1} (overloaded)",
+                f"offered {_n(o.get('offered_actual_per_s'))}/s, through "
+                f"{_n(o.get('e2e_per_s'))}/s",
                 f"broker dropped {_n(o.get('broker_dropped'))}, "
                 f"{_n(_get(o, 'loss.missing'))} missing: Mosquitto's queue overflowed; "
-                "repeated at 0.8 × its end-to-end rate",
+                + ("next at 1.25 × its end-to-end rate" if i == 0 else "next at 0.8 × its offer"),
+            )
+        cpu = e.get("cpu") or {}
+        if cpu.get("us_per_reading"):
+            per = cpu["us_per_reading"]
+            add(
+                "  CPU per reading (µs), by process",
+                f"{_n(per.get('total'))} µs in all, {_n(_get(cpu, 'cores.total'), ' cores', 2)}",
+                ", ".join(f"{k} {_n(v)}" for k, v in per.items() if k != "total"),
             )
     if "latency" in r:
         lat = r["latency"]
