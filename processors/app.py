@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from citywatch.kafkautil import client_kwargs
@@ -190,19 +190,35 @@ class Processor:
         self._inflight = asyncio.create_task(self._finish(out, offsets, stop))
 
     async def settle(self) -> None:
-        """Wait until the batch in flight is written and committed (its error is raised)."""
-        task, self._inflight = self._inflight, None
-        if task is not None:
+        """Wait until the batch in flight is written and committed (its error is raised).
+
+        Cleared only once done: the revocation callback must wait for a commit that the main
+        loop is already waiting for (it used to find nothing in flight and let the
+        revocation go ahead, and the commit then failed on a partition no longer assigned).
+        """
+        task = self._inflight
+        if task is None:
+            return
+        try:
             await task
+        finally:
+            if self._inflight is task:
+                self._inflight = None
 
     async def _finish(
         self, out: Output, offsets: dict[TopicPartition, int], stop: asyncio.Event
     ) -> None:
         await self._emit(out, stop)
-        if offsets:
+        # Partitions revoked since this batch was polled are someone else's now: they replay
+        # it from the last commit (committing them raises IllegalStateError).
+        owned = self.consumer.assignment()
+        mine = {tp: off for tp, off in offsets.items() if tp in owned}
+        if len(mine) < len(offsets):
+            self.stats["commit_failed"] += 1
+        if mine:
             try:
-                await self.consumer.commit(offsets)
-            except CommitFailedError as exc:
+                await self.consumer.commit(mine)
+            except (CommitFailedError, IllegalStateError) as exc:
                 # The group rebalanced meanwhile (e.g. Kafka stalled past the session
                 # timeout): whoever owns these partitions now replays from the last commit,
                 # and the replay only rewrites the same points and alert ids.
