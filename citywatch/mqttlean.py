@@ -398,3 +398,22 @@ class LeanSubscriber(LeanConnection):
     @property
     def paused(self) -> bool:
         return self._paused
+
+    async def nap(self, seconds: float) -> None:
+        """Leave the socket unread for ``seconds`` (unless flow control has paused it).
+
+        Under light load every packet otherwise wakes the loop on its own; after a nap one
+        read takes whatever arrived meanwhile. The broker holds nothing back: it only sees
+        its writes wait in the socket buffer.
+        """
+        proto = self._proto
+        transport = proto.transport if proto is not None else None
+        if self._paused or transport is None:
+            await asyncio.sleep(seconds)
+            return
+        transport.pause_reading()
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            if not self._paused and not transport.is_closing():
+                transport.resume_reading()

@@ -114,6 +114,10 @@ class GatewaySettings(BaseModel):
     max_payload_bytes: int = 65536
     late_after_s: float = 3600.0
     linger_ms: int = 10
+    # Light load (fewer than nap_below messages per wake-up): leave the MQTT socket unread
+    # for nap_ms, so one read takes what arrived meanwhile instead of a wake-up per packet.
+    nap_ms: float = Field(default=5.0, ge=0)
+    nap_below: int = 64
     max_batch_bytes: int = 512 * 1024
     compression: str = "lz4"
     request_timeout_ms: int = 10000

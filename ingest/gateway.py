@@ -276,12 +276,18 @@ class Gateway:
     # -- loops -----------------------------------------------------------------------
     async def _work(self) -> None:
         inbox = self.inbox
+        nap_s = self.s.gateway.nap_ms / 1000
         while True:
             self._handle(await inbox.get())
             # Take what is already queued without a suspension per message; yield now and
             # then so the socket, timers and Kafka acks keep flowing.
-            for _ in range(min(inbox.qsize(), 500)):
+            n = min(inbox.qsize(), 500)
+            for _ in range(n):
                 self._handle(inbox.get_nowait())
+            if nap_s > 0 and n < self.s.gateway.nap_below:
+                # Light load: a wake-up per packet or two. Let packets gather in the socket
+                # for a moment (acks wait as long; the broker's window is thousands).
+                await self.mqtt.nap(nap_s)
 
     def _handle(self, item: Inbound) -> None:
         if self.mqtt.paused and self.inbox.qsize() <= self.low:
