@@ -192,7 +192,11 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"{_n(o.get('e2e_per_s'))}/s",
                 f"broker dropped {_n(o.get('broker_dropped'))}, "
                 f"{_n(_get(o, 'loss.missing'))} missing: Mosquitto's queue overflowed; "
-                + ("next at 0.9 × its offer" if i == 0 else "next at 0.8 × its offer"),
+                + (
+                    "next at 1.2 × what got through (≤ 0.9 × its offer)"
+                    if i == 0
+                    else "next at 0.8 × its offer"
+                ),
             )
         cpu = e.get("cpu") or {}
         if cpu.get("us_per_reading"):
