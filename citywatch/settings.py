@@ -110,7 +110,10 @@ class GatewaySettings(BaseModel):
     session_expiry_s: int = 7 * 24 * 3600
     # MQTT 5 Receive Maximum: how many unacked QoS 1 messages the broker may have in flight to us.
     receive_maximum: int = 4000
-    queue_max: int = 8000  # decoded-but-unstored messages before the socket is paused
+    # Messages held (queued, or sent and awaiting Kafka's ack) before the socket is paused;
+    # reading resumes at half. Enforced by the gateway: Mosquitto 2.0.11 overshoots the
+    # Receive Maximum above once acks flow (Gateway.held).
+    queue_max: int = 8000
     max_payload_bytes: int = 65536
     late_after_s: float = 3600.0
     linger_ms: int = 10
