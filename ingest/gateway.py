@@ -121,7 +121,7 @@ class Gateway:
         Mosquitto 2.0.11 (Debian 12) does not keep to it once acknowledgements flow (measured:
         722 unacknowledged with a Receive Maximum of 20; 91,000 in the gateway at 12,500
         readings/s with 4,000, +150 MiB RSS), so a backlog would collect in the gateway's memory
-        instead of the broker's queue.
+        instead of the broker's queue. tests/integration/test_broker_receive_maximum.py pins it.
         """
         return self.inbox.qsize() + len(self._pending)
 
