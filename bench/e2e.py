@@ -346,6 +346,13 @@ def overloaded(attempt: dict[str, Any]) -> bool:
     return bool(attempt["broker_dropped"]) or bool(attempt["loss"].get("missing"))
 
 
+# The end-to-end search after an overloaded attempt (next_offer, run); the harness table
+# states them.
+RETRY_THROUGH = 1.2  # x what got through
+RETRY_CAP = 0.9  # x what the simulator managed
+RETRY_AGAIN = 0.8  # x the previous offer, from the third attempt on
+
+
 def next_offer(attempt: dict[str, Any]) -> float:
     """The offer after an overloaded attempt: a little above what got through, and below what
     the simulator managed (the machine's cores are shared by all of it).
@@ -356,7 +363,9 @@ def next_offer(attempt: dict[str, Any]) -> float:
         >>> next_offer({"e2e_per_s": 9_000.0, "offered_actual_per_s": 10_000.0})
         9000.0
     """
-    return float(min(1.2 * attempt["e2e_per_s"], 0.9 * attempt["offered_actual_per_s"]))
+    return float(
+        min(RETRY_THROUGH * attempt["e2e_per_s"], RETRY_CAP * attempt["offered_actual_per_s"])
+    )
 
 
 def run(
@@ -365,11 +374,11 @@ def run(
     """Offer ``rate`` readings/s from ``devices`` simulated devices for ``duration`` s.
 
     An overloaded attempt (``overloaded``: the offer outran the gateway for longer than the
-    broker's queue lasts) is repeated at 1.2 x what got through, but at most 0.9 x what the
-    simulator managed meanwhile; once more at 0.8 x that if it is still overloaded. Every
-    attempt starts on an emptied broker (``Mosquitto.restart_empty``): on 2026-12-04 the
-    third attempt began with the second one's full session queue, and Mosquitto spent
-    69 us per reading on it. Every attempt is kept under ``attempts``.
+    broker's queue lasts) is repeated at ``next_offer``; once more at ``RETRY_AGAIN`` x that
+    if it is still overloaded. Every attempt starts on an emptied broker
+    (``Mosquitto.restart_empty``), so none inherits an earlier one's queues or drop count: on
+    2026-12-04 a third attempt reported more drops than it had readings, and Mosquitto spent
+    69 us per reading. Every attempt is kept under ``attempts``.
     """
     attempts: list[dict[str, Any]] = []
     offer = rate
@@ -385,7 +394,7 @@ def run(
         attempts.append(attempt)
         if not overloaded(attempt) or attempt["e2e_per_s"] <= 0:
             break
-        offer = next_offer(attempt) if i == 0 else 0.8 * offer
+        offer = next_offer(attempt) if i == 0 else RETRY_AGAIN * offer
     keep = ("offered_per_s", "offered_actual_per_s", "e2e_per_s", "broker_dropped", "loss", "cpu")
     last = attempts[-1]
     last["attempts"] = [{k: a[k] for k in keep} for a in attempts]

@@ -166,6 +166,8 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             "≥ 50,000/s)",
         )
     if "e2e" in r:
+        from bench import e2e  # its retry factors; imported here, as the phases are
+
         e = r["e2e"]
         add(
             f"end to end, simulator → InfluxDB ({_n(e.get('devices'))} devices)",
@@ -193,9 +195,10 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"broker dropped {_n(o.get('broker_dropped'))}, "
                 f"{_n(_get(o, 'loss.missing'))} missing: Mosquitto's queue overflowed; "
                 + (
-                    "next at 1.2 × what got through (≤ 0.9 × its offer)"
+                    f"next at {e2e.RETRY_THROUGH} × what got through "
+                    f"(≤ {e2e.RETRY_CAP} × its offer)"
                     if i == 0
-                    else "next at 0.8 × its offer"
+                    else f"next at {e2e.RETRY_AGAIN} × its offer"
                 ),
             )
         cpu = e.get("cpu") or {}
