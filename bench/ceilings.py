@@ -41,6 +41,7 @@ from bench.gateway import _last_json, _spawn
 from bench.processor import raw_consume, records
 from citywatch import credentials
 from citywatch.kafkautil import client_kwargs, java_client_properties
+from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings
 
 SCRATCH_DB = "citywatch_bench"
@@ -69,11 +70,10 @@ async def subscribe_lean(n: int, prefix: str, qos: int, timeout_s: float) -> dic
             done.set()
 
     sub = LeanSubscriber(
-        s.mqtt.host,
-        s.mqtt.port,
-        f"bench-sub-{time.time_ns()}",
-        "gateway",
-        credentials.password(s, "gateway"),
+        **mqtt_kwargs(s, "gateway"),
+        client_id=f"bench-sub-{time.time_ns()}",
+        username="gateway",
+        password=credentials.password(s, "gateway"),
         on_message=on_message,
         clean_start=True,
         receive_maximum=s.gateway.receive_maximum,
@@ -95,11 +95,10 @@ async def publish_qos0(n: int, prefix: str, devices: int = 1000) -> dict[str, fl
 
     s = Settings()
     pub = FastPublisher(
-        s.mqtt.host,
-        s.mqtt.port,
-        f"bench-pub0-{time.time_ns()}",
-        "simulator",
-        credentials.password(s, "simulator"),
+        **mqtt_kwargs(s, "simulator"),
+        client_id=f"bench-pub0-{time.time_ns()}",
+        username="simulator",
+        password=credentials.password(s, "simulator"),
         on_ack=lambda _t, _ok: None,
     )
     await pub.connect()

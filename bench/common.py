@@ -21,6 +21,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from citywatch import credentials
+from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings
 from ingest.simulator.mqttpub import FastPublisher
 
@@ -66,11 +67,10 @@ async def bench_publisher(name: str, window: int) -> tuple[FastPublisher, AckCou
     s = Settings()
     acks = AckCount()
     pub = FastPublisher(
-        s.mqtt.host,
-        s.mqtt.port,
-        f"{name}-{time.time_ns()}",
-        "simulator",
-        credentials.password(s, "simulator"),
+        **mqtt_kwargs(s, "simulator"),
+        client_id=f"{name}-{time.time_ns()}",
+        username="simulator",
+        password=credentials.password(s, "simulator"),
         on_ack=acks,
         window=window,
     )

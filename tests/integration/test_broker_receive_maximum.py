@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from citywatch import credentials
 from citywatch.mqttlean import LeanSubscriber
+from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings
+from citywatch.stack.mosquitto import Mosquitto
+
+from .test_broker_drops import _client
 
 pytestmark = pytest.mark.integration
 
@@ -33,23 +35,17 @@ async def test_mosquitto_overshoots_the_receive_maximum_once_acks_flow(
         most = max(most, len(held))
 
     sub = LeanSubscriber(
-        s.mqtt.host,
-        s.mqtt.port,
-        f"rm-sub-{rid}",
-        "gateway",
-        credentials.password(s, "gateway"),
+        **mqtt_kwargs(s, "gateway"),
+        client_id=f"rm-sub-{rid}",
+        username="gateway",
+        password=credentials.password(s, "gateway"),
         on_message=on_message,
         clean_start=True,
         receive_maximum=RECEIVE_MAXIMUM,
     )
     await sub.connect()
     await sub.subscribe([(topic, 1)])
-    pub = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"rm-pub-{rid}", protocol=MQTTProtocolVersion.MQTTv5
-    )
-    pub.username_pw_set("simulator", credentials.password(s, "simulator"))
-    pub.connect(s.mqtt.host, s.mqtt.port)
-    pub.loop_start()
+    pub = _client(Mosquitto(s), "simulator", f"rm-pub-{rid}", clean=True)
     try:
         n = 3000
         for _ in range(n):
