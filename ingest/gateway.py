@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import signal
 import time
@@ -77,6 +76,7 @@ class Gateway:
         g = settings.gateway
         self.instance = instance or g.instance
         self.metrics = GatewayMetrics()
+        self.metrics.inflight = lambda: len(self._pending)
         self.broker = BrokerHealth(self.metrics.registry)
         self.registry = DeviceRegistry.load(g.device_registry)
         # security.unknown_devices: accept (and remember) or dead-letter unregistered ids.
@@ -89,6 +89,9 @@ class Gateway:
         self.inbox: asyncio.Queue[Inbound] = asyncio.Queue()
         self.high, self.low = g.queue_max, g.queue_max // 2
         self._pending: dict[int, _Pending] = {}
+        # Kafka batch future -> keys of the messages waiting for it: one done-callback per
+        # batch rather than one per message (each is a loop handle when the batch completes).
+        self._waiting: dict[asyncio.Future[object], list[int]] = {}
         self._next = 0
         self._kafka_ready = asyncio.Event()
         self._kafka_task: asyncio.Task[None] | None = None
@@ -139,14 +142,16 @@ class Gateway:
         futs, family, n = self._send_records(item)
         # Records of one message usually share a batch, hence one future: count each once.
         futs = list(dict.fromkeys(futs))
-        pend = _Pending(item, len(futs), family, n)
         key = self._next
         self._next += 1
-        self._pending[key] = pend
-        self.metrics.inflight.inc()
-        done = functools.partial(self._record_done, key)
+        self._pending[key] = _Pending(item, len(futs), family, n)
+        waiting = self._waiting
         for fut in futs:
-            fut.add_done_callback(done)
+            keys = waiting.get(fut)
+            if keys is None:
+                keys = waiting[fut] = []
+                fut.add_done_callback(self._batch_done)
+            keys.append(key)
 
     def _send_records(self, item: Inbound) -> tuple[list[asyncio.Future[object]], str, int]:
         """Send a message's readings and rejects: their futures, family and reading count."""
@@ -171,9 +176,7 @@ class Gateway:
                     reading.circuit_id, reading.cabinet_id = known
             futs.append(self.sink.send_reading(reading))
         for rej in res.rejects:
-            futs.append(
-                self.sink.send_deadletter(item.payload, topic, rej.reason, rej.detail, rat)
-            )
+            futs.append(self.sink.send_deadletter(item.payload, topic, rej.reason, rej.detail, rat))
             self.metrics.dead(rej.reason)
             self.stats["dead"] += 1
         family = ""
@@ -199,6 +202,10 @@ class Gateway:
         _, district, family, device_id, _ = parts
         return [self.sink.send_presence(device_id, family, district, status, item.received_at_ns)]
 
+    def _batch_done(self, fut: asyncio.Future[object]) -> None:
+        for key in self._waiting.pop(fut, ()):
+            self._record_done(key, fut)
+
     def _record_done(self, key: int, fut: asyncio.Future[object]) -> None:
         pend = self._pending.get(key)
         if pend is None:
@@ -209,7 +216,6 @@ class Gateway:
         if pend.remaining > 0:
             return
         del self._pending[key]
-        self.metrics.inflight.dec()
         self._maybe_resume()  # a Kafka ack may be what the paused socket waits for
         if pend.failed:
             # Kafka did not take it: keep it on disk, ack after fsync, forward later.
@@ -217,7 +223,7 @@ class Gateway:
             self._spool(pend.item)
             return
         self._ack(pend.item)
-        self.metrics.produce_latency.observe(time.monotonic() - pend.t0)
+        self.metrics.produce_latency(time.monotonic() - pend.t0)
         if pend.readings:
             self.stats["readings"] += pend.readings
             self.metrics.forwarded(pend.family, pend.readings)
@@ -308,7 +314,7 @@ class Gateway:
     def _handle(self, item: Inbound) -> None:
         self._maybe_resume()
         self.stats["messages"] += 1
-        self.metrics.messages.inc()
+        self.metrics.messages += 1
         if self.mode is Mode.SPOOL or not self._kafka_ready.is_set():
             self._spool(item)
             return
@@ -331,8 +337,8 @@ class Gateway:
         # Whatever the old producer still holds may never be acknowledged: spool it now
         # (a late ack of the same records only makes duplicates, which are merged downstream).
         stranded, self._pending = self._pending, {}
+        self._waiting.clear()  # the old producer's futures may never complete
         for pend in stranded.values():
-            self.metrics.inflight.dec()
             self._spool(pend.item)
         old = self.sink
         self.sink = KafkaSink(self.s, client_id=f"citywatch-{self.instance}")
