@@ -72,8 +72,6 @@ async def subscribe_lean(n: int, prefix: str, qos: int, timeout_s: float) -> dic
     sub = LeanSubscriber(
         **mqtt_kwargs(s, "gateway"),
         client_id=f"bench-sub-{time.time_ns()}",
-        username="gateway",
-        password=credentials.password(s, "gateway"),
         on_message=on_message,
         clean_start=True,
         receive_maximum=s.gateway.receive_maximum,
@@ -97,8 +95,6 @@ async def publish_qos0(n: int, prefix: str, devices: int = 1000) -> dict[str, fl
     pub = FastPublisher(
         **mqtt_kwargs(s, "simulator"),
         client_id=f"bench-pub0-{time.time_ns()}",
-        username="simulator",
-        password=credentials.password(s, "simulator"),
         on_ack=lambda _t, _ok: None,
     )
     await pub.connect()

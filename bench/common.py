@@ -69,8 +69,6 @@ async def bench_publisher(name: str, window: int) -> tuple[FastPublisher, AckCou
     pub = FastPublisher(
         **mqtt_kwargs(s, "simulator"),
         client_id=f"{name}-{time.time_ns()}",
-        username="simulator",
-        password=credentials.password(s, "simulator"),
         on_ack=acks,
         window=window,
     )

@@ -40,7 +40,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 from paho.mqtt.client import MQTTMessage
 
-from citywatch import credentials
 from citywatch.kafkautil import client_kwargs
 from citywatch.mqtt import AsyncMqtt
 from citywatch.security.endpoint import mqtt_kwargs
@@ -450,8 +449,6 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> Downli
     mq = AsyncMqtt(
         **mqtt_kwargs(settings, cfg.mqtt_user),
         client_id=f"citywatch-downlink-{cfg.instance}",
-        username=cfg.mqtt_user,
-        password=credentials.password(settings, cfg.mqtt_user),
         keepalive_s=settings.mqtt.keepalive_s,
         on_message=dl.on_ack,
     )

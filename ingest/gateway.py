@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 
-from citywatch import credentials
 from citywatch.mqttlean import LeanSubscriber
 from citywatch.security.devices import DevicePolicy
 from citywatch.security.endpoint import mqtt_kwargs
@@ -98,8 +97,6 @@ class Gateway:
         self.mqtt = LeanSubscriber(
             **mqtt_kwargs(settings, "gateway"),
             client_id=f"citywatch-{self.instance}",
-            username="gateway",
-            password=credentials.password(settings, "gateway"),
             on_message=self._on_message,
             clean_start=False,  # persistent session: the broker keeps what we did not ack
             session_expiry_s=g.session_expiry_s,

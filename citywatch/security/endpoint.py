@@ -17,6 +17,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
+from citywatch import credentials
 from citywatch.settings import Settings
 
 
@@ -32,7 +33,13 @@ def mqtt_endpoint(s: Settings, role: str) -> tuple[str, int, ssl.SSLContext | No
 
 
 def mqtt_kwargs(s: Settings, role: str) -> dict[str, Any]:
-    """``host``/``port``/``tls`` keyword arguments for AsyncMqtt, LeanSubscriber and
-    FastPublisher."""
+    """``host``/``port``/``tls`` and the role's login (MQTT username = role, its generated
+    password) as keyword arguments for AsyncMqtt, LeanSubscriber and FastPublisher."""
     host, port, tls = mqtt_endpoint(s, role)
-    return {"host": host, "port": port, "tls": tls}
+    return {
+        "host": host,
+        "port": port,
+        "tls": tls,
+        "username": role,
+        "password": credentials.password(s, role),
+    }

@@ -28,7 +28,6 @@ from typing import Any
 import orjson
 from paho.mqtt.client import MQTTMessage
 
-from citywatch import credentials
 from citywatch.mqtt import AsyncMqtt
 from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings
@@ -56,8 +55,6 @@ class SimDownlink:
         self.mqtt = AsyncMqtt(
             **mqtt_kwargs(settings, "simulator"),
             client_id=client_id or f"citywatch-sim-downlink-{sim.cfg.seed}-{os.getpid()}",
-            username="simulator",
-            password=credentials.password(settings, "simulator"),
             on_message=self._on_message,
         )
 

@@ -26,7 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from citywatch.credentials import password
 from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings
 from ingest.simulator.engine import Simulation
@@ -59,8 +58,6 @@ class PahoClient:
         self.mqtt = AsyncMqtt(
             **mqtt_kwargs(settings, "simulator"),
             client_id=client_id,
-            username="simulator",
-            password=password(settings, "simulator"),
             max_inflight=0,
         )
         self.on_ack, self.window = on_ack, window
@@ -170,8 +167,6 @@ async def publish(
         pub = FastPublisher(
             **mqtt_kwargs(settings, "simulator"),
             client_id=client_id,
-            username="simulator",
-            password=password(settings, "simulator"),
             on_ack=on_ack,
             window=window,
         )

@@ -18,7 +18,6 @@ from typing import Any
 
 import orjson
 
-from citywatch import credentials
 from citywatch.mqtt import AsyncMqtt
 from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings
@@ -44,8 +43,6 @@ class MqttChannel:
         self.client = AsyncMqtt(
             **mqtt_kwargs(s, "notifier"),
             client_id=f"citywatch-notifier-{s.notifier.instance}",
-            username="notifier",
-            password=credentials.password(s, "notifier"),
             keepalive_s=s.mqtt.keepalive_s,
         )
         self._connector: asyncio.Task[None] | None = None

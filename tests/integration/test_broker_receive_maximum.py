@@ -8,7 +8,6 @@ import asyncio
 
 import pytest
 
-from citywatch import credentials
 from citywatch.mqttlean import LeanSubscriber
 from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings
@@ -37,8 +36,6 @@ async def test_mosquitto_overshoots_the_receive_maximum_once_acks_flow(
     sub = LeanSubscriber(
         **mqtt_kwargs(s, "gateway"),
         client_id=f"rm-sub-{rid}",
-        username="gateway",
-        password=credentials.password(s, "gateway"),
         on_message=on_message,
         clean_start=True,
         receive_maximum=RECEIVE_MAXIMUM,
