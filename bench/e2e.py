@@ -274,9 +274,7 @@ class Sampler(threading.Thread):
         self.join(10)
 
 
-def sustained_rate(
-    series: list[tuple[float, float]], floor: float = 0.05
-) -> tuple[float, float]:
+def sustained_rate(series: list[tuple[float, float]], floor: float = 0.05) -> tuple[float, float]:
     """(rate, span_s) of a cumulative counter over its busy span.
 
     Busy samples are those whose growth exceeds ``floor`` x the largest growth, so a trickle

@@ -73,9 +73,7 @@ def gateways(s: Settings, n: int, count: int, workdir: Path) -> dict[str, float]
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        series = _follow(
-            lambda: sum(asyncio.run(end_offsets(s, topic)).values()), n, 600
-        )
+        series = _follow(lambda: sum(asyncio.run(end_offsets(s, topic)).values()), n, 600)
         _, err = pub.communicate(timeout=120)
         if pub.returncode != 0:
             raise RuntimeError(f"publisher failed: {err.decode()[-1500:]}")

@@ -187,7 +187,9 @@ class Receiver:
                 target=str(order["target"]),
                 order_id=int(order["id"]),
                 signed=verify_signature(
-                    self.secret, str(headers.get("X-Citywatch-Timestamp", "")), raw,
+                    self.secret,
+                    str(headers.get("X-Citywatch-Timestamp", "")),
+                    raw,
                     str(headers.get("X-Citywatch-Signature", "")),
                 ),
             )
@@ -419,9 +421,7 @@ class Chaos:
 
     # -- measuring --------------------------------------------------------------------
     def stored_seqs(self, rid: str) -> tuple[set[int], int]:
-        rows = influxql.rows(
-            self.s, f"SELECT \"seq\" FROM \"bin\" WHERE \"device_id\" =~ /^bin-{rid}-/"
-        )
+        rows = influxql.rows(self.s, f'SELECT "seq" FROM "bin" WHERE "device_id" =~ /^bin-{rid}-/')
         seqs = [int(r[1]) for r in rows if r[1] is not None]
         return set(seqs), len(seqs)
 
@@ -576,8 +576,7 @@ def format_matrix(results: list[CaseResult]) -> str:
     )
     if notify:
         head += (
-            f" {'alerts':>6} {'notif lost':>10} {'notif dup':>9} {'resent':>6} "
-            f"{'notif rec s':>11}"
+            f" {'alerts':>6} {'notif lost':>10} {'notif dup':>9} {'resent':>6} {'notif rec s':>11}"
         )
     head += "  max RSS MB gw/proc" + ("/notif" if notify else "")
     lines = [head, "-" * len(head)]
@@ -616,13 +615,16 @@ def run_matrix(
         chaos.up()
         for component, fault in cases:
             log(f"case {component} {fault} ...")
-            r = chaos.run_case(component, fault, rate=rate, stall_s=stall_s,
-                               notify=True if notify_all else None)
+            r = chaos.run_case(
+                component, fault, rate=rate, stall_s=stall_s, notify=True if notify_all else None
+            )
             log(f"  -> lost {r.lost} of {r.acked}, recovery {r.recovery_s}s {r.note}")
             if "notifier" in r.max_rss_mb:
-                log(f"  -> notifications: {r.notified} of {r.alerts} alerts, {r.notif_lost} "
+                log(
+                    f"  -> notifications: {r.notified} of {r.alerts} alerts, {r.notif_lost} "
                     f"lost, {r.notif_dups} dup, {r.notif_resent} resent, recovery "
-                    f"{r.notif_recovery_s}s")
+                    f"{r.notif_recovery_s}s"
+                )
             results.append(r)
     finally:
         chaos.down()
@@ -661,10 +663,16 @@ def chaos_command(
     from citywatch.settings import get_settings
 
     results = run_matrix(
-        get_settings(), parse_cases(cases), stall_s=stall_s, rate=rate, out=out,
+        get_settings(),
+        parse_cases(cases),
+        stall_s=stall_s,
+        rate=rate,
+        out=out,
         notify_all=notify_all,
     )
     print(format_matrix(results))
-    if any(r.lost or r.dup_influx or r.alert_dups or r.notif_lost or r.notif_dups
-           or r.notif_bad for r in results):
+    if any(
+        r.lost or r.dup_influx or r.alert_dups or r.notif_lost or r.notif_dups or r.notif_bad
+        for r in results
+    ):
         raise typer.Exit(1)

@@ -53,8 +53,10 @@ def java_client_properties(s: Settings) -> str:
     Holds the password when ``sasl``: write it to a 0600 file, never pass it on a command line.
     """
     kw = client_kwargs(s)
-    lines = [f"bootstrap.servers={kw['bootstrap_servers']}",
-             f"security.protocol={kw['security_protocol']}"]
+    lines = [
+        f"bootstrap.servers={kw['bootstrap_servers']}",
+        f"security.protocol={kw['security_protocol']}",
+    ]
     if s.kafka.sasl:
         lines += [
             f"sasl.mechanism={SCRAM_MECHANISM}",

@@ -192,8 +192,9 @@ async def dismiss_suggestion(
 @router.get("/live.js", include_in_schema=False)
 async def live_js() -> FileResponse:
     """The live page's command panel (include with ``<script src="/commands/live.js">``)."""
-    return FileResponse(Path(__file__).parent / "live" / "commands.js",
-                        media_type="text/javascript")
+    return FileResponse(
+        Path(__file__).parent / "live" / "commands.js", media_type="text/javascript"
+    )
 
 
 @router.get("/{cmd_id}", response_model=CommandDetail)

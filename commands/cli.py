@@ -53,8 +53,16 @@ def _issuer(name: str | None, crew: bool, districts: list[str]) -> Issuer:
     return Issuer(name or f"cli:{getpass.getuser()}", "supervisor", frozenset())
 
 
-def _params(kind: str, state: str | None, level: int | None, on: str | None, off: str | None,
-            dim: str | None, duration: int | None, extra: list[str]) -> dict[str, Any]:
+def _params(
+    kind: str,
+    state: str | None,
+    level: int | None,
+    on: str | None,
+    off: str | None,
+    dim: str | None,
+    duration: int | None,
+    extra: list[str],
+) -> dict[str, Any]:
     p: dict[str, Any] = {}
     if state is not None:
         p["state"] = state
@@ -83,10 +91,19 @@ def _params(kind: str, state: str | None, level: int | None, on: str | None, off
     return p
 
 
-def _target(device: str | None, circuit: str | None, cabinet: str | None,
-            district: str | None) -> tuple[str, str]:
-    given = [(t, v) for t, v in (("device", device), ("circuit", circuit),
-                                 ("cabinet", cabinet), ("district", district)) if v]
+def _target(
+    device: str | None, circuit: str | None, cabinet: str | None, district: str | None
+) -> tuple[str, str]:
+    given = [
+        (t, v)
+        for t, v in (
+            ("device", device),
+            ("circuit", circuit),
+            ("cabinet", cabinet),
+            ("district", district),
+        )
+        if v
+    ]
     if len(given) != 1:
         raise typer.BadParameter("give exactly one of --device, --circuit, --cabinet, --district")
     return given[0]
@@ -103,8 +120,11 @@ async def _submit(s: Settings, store: Store, issuer: Issuer, req: CommandRequest
 
 def _fail(exc: Exception) -> None:
     code = getattr(exc, "status", 2)
-    console.print(f"[red]refused ({code})[/red]: {exc}" if isinstance(exc, Refused)
-                  else f"[red]error[/red]: {exc}")
+    console.print(
+        f"[red]refused ({code})[/red]: {exc}"
+        if isinstance(exc, Refused)
+        else f"[red]error[/red]: {exc}"
+    )
     raise typer.Exit(1)
 
 
@@ -184,8 +204,16 @@ def list_(
     store = Store(db_url(get_settings()))
     t = Table("id", "created", "issuer", "kind", "params", "target", "state", "detail")
     for c in store.list_commands(state=state, target=target, district=district, limit=limit):
-        t.add_row(c.id, _when(c.created_at), c.issuer, c.kind, json.dumps(c.params),
-                  f"{c.target_type} {c.target}", c.state, c.detail)
+        t.add_row(
+            c.id,
+            _when(c.created_at),
+            c.issuer,
+            c.kind,
+            json.dumps(c.params),
+            f"{c.target_type} {c.target}",
+            c.state,
+            c.detail,
+        )
     console.print(t)
 
 
@@ -204,8 +232,15 @@ def show(cmd_id: str = typer.Argument(..., help="command id")) -> None:
     )
     t = Table("device", "state", "attempts", "sent", "acked", "done", "detail")
     for d in store.deliveries(cmd_id):
-        t.add_row(d.device_id, d.state, str(d.attempts), _when(d.sent_at), _when(d.acked_at),
-                  _when(d.done_at), d.detail)
+        t.add_row(
+            d.device_id,
+            d.state,
+            str(d.attempts),
+            _when(d.sent_at),
+            _when(d.acked_at),
+            _when(d.done_at),
+            d.detail,
+        )
     console.print(t)
     a = Table("time", "actor", "action", "detail")
     for e in store.audit(cmd_id):
@@ -214,14 +249,22 @@ def show(cmd_id: str = typer.Argument(..., help="command id")) -> None:
 
 
 @app.command()
-def suggestions(state: str = typer.Option("pending", help="pending|confirmed|dismissed|obsolete")
-                ) -> None:
+def suggestions(
+    state: str = typer.Option("pending", help="pending|confirmed|dismissed|obsolete"),
+) -> None:
     """Commands suggested by alerts, waiting for a person to confirm them."""
     store = Store(db_url(get_settings()))
     t = Table("alert", "raised", "kind", "district", "suggestion", "state", "command")
     for g in store.suggestions(state=state):
-        t.add_row(g.alert_id, _when(g.raised_at), g.alert_kind, g.district, g.text, g.state,
-                  g.cmd_id or "-")
+        t.add_row(
+            g.alert_id,
+            _when(g.raised_at),
+            g.alert_kind,
+            g.district,
+            g.text,
+            g.state,
+            g.cmd_id or "-",
+        )
     console.print(t)
 
 

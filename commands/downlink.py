@@ -230,10 +230,7 @@ class Downlink:
         if cmd.kind not in _OVERRIDES:
             return
         for o in list(self.by_device.get(device_id, {}).values()):
-            if (
-                o.cmd.kind in _OVERRIDES
-                and o.cmd.created_at <= cmd.created_at
-            ):
+            if o.cmd.kind in _OVERRIDES and o.cmd.created_at <= cmd.created_at:
                 self._move(o, "failed", f"superseded by command {cmd.id}")
 
     # -- MQTT ----------------------------------------------------------------------------

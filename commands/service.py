@@ -145,8 +145,14 @@ class Submitter:
             why = f"not sent to Kafka: {exc or type(exc).__name__}"
             await asyncio.to_thread(self.store.set_state, cmd.id, "failed", why, "api")
             raise KafkaUnavailable(f"command {cmd.id} {why}") from exc
-        log.info("command %s %s -> %s %s by %s", cmd.id, cmd.kind, cmd.target_type, cmd.target,
-                 cmd.issuer)
+        log.info(
+            "command %s %s -> %s %s by %s",
+            cmd.id,
+            cmd.kind,
+            cmd.target_type,
+            cmd.target,
+            cmd.issuer,
+        )
         return cmd
 
     async def confirm_suggestion(
@@ -170,9 +176,7 @@ class Submitter:
             }
         )
         # Claim it first so that two people confirming at once send one command.
-        if not await asyncio.to_thread(
-            self.store.decide_suggestion, alert_id, "confirmed", p.name
-        ):
+        if not await asyncio.to_thread(self.store.decide_suggestion, alert_id, "confirmed", p.name):
             raise CommandError(f"the suggestion of alert {alert_id} was just decided")
         try:
             cmd = await self.submit(p, req, source=f"alert:{alert_id}")

@@ -202,9 +202,7 @@ def db_url(settings: Settings) -> str:
 def make_engine(url: str) -> Engine:
     if url in ("sqlite://", "sqlite:///:memory:"):
         # One shared in-memory database for every thread (tests, doctests).
-        return create_engine(
-            url, connect_args={"check_same_thread": False}, poolclass=StaticPool
-        )
+        return create_engine(url, connect_args={"check_same_thread": False}, poolclass=StaticPool)
     if url.startswith("sqlite"):
         eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
         event.listen(eng, "connect", _sqlite_pragmas)

@@ -304,7 +304,7 @@ def kpis(s: Settings, rules: RulesConfig | None = None) -> dict[str, Kpi]:
             "Work-order closure rate (city)",
             "percentunit",
             "SELECT last(closure_rate) AS closure_rate FROM "
-            f"\"{s.influx.kpi_retention_policy}\".\"workorders\" "
+            f'"{s.influx.kpi_retention_policy}"."workorders" '
             "WHERE $timeFilter AND district = 'all' AND family = 'all'",
             ("closure_rate",),
             doc="resolved or closed / created, over the notifier's KPI window "
@@ -317,7 +317,7 @@ def kpis(s: Settings, rules: RulesConfig | None = None) -> dict[str, Kpi]:
             "SELECT last(created) AS created, last(active) AS active, "
             "last(closure_rate) AS closure_rate, last(ack_s_median) AS ack_s_median, "
             "last(resolve_s_median) AS resolve_s_median FROM "
-            f"\"{s.influx.kpi_retention_policy}\".\"workorders\" "
+            f'"{s.influx.kpi_retention_policy}"."workorders" '
             f"WHERE $timeFilter AND {DISTRICT} GROUP BY district, family",
             ("created", "active", "closure_rate"),
             doc="written by `citywatch notify` every notifier.kpi_interval_s (notifier/kpis.py); "

@@ -77,9 +77,7 @@ class _Batches:
             self.partitions[topic] = sorted(await self.producer.partitions_for(topic))
         self._sender = asyncio.create_task(self._send_loop())
 
-    def append(
-        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
-    ) -> Ack:
+    def append(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> Ack:
         if self._closed is not None:
             raise self._closed
         partition = self._where.get((topic, key))

@@ -107,11 +107,16 @@ async def _order_for(store: Store, order_id: int, p: Principal) -> dict[str, Any
     return o
 
 
-async def _move(store: Store, order_id: int, to: str, p: Principal, note: str | None
-                ) -> dict[str, Any]:
+async def _move(
+    store: Store, order_id: int, to: str, p: Principal, note: str | None
+) -> dict[str, Any]:
     try:
         return await asyncio.to_thread(
-            store.transition, order_id, to, p.name, note,
+            store.transition,
+            order_id,
+            to,
+            p.name,
+            note,
             crew_id=None if p.is_supervisor else p.name,
         )
     except NotFound as exc:
@@ -128,8 +133,8 @@ def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = store is None
-        app.state.store = store if store is not None else await asyncio.to_thread(
-            open_store, settings
+        app.state.store = (
+            store if store is not None else await asyncio.to_thread(open_store, settings)
         )
         try:
             yield
@@ -227,9 +232,7 @@ def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
             # Overlap the window: another process may commit a row stamped a little earlier.
             window = since - 5.0
             since = time.time()
-            changed = await asyncio.to_thread(
-                st.list_orders, crew_id=crew, updated_since=window
-            )
+            changed = await asyncio.to_thread(st.list_orders, crew_id=crew, updated_since=window)
             for o in reversed(changed):
                 if seen.get(o["id"]) != o["updated_at"]:
                     seen[o["id"]] = o["updated_at"]

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     from notifier.store import Store
 
 console = Console()
-orders_app = typer.Typer(help="Work orders: list, acknowledge, resolve; crew API tokens.",
-                         no_args_is_help=True)
+orders_app = typer.Typer(
+    help="Work orders: list, acknowledge, resolve; crew API tokens.", no_args_is_help=True
+)
 
 
 def notify(
@@ -55,8 +56,12 @@ def api(
 
     setup_logging(log_level)
     s = override(get_settings(), "notifier", api_host=host, api_port=port)
-    uvicorn.run(create_app(s), host=s.notifier.api_host, port=s.notifier.api_port,
-                log_level=log_level.lower())
+    uvicorn.run(
+        create_app(s),
+        host=s.notifier.api_host,
+        port=s.notifier.api_port,
+        log_level=log_level.lower(),
+    )
 
 
 def _store() -> Store:
@@ -83,12 +88,31 @@ def list_orders(
         for r in rows:
             print(orjson.dumps(r).decode())
         return
-    t = Table("id", "status", "severity", "kind", "target", "district", "crew", "created",
-              "repeats", "esc")
+    t = Table(
+        "id",
+        "status",
+        "severity",
+        "kind",
+        "target",
+        "district",
+        "crew",
+        "created",
+        "repeats",
+        "esc",
+    )
     for r in rows:
-        t.add_row(str(r["id"]), r["status"], r["severity"], r["kind"], r["target"],
-                  r["district"], r["crew_id"], _ts(r["created_at"]), str(r["repeats"]),
-                  str(r["escalation_level"]))
+        t.add_row(
+            str(r["id"]),
+            r["status"],
+            r["severity"],
+            r["kind"],
+            r["target"],
+            r["district"],
+            r["crew_id"],
+            _ts(r["created_at"]),
+            str(r["repeats"]),
+            str(r["escalation_level"]),
+        )
     console.print(t)
 
 

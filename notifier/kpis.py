@@ -74,8 +74,9 @@ async def write_kpis(settings: Settings, store: Store, now: float | None = None)
     """Compute and write one set of KPI points; returns how many lines were written."""
     now = time.time() if now is None else now
     since = now - settings.notifier.kpi_window_s
-    rows = [r for r in await asyncio.to_thread(store.orders_between, since)
-            if r["created_at"] >= since]
+    rows = [
+        r for r in await asyncio.to_thread(store.orders_between, since) if r["created_at"] >= since
+    ]
     out = lines(compute(rows), int(now * 1e9))
     if not out:
         return 0

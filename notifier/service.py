@@ -82,12 +82,20 @@ class Notifier:
         routed = [(ev, self.router.crew_for(ev)) for ev in events]
         results = self.store.apply_events(routed, self.router.plan)
         for ev, (outcome, oid) in zip(events, results, strict=True):
-            log.debug("alert %s %s on %s/%s -> %s (work order %s)", ev["alert_id"],
-                      ev["state"], ev["target"], ev["kind"], outcome, oid)
+            log.debug(
+                "alert %s %s on %s/%s -> %s (work order %s)",
+                ev["alert_id"],
+                ev["state"],
+                ev["target"],
+                ev["kind"],
+                outcome,
+                oid,
+            )
         return [outcome for outcome, _ in results]
 
-    async def _apply_until_stored(self, events: list[dict[str, Any]], stop: asyncio.Event
-                                  ) -> list[str]:
+    async def _apply_until_stored(
+        self, events: list[dict[str, Any]], stop: asyncio.Event
+    ) -> list[str]:
         # The database may be briefly away (PostgreSQL restart, SQLite lock): retry rather
         # than exit; re-applying a half-stored batch is harmless (events are deduplicated).
         delay = 0.5
@@ -97,8 +105,9 @@ class Notifier:
             except Exception as exc:
                 if stop.is_set():
                     raise
-                log.error("storing %d alert events failed, retry in %.1fs: %s",
-                          len(events), delay, exc)
+                log.error(
+                    "storing %d alert events failed, retry in %.1fs: %s", len(events), delay, exc
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
@@ -114,8 +123,7 @@ class Notifier:
             auto_offset_reset="earliest",
         )
         await c.start()
-        log.info("notifier consuming %s as group %s", self.s.kafka.alerts_topic,
-                 self.ns.group_id)
+        log.info("notifier consuming %s as group %s", self.s.kafka.alerts_topic, self.ns.group_id)
         try:
             while not stop.is_set():
                 batch = await c.getmany(timeout_ms=500, max_records=self.ns.max_batch)
@@ -128,8 +136,13 @@ class Notifier:
                             events.append(parse(r.value))
                         except BadEvent as exc:
                             self.stats["bad"] += 1
-                            log.error("skipping bad alert record %s[%d]@%d: %s",
-                                      tp.topic, tp.partition, r.offset, exc)
+                            log.error(
+                                "skipping bad alert record %s[%d]@%d: %s",
+                                tp.topic,
+                                tp.partition,
+                                r.offset,
+                                exc,
+                            )
                 outcomes = await self._apply_until_stored(events, stop)
                 for o in outcomes:
                     self.stats[o] += 1
@@ -143,12 +156,18 @@ class Notifier:
                     # partitions now replays from the last commit, which the store recognises
                     # event by event. Exiting would leave every later alert unread.
                     self.stats["commit_failed"] += 1
-                    log.warning("commit refused after a rebalance (%s); %d alert events will "
-                                "replay", exc, len(events))
+                    log.warning(
+                        "commit refused after a rebalance (%s); %d alert events will replay",
+                        exc,
+                        len(events),
+                    )
                     self.wake.set()
                     continue
-                log.info("stored %d alert events (%s), committed offsets", len(events),
-                         dict(Counter(outcomes)))
+                log.info(
+                    "stored %d alert events (%s), committed offsets",
+                    len(events),
+                    dict(Counter(outcomes)),
+                )
                 self.wake.set()
         finally:
             with contextlib.suppress(KafkaError):
@@ -171,16 +190,28 @@ class Notifier:
             await asyncio.to_thread(self.store.mark_failed, d["id"], str(exc), retry)
             self.stats["send_failed"] += 1
             if retry is None:
-                log.error("giving up on delivery %s (%s): %s", d["idempotency_key"],
-                          d["channel"], exc)
+                log.error(
+                    "giving up on delivery %s (%s): %s", d["idempotency_key"], d["channel"], exc
+                )
             else:
-                log.warning("delivery %s (%s) failed, retry in %.1fs: %s",
-                            d["idempotency_key"], d["channel"], retry - time.time(), exc)
+                log.warning(
+                    "delivery %s (%s) failed, retry in %.1fs: %s",
+                    d["idempotency_key"],
+                    d["channel"],
+                    retry - time.time(),
+                    exc,
+                )
             return False
         await asyncio.to_thread(self.store.mark_sent, d["id"])
         self.stats["sent"] += 1
-        log.info("sent %s %s via %s to %s (work order %s)", d["event"], d["idempotency_key"],
-                 d["channel"], d["recipient"], d["work_order_id"])
+        log.info(
+            "sent %s %s via %s to %s (work order %s)",
+            d["event"],
+            d["idempotency_key"],
+            d["channel"],
+            d["recipient"],
+            d["work_order_id"],
+        )
         return True
 
     async def _send_order(self, rows: list[dict[str, Any]], sem: asyncio.Semaphore) -> None:

@@ -306,8 +306,11 @@ class Store:
     def _move(
         self, s: Session, o: WorkOrder, to: str, by: str, note: str | None, now: float
     ) -> None:
-        s.add(Transition(work_order_id=o.id, from_status=o.status, to_status=to, at=now, by=by,
-                         note=note))
+        s.add(
+            Transition(
+                work_order_id=o.id, from_status=o.status, to_status=to, at=now, by=by, note=note
+            )
+        )
         o.status = to
         o.updated_at = now
         if to == "acknowledged":
@@ -320,7 +323,12 @@ class Store:
             o.open_key = None
 
     def transition(
-        self, order_id: int, to: str, by: str, note: str | None = None, *,
+        self,
+        order_id: int,
+        to: str,
+        by: str,
+        note: str | None = None,
+        *,
         crew_id: str | None = None,
     ) -> dict[str, Any]:
         """Move an order (ack/resolve/close); ``crew_id`` restricts it to that crew's orders.
@@ -431,8 +439,16 @@ class Store:
             )
             s.add(o)
             s.flush()
-            s.add(Transition(work_order_id=o.id, from_status=None, to_status="open", at=now,
-                             by=SYSTEM, note=f"alert {ev['alert_id']} {state}"))
+            s.add(
+                Transition(
+                    work_order_id=o.id,
+                    from_status=None,
+                    to_status="open",
+                    at=now,
+                    by=SYSTEM,
+                    note=f"alert {ev['alert_id']} {state}",
+                )
+            )
             return "opened", o
         # A repeat (same fault again, or the same alert escalated): update, do not re-notify
         # unless the severity went up.
@@ -474,15 +490,20 @@ class Store:
         )
 
     # -- escalation ------------------------------------------------------------------
-    def overdue(self, ack_s: dict[str, float], resolve_s: dict[str, float], now: float
-                ) -> list[tuple[int, int]]:
+    def overdue(
+        self, ack_s: dict[str, float], resolve_s: dict[str, float], now: float
+    ) -> list[tuple[int, int]]:
         """(order id, level) for orders past an SLA: level 1 = not acked, 2 = not resolved."""
         out: list[tuple[int, int]] = []
         with self.tx() as s:
             rows = s.execute(
-                select(WorkOrder.id, WorkOrder.status, WorkOrder.severity,
-                       WorkOrder.created_at, WorkOrder.escalation_level)
-                .where(WorkOrder.status.in_(ACTIVE), WorkOrder.escalation_level < 2)
+                select(
+                    WorkOrder.id,
+                    WorkOrder.status,
+                    WorkOrder.severity,
+                    WorkOrder.created_at,
+                    WorkOrder.escalation_level,
+                ).where(WorkOrder.status.in_(ACTIVE), WorkOrder.escalation_level < 2)
             ).all()
         for oid, status, sev, created, level in rows:
             age = now - created
@@ -502,8 +523,16 @@ class Store:
             o.escalation_level = level
             o.updated_at = now
             event_name = "sla_ack" if level == 1 else "sla_resolve"
-            s.add(Transition(work_order_id=o.id, from_status=o.status, to_status=o.status,
-                             at=now, by=SYSTEM, note=f"escalated: {event_name}"))
+            s.add(
+                Transition(
+                    work_order_id=o.id,
+                    from_status=o.status,
+                    to_status=o.status,
+                    at=now,
+                    by=SYSTEM,
+                    note=f"escalated: {event_name}",
+                )
+            )
             for p in plan(o.as_dict(), event_name):
                 self._add_delivery(s, o, f"wo{o.id}", p, now)
             return True
@@ -522,17 +551,19 @@ class Store:
                 .order_by(Delivery.id)
                 .limit(limit)
             )
-            return [
-                {c.name: getattr(d, c.name) for c in Delivery.__table__.columns} for d in rows
-            ]
+            return [{c.name: getattr(d, c.name) for c in Delivery.__table__.columns} for d in rows]
 
     def mark_sent(self, delivery_id: int, now: float | None = None) -> None:
         with self.tx() as s:
             s.execute(
                 update(Delivery)
                 .where(Delivery.id == delivery_id)
-                .values(state="sent", sent_at=time.time() if now is None else now,
-                        attempts=Delivery.attempts + 1, last_error=None)
+                .values(
+                    state="sent",
+                    sent_at=time.time() if now is None else now,
+                    attempts=Delivery.attempts + 1,
+                    last_error=None,
+                )
             )
 
     def mark_failed(self, delivery_id: int, error: str, retry_at: float | None) -> None:

@@ -311,9 +311,7 @@ num.io.threads=4
         try:
             self.proc.start(self._java("kafka.Kafka", str(self.write_config(setup_port))))
             setup = {"bootstrap_servers": f"{host}:{setup_port}"}
-            self._wait(
-                lambda: port_open(host, setup_port) and asyncio.run(_metadata_ok(setup))
-            )
+            self._wait(lambda: port_open(host, setup_port) and asyncio.run(_metadata_ok(setup)))
             self._alter_scram_user(f"{host}:{setup_port}")
         finally:
             self.proc.stop()

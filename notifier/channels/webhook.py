@@ -36,7 +36,12 @@ def sign(secret: bytes, ts: int, payload: bytes) -> str:
 
 
 def verify_signature(
-    secret: bytes, ts: str, payload: bytes, signature: str, *, now: float | None = None,
+    secret: bytes,
+    ts: str,
+    payload: bytes,
+    signature: str,
+    *,
+    now: float | None = None,
     tolerance_s: float = 300.0,
 ) -> bool:
     """True if ``signature`` matches and ``ts`` is within ``tolerance_s`` (replay guard)."""
@@ -93,8 +98,9 @@ class WebhookChannel:
         if r.is_success:
             return
         permanent = r.status_code < 500 and r.status_code not in RETRY_STATUSES
-        raise DeliveryError(f"webhook {delivery['recipient']}: HTTP {r.status_code}",
-                            permanent=permanent)
+        raise DeliveryError(
+            f"webhook {delivery['recipient']}: HTTP {r.status_code}", permanent=permanent
+        )
 
     async def close(self) -> None:
         if self.client is not None:

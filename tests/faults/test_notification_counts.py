@@ -17,12 +17,24 @@ from notifier.channels.webhook import sign
 
 
 def post(url: str, secret: bytes, key: str, alert: str, event: str = "opened") -> None:
-    body = orjson.dumps({"idempotency_key": key, "event": event, "crew_id": "c",
-                         "order": {"id": 1, "alert_id": alert, "target": f"bin-r1d-a{alert}"}})
+    body = orjson.dumps(
+        {
+            "idempotency_key": key,
+            "event": event,
+            "crew_id": "c",
+            "order": {"id": 1, "alert_id": alert, "target": f"bin-r1d-a{alert}"},
+        }
+    )
     ts = int(time.time())
-    r = httpx.post(url, content=body, headers={
-        "Idempotency-Key": key, "X-Citywatch-Timestamp": str(ts),
-        "X-Citywatch-Signature": sign(secret, ts, body)})
+    r = httpx.post(
+        url,
+        content=body,
+        headers={
+            "Idempotency-Key": key,
+            "X-Citywatch-Timestamp": str(ts),
+            "X-Citywatch-Signature": sign(secret, ts, body),
+        },
+    )
     assert r.status_code == 200
 
 
@@ -35,8 +47,10 @@ def test_receiver_counts_duplicates_resends_bad_and_lost(tmp_path: Any) -> None:
         post(rx.url, b"secret", "cw-2", "1")  # same notification, second key: duplicate
         post(rx.url, b"secret", "cw-3", "2")
         post(rx.url, b"forged", "cw-4", "3")  # wrong signature
-        alerts = [{"alert_id": a, "state": "raised", "target": f"bin-r1d-a{a}"}
-                  for a in ("1", "2", "3", "4")]
+        alerts = [
+            {"alert_id": a, "state": "raised", "target": f"bin-r1d-a{a}"}
+            for a in ("1", "2", "3", "4")
+        ]
         res = CaseResult("notifier", "kill9")
         chaos._count_notifications("r1d", alerts, res)
         assert chaos._notified("r1d") == {"bin-r1d-a1", "bin-r1d-a2", "bin-r1d-a3"}

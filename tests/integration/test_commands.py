@@ -105,8 +105,9 @@ class World:
             every=0.3,
         )
         got = self.store.get(cmd_id)
-        assert cmd, f"{cmd_id} still {got.state if got else None}: {self.trail(cmd_id)}\n" + (
-            self.downlink.log_text()[-3000:]
+        assert cmd, (
+            f"{cmd_id} still {got.state if got else None}: {self.trail(cmd_id)}\n"
+            + (self.downlink.log_text()[-3000:])
         )
         assert isinstance(cmd, Command)
         return cmd
@@ -120,9 +121,13 @@ class World:
         key = lamp.publisher_id.encode()
 
         async def say() -> None:
-            c = AsyncMqtt(host=self.s.mqtt.host, port=self.s.mqtt.port,
-                          client_id=f"t-lamp-{run_id()}", username="simulator",
-                          password=credentials.password(self.s, "simulator"))
+            c = AsyncMqtt(
+                host=self.s.mqtt.host,
+                port=self.s.mqtt.port,
+                client_id=f"t-lamp-{run_id()}",
+                username="simulator",
+                password=credentials.password(self.s, "simulator"),
+            )
             await c.connect()
             await c.publish(topic, status.encode(), qos=1)
             await c.close()
@@ -148,8 +153,14 @@ class World:
         return [b for b in list(self.simdl.received) if b["cmd_id"] == cmd_id]
 
 
-def _run_sim(sim: Simulation, simdl: SimDownlink, s: Settings, ready: threading.Event,
-             stop: threading.Event, errors: list[BaseException]) -> None:
+def _run_sim(
+    sim: Simulation,
+    simdl: SimDownlink,
+    s: Settings,
+    ready: threading.Event,
+    stop: threading.Event,
+    errors: list[BaseException],
+) -> None:
     async def main() -> None:
         await simdl.start()
         task = asyncio.create_task(publish(sim, s, speed=SPEED, client_id=f"t-sim-{run_id()}"))
@@ -250,8 +261,16 @@ def world(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
 
 def test_switch_is_delivered_acknowledged_and_confirmed_by_the_next_reading(w: World) -> None:
     lamp = w.lamp("central", 0)
-    r = w.post("crew-central", {"kind": "switch", "target_type": "device", "target": lamp.id,
-                                "params": {"state": "on"}, "note": "dark street"})
+    r = w.post(
+        "crew-central",
+        {
+            "kind": "switch",
+            "target_type": "device",
+            "target": lamp.id,
+            "params": {"state": "on"},
+            "note": "dark street",
+        },
+    )
     assert r.status_code == 201, r.text
     cmd_id = r.json()["id"]
     cmd = w.wait_state(cmd_id, {"applied", "failed", "expired"})
@@ -267,8 +286,9 @@ def test_switch_is_delivered_acknowledged_and_confirmed_by_the_next_reading(w: W
     actions = [a.action for a in w.store.audit(cmd_id)]
     assert actions[0] == "issued" and w.store.audit(cmd_id)[0].actor == "crew-central"
     assert {"device_sent", "device_acked", "device_applied", "applied"} <= set(actions)
-    detail = w.http.get(f"/commands/{cmd_id}",
-                        headers={"Authorization": f"Bearer {w.tokens['crew-central']}"}).json()
+    detail = w.http.get(
+        f"/commands/{cmd_id}", headers={"Authorization": f"Bearer {w.tokens['crew-central']}"}
+    ).json()
     assert detail["state"] == "applied" and detail["deliveries"][0]["state"] == "applied"
 
 
@@ -276,8 +296,10 @@ def test_offline_lamp_gets_the_command_after_reconnecting(w: World) -> None:
     lamp = w.lamp("central", 1)
     w.set_presence(lamp, "offline")
     time.sleep(1.5)  # the downlink polls presence every 0.5 s
-    r = w.post("boss", {"kind": "dim", "target_type": "device", "target": lamp.id,
-                        "params": {"level_pct": 40}})
+    r = w.post(
+        "boss",
+        {"kind": "dim", "target_type": "device", "target": lamp.id, "params": {"level_pct": 40}},
+    )
     assert r.status_code == 201, r.text
     cmd_id = r.json()["id"]
     held = wait_for(lambda: any("held: device offline" in t for t in w.trail(cmd_id)), 30, 0.3)
@@ -296,8 +318,9 @@ def test_expired_command_is_never_delivered(w: World) -> None:
     # A command that waited in Kafka past its expiry (e.g. while the downlink was down).
     sub = Submitter(w.s, w.store)
     boss = Issuer("boss", "supervisor", frozenset())
-    req = CommandRequest(kind="switch", target_type="device", target=lamp.id,
-                         params={"state": "off"}, expires_in_s=5)
+    req = CommandRequest(
+        kind="switch", target_type="device", target=lamp.id, params={"state": "off"}, expires_in_s=5
+    )
     cmd = sub.prepare(boss, req, "test", now=time.time() - 60)
 
     async def produce() -> None:
@@ -316,24 +339,37 @@ def test_expired_command_is_never_delivered(w: World) -> None:
 
 def test_lamp_ignoring_commands_fails_after_retries(w: World) -> None:
     ignored = next(iter(w.simdl.ignore))
-    r = w.post("boss", {"kind": "switch", "target_type": "device", "target": ignored,
-                        "params": {"state": "on"}})
+    r = w.post(
+        "boss",
+        {"kind": "switch", "target_type": "device", "target": ignored, "params": {"state": "on"}},
+    )
     cmd_id = r.json()["id"]
     cmd = w.wait_state(cmd_id, {"applied", "failed", "expired"})
     assert cmd.state == "failed" and "no ack after 4 attempts" in cmd.detail
     assert len(w.received(cmd_id)) == 4, (  # sent 4 times (1, 2, 4 s backoff), never acked
-        [(b["cmd_id"], b["device_id"]) for b in w.simdl.received], w.trail(cmd_id),
-        w.city.devices[ignored])
+        [(b["cmd_id"], b["device_id"]) for b in w.simdl.received],
+        w.trail(cmd_id),
+        w.city.devices[ignored],
+    )
 
 
 def test_crew_cannot_command_another_district(w: World) -> None:
     north = w.lamp("north", 0)
-    r = w.post("crew-central", {"kind": "switch", "target_type": "device", "target": north.id,
-                                "params": {"state": "off"}})
+    r = w.post(
+        "crew-central",
+        {"kind": "switch", "target_type": "device", "target": north.id, "params": {"state": "off"}},
+    )
     assert r.status_code == 403 and "north" in r.json()["detail"]
     circuit = next(c for c in w.city.circuits.values() if c.district == "north")
-    r = w.post("crew-central", {"kind": "switch", "target_type": "circuit", "target": circuit.id,
-                                "params": {"state": "off"}})
+    r = w.post(
+        "crew-central",
+        {
+            "kind": "switch",
+            "target_type": "circuit",
+            "target": circuit.id,
+            "params": {"state": "off"},
+        },
+    )
     assert r.status_code == 403
     assert w.store.list_commands(target=north.id) == []  # refused: not stored, not sent
 
@@ -342,11 +378,14 @@ def test_district_wide_needs_confirmation(w: World) -> None:
     r = w.post("boss", {"kind": "ping", "target_type": "district", "target": "north"})
     assert r.status_code == 428 and "confirm" in r.json()["detail"]
     assert w.store.list_commands(target="north") == []
-    r = w.post("crew-north", {"kind": "ping", "target_type": "district", "target": "north",
-                              "confirm": True})
+    r = w.post(
+        "crew-north",
+        {"kind": "ping", "target_type": "district", "target": "north", "confirm": True},
+    )
     assert r.status_code == 403
-    r = w.post("boss", {"kind": "ping", "target_type": "district", "target": "north",
-                        "confirm": True})
+    r = w.post(
+        "boss", {"kind": "ping", "target_type": "district", "target": "north", "confirm": True}
+    )
     assert r.status_code == 201
     cmd = w.wait_state(r.json()["id"], {"applied", "failed", "expired"})
     north_lamps = [d for d in w.city.devices.values() if d.district == "north"]
@@ -359,25 +398,42 @@ def test_alert_suggestion_runs_only_when_a_person_confirms(w: World) -> None:
 
     lamp = w.lamp("central", 3)
     alert_id = f"a{run_id()}"
-    event = {"alert_id": alert_id, "kind": "day_burn", "target": lamp.id,
-             "target_type": "device", "family": "streetlight", "district": "central",
-             "severity": "warning", "state": "raised", "episode_start": time.time_ns(),
-             "ts": time.time_ns(), "message": "lit while it should be dark",
-             "suggested_command": f"switch off lamp {lamp.id}"}
+    event = {
+        "alert_id": alert_id,
+        "kind": "day_burn",
+        "target": lamp.id,
+        "target_type": "device",
+        "family": "streetlight",
+        "district": "central",
+        "severity": "warning",
+        "state": "raised",
+        "episode_start": time.time_ns(),
+        "ts": time.time_ns(),
+        "message": "lit while it should be dark",
+        "suggested_command": f"switch off lamp {lamp.id}",
+    }
 
     async def produce() -> None:
         p = AIOKafkaProducer(**client_kwargs(w.s))
         await p.start()
         try:
-            await p.send_and_wait(w.s.kafka.alerts_topic, orjson.dumps(event),
-                                  key=alert_id.encode())
+            await p.send_and_wait(
+                w.s.kafka.alerts_topic, orjson.dumps(event), key=alert_id.encode()
+            )
         finally:
             await p.stop()
 
     asyncio.run(produce())
     auth = {"Authorization": f"Bearer {w.tokens['crew-central']}"}
-    listed = wait_for(lambda: [s for s in w.http.get("/commands/suggestions", headers=auth).json()
-                               if s["alert_id"] == alert_id], 30, 0.3)
+    listed = wait_for(
+        lambda: [
+            s
+            for s in w.http.get("/commands/suggestions", headers=auth).json()
+            if s["alert_id"] == alert_id
+        ],
+        30,
+        0.3,
+    )
     assert listed and listed[0]["text"] == f"switch off lamp {lamp.id}"
     time.sleep(1.0)
     assert w.store.list_commands(target=lamp.id) == []  # suggested, not executed
@@ -392,8 +448,10 @@ def test_downlink_restart_resumes_a_held_command(w: World) -> None:
     lamp = w.lamp("north", 1)
     w.set_presence(lamp, "offline")
     time.sleep(1.5)
-    r = w.post("crew-north", {"kind": "switch", "target_type": "device", "target": lamp.id,
-                              "params": {"state": "on"}})
+    r = w.post(
+        "crew-north",
+        {"kind": "switch", "target_type": "device", "target": lamp.id, "params": {"state": "on"}},
+    )
     assert r.status_code == 201, r.text
     cmd_id = r.json()["id"]
     assert wait_for(lambda: any("held" in t for t in w.trail(cmd_id)), 30, 0.3), w.trail(cmd_id)
@@ -439,13 +497,20 @@ async def test_operations_page_shows_command_state_and_confirms_suggestions(w: W
             await expect(page.locator("#conn")).to_have_text("live")
             await expect(page.locator("#commands")).to_have_count(1)
             r = await asyncio.to_thread(
-                w.post, "crew-central",
-                {"kind": "switch", "target_type": "device", "target": lamp.id,
-                 "params": {"state": "on"}},
+                w.post,
+                "crew-central",
+                {
+                    "kind": "switch",
+                    "target_type": "device",
+                    "target": lamp.id,
+                    "params": {"state": "on"},
+                },
             )
             cmd_id = r.json()["id"]
             assert w.wait_state(cmd_id, {"applied", "failed"}).state == "applied", (
-                w.trail(cmd_id), w.received(cmd_id))
+                w.trail(cmd_id),
+                w.received(cmd_id),
+            )
             row = page.locator("#cmd-table tbody tr", has_text=cmd_id)
             await expect(row).to_have_count(1, timeout=30_000)  # pushed by the event stream
             await expect(row).to_contain_text("applied", timeout=60_000)
@@ -453,9 +518,20 @@ async def test_operations_page_shows_command_state_and_confirms_suggestions(w: W
             from commands.store import Suggestion
 
             alert_id = f"b{run_id()}"
-            w.store.upsert_suggestion(Suggestion(alert_id, f"switch off lamp {lamp.id}",
-                                                 "day_burn", lamp.id, "central", "warning",
-                                                 time.time(), "pending", None, None))
+            w.store.upsert_suggestion(
+                Suggestion(
+                    alert_id,
+                    f"switch off lamp {lamp.id}",
+                    "day_burn",
+                    lamp.id,
+                    "central",
+                    "warning",
+                    time.time(),
+                    "pending",
+                    None,
+                    None,
+                )
+            )
             await page.reload()
             await expect(page.locator("#conn")).to_have_text("live")
             sug = page.locator("#sug-table tbody tr", has_text=alert_id)

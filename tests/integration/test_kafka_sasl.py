@@ -126,9 +126,7 @@ def test_fresh_storage_with_sasl(private: Settings, caplog: pytest.LogCaptureFix
     assert_password_not_logged(s)
 
 
-def test_plaintext_storage_is_migrated(
-    private: Settings, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_plaintext_storage_is_migrated(private: Settings, caplog: pytest.LogCaptureFixture) -> None:
     """A storage formatted and used without SASL: `stack up` after `kafka.sasl` is switched on
     while Kafka runs; then a stopped broker whose storage lacks the current password."""
     plain = with_sasl(private, False)

@@ -29,8 +29,9 @@ def receivers(stack_settings: Settings, rid: str) -> Iterator[Receivers]:
     r.stop()
 
 
-async def _start(spawn: Any, s: Settings, rid: str, cfg: Path, env: dict[str, str] | None = None
-                 ) -> Any:
+async def _start(
+    spawn: Any, s: Settings, rid: str, cfg: Path, env: dict[str, str] | None = None
+) -> Any:
     p = spawn("notify", env={"CITYWATCH_CONFIG": str(cfg), **(env or {})}, name="notify")
     wait_log(p, "notifier running", 60)
     return p
@@ -46,35 +47,52 @@ async def test_each_channel_once_repeats_update_and_sla_escalates(
     proc = await _start(spawn, s, rid, cfg)
     lamp, bin_ = f"lamp-{rid}", f"bin-{rid}"
     t0 = time.time_ns()
-    await produce_alerts(s, [
-        alert(rid, f"A{rid}", lamp, "lamp_out", "major", "raised", t0),
-        b"{not an alert",  # bad input: logged and skipped
-        alert(rid, f"B{rid}", lamp, "lamp_out", "major", "raised", t0 + 1),  # same fault again
-        alert(rid, f"A{rid}", lamp, "lamp_out", "major", "raised", t0),  # a replayed record
-        alert(rid, f"F{rid}", bin_, "bin_fire", "critical", "raised", t0 + 2),
-    ])
-    assert wait_for(lambda: len(receivers.of(event="opened")) >= 6
-                    and receivers.of(event="sla_resolve"), 60)
-    await produce_alerts(s, [alert(rid, f"B{rid}", lamp, "lamp_out", "major", "cleared",
-                                   t0 + 10**12)])
+    await produce_alerts(
+        s,
+        [
+            alert(rid, f"A{rid}", lamp, "lamp_out", "major", "raised", t0),
+            b"{not an alert",  # bad input: logged and skipped
+            alert(rid, f"B{rid}", lamp, "lamp_out", "major", "raised", t0 + 1),  # same fault again
+            alert(rid, f"A{rid}", lamp, "lamp_out", "major", "raised", t0),  # a replayed record
+            alert(rid, f"F{rid}", bin_, "bin_fire", "critical", "raised", t0 + 2),
+        ],
+    )
+    assert wait_for(
+        lambda: len(receivers.of(event="opened")) >= 6 and receivers.of(event="sla_resolve"), 60
+    )
+    await produce_alerts(
+        s, [alert(rid, f"B{rid}", lamp, "lamp_out", "major", "cleared", t0 + 10**12)]
+    )
     assert wait_for(lambda: len(receivers.of(event="auto_resolved")) >= 3, 60)
     receivers.settle()
     assert "skipping bad alert record" in proc.log_text() and proc.alive()
 
     for ch in ("webhook", "email", "mqtt"):
-        got = Counter((g.doc["order"]["target"], g.event) for g in receivers.of(ch)
-                      if g.where != "/supervisor")
+        got = Counter(
+            (g.doc["order"]["target"], g.event)
+            for g in receivers.of(ch)
+            if g.where != "/supervisor"
+        )
         assert got == {(lamp, "opened"): 1, (bin_, "opened"): 1, (lamp, "auto_resolved"): 1}, ch
     # (Other alerts on the shared topic go to nobody-<rid>, but may reach the supervisor.)
-    sup = [g for g in receivers.of("webhook") if g.where == "/supervisor"
-           and g.doc["order"]["target"] in (lamp, bin_)]
+    sup = [
+        g
+        for g in receivers.of("webhook")
+        if g.where == "/supervisor" and g.doc["order"]["target"] in (lamp, bin_)
+    ]
     assert sorted((g.doc["order"]["target"], g.event) for g in sup) == [
-        (bin_, "sla_ack"), (bin_, "sla_resolve")]
+        (bin_, "sla_ack"),
+        (bin_, "sla_resolve"),
+    ]
     keys = [g.key for g in receivers.got if g.doc["order"]["target"] in (lamp, bin_)]
     assert len(keys) == len(set(keys))
     for g in receivers.of("webhook"):
-        assert verify_signature(SECRET.encode(), g.headers["X-Citywatch-Timestamp"], g.raw,
-                                g.headers["X-Citywatch-Signature"])
+        assert verify_signature(
+            SECRET.encode(),
+            g.headers["X-Citywatch-Timestamp"],
+            g.raw,
+            g.headers["X-Citywatch-Signature"],
+        )
     # The repeat updated the lamp's order; the clear resolved it.
     st = Store(f"sqlite:///{db}")
     orders = {o["target"]: o for o in st.list_orders(statuses=["open", "resolved"])}
@@ -139,8 +157,10 @@ async def test_kpis_reach_influxdb(stack_settings: Settings, rid: str, tmp_path:
         st.transition(oid, "acknowledged", "c")
         st.transition(oid, "resolved", "c", "emptied")
     assert await write_kpis(s, st) == 2  # d<rid>/bin and all/all
-    q = (f"SELECT last(closure_rate), last(created), last(ack_s_mean) "
-         f"FROM \"{s.influx.database}\".\"{s.influx.kpi_retention_policy}\".\"workorders\" "
-         f"WHERE district = 'd{rid}' AND family = 'bin'")
+    q = (
+        f"SELECT last(closure_rate), last(created), last(ack_s_mean) "
+        f'FROM "{s.influx.database}"."{s.influx.kpi_retention_policy}"."workorders" '
+        f"WHERE district = 'd{rid}' AND family = 'bin'"
+    )
     rows = wait_for(lambda: influx_query(s, q), 30)
     assert rows and rows[0][1] == 0.75 and rows[0][2] == 4.0 and rows[0][3] >= 3600

@@ -48,8 +48,9 @@ async def test_live_page_shows_new_alert_and_acts(
     wait_log(notify, "notifier running", 60)
     wait_log(api, "Uvicorn running", 60)
     t0 = time.time_ns()
-    await produce_alerts(s, [alert(rid, f"L{rid}", f"lamp-{rid}", "lamp_out", "major",
-                                   "raised", t0)])
+    await produce_alerts(
+        s, [alert(rid, f"L{rid}", f"lamp-{rid}", "lamp_out", "major", "raised", t0)]
+    )
     # Other tests' alerts share the topic (they go to nobody-<rid>): wait for ours.
     assert wait_for(lambda: st.list_orders(crew_id=receivers.crew), 60)
 
@@ -68,8 +69,9 @@ async def test_live_page_shows_new_alert_and_acts(
 
         # A new alert arrives through Kafka and the notifier: the row appears, no reload.
         await page.evaluate("window.__marker = 42")
-        await produce_alerts(s, [alert(rid, f"F{rid}", f"bin-{rid}", "bin_fire", "critical",
-                                       "raised", t0 + 1)])
+        await produce_alerts(
+            s, [alert(rid, f"F{rid}", f"bin-{rid}", "bin_fire", "critical", "raised", t0 + 1)]
+        )
         fire = rows.filter(has_text=f"bin-{rid}")
         await expect(fire).to_have_count(1, timeout=30_000)
         assert await page.evaluate("window.__marker") == 42  # same document: not reloaded

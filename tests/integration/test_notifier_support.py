@@ -67,8 +67,17 @@ class Receivers:
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers["Content-Length"]))
                 doc = orjson.loads(raw)
-                rec.add(Got("webhook", self.path, doc["event"], self.headers["Idempotency-Key"],
-                            doc, dict(self.headers.items()), raw))
+                rec.add(
+                    Got(
+                        "webhook",
+                        self.path,
+                        doc["event"],
+                        self.headers["Idempotency-Key"],
+                        doc,
+                        dict(self.headers.items()),
+                        raw,
+                    )
+                )
                 self.send_response(200)
                 self.end_headers()
 
@@ -82,18 +91,29 @@ class Receivers:
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
                 m = email.message_from_bytes(envelope.content)
                 text = m.get_payload(decode=True).decode()
-                doc = orjson.loads(text[text.index("{"):])
+                doc = orjson.loads(text[text.index("{") :])
                 for rcpt in envelope.rcpt_tos:
-                    rec.add(Got("email", rcpt, m["X-Citywatch-Event"],
-                                m["X-Citywatch-Idempotency-Key"], doc, dict(m.items())))
+                    rec.add(
+                        Got(
+                            "email",
+                            rcpt,
+                            m["X-Citywatch-Event"],
+                            m["X-Citywatch-Idempotency-Key"],
+                            doc,
+                            dict(m.items()),
+                        )
+                    )
                 return "250 OK"
 
         self._smtp = Controller(Smtp(), hostname="127.0.0.1", port=self.smtp_port)
         self._smtp.start()
 
         subscribed = threading.Event()
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-crew-{self.crew}",
-                        protocol=MQTTProtocolVersion.MQTTv5)
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"test-crew-{self.crew}",
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
         c.username_pw_set("crews", credentials.password(self.s, "crews"))
 
         def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
@@ -122,13 +142,17 @@ class Receivers:
             self._mqtt.loop_stop()
             self._mqtt.disconnect()
 
-    def of(self, channel: str | None = None, *, target: str | None = None,
-           event: str | None = None) -> list[Got]:
+    def of(
+        self, channel: str | None = None, *, target: str | None = None, event: str | None = None
+    ) -> list[Got]:
         with self.lock:
-            return [g for g in self.got
-                    if (channel is None or g.channel == channel)
-                    and (target is None or g.doc["order"]["target"] == target)
-                    and (event is None or g.event == event)]
+            return [
+                g
+                for g in self.got
+                if (channel is None or g.channel == channel)
+                and (target is None or g.doc["order"]["target"] == target)
+                and (event is None or g.event == event)
+            ]
 
     def settle(self, idle_s: float = 2.0, timeout_s: float = 30.0) -> None:
         """Wait until nothing new arrived for ``idle_s`` (so late duplicates would show)."""
@@ -144,8 +168,9 @@ class Receivers:
             time.sleep(0.1)
 
 
-def write_config(path: Path, rid: str, rec: Receivers, db: Path, extra: str = "",
-                 short_sla: bool = False) -> Path:
+def write_config(
+    path: Path, rid: str, rec: Receivers, db: Path, extra: str = "", short_sla: bool = False
+) -> Path:
     """A notifier config routing district d<rid> to the receivers' crew, all else to nobody.
 
     ``short_sla``: critical orders escalate after 1 s / 2 s (otherwise the defaults apply,
@@ -192,13 +217,29 @@ port = {rec.smtp_port}
     return path
 
 
-def alert(rid: str, alert_id: str, target: str, kind: str, severity: str, state: str,
-          ts: int | None = None) -> dict[str, Any]:
+def alert(
+    rid: str,
+    alert_id: str,
+    target: str,
+    kind: str,
+    severity: str,
+    state: str,
+    ts: int | None = None,
+) -> dict[str, Any]:
     t = ts or time.time_ns()
-    return {"alert_id": alert_id, "kind": kind, "target": target, "target_type": "device",
-            "family": "bin" if kind.startswith("bin") else "streetlight",
-            "district": f"d{rid}", "severity": severity, "state": state, "episode_start": t,
-            "ts": t, "message": f"{kind} on {target}"}
+    return {
+        "alert_id": alert_id,
+        "kind": kind,
+        "target": target,
+        "target_type": "device",
+        "family": "bin" if kind.startswith("bin") else "streetlight",
+        "district": f"d{rid}",
+        "severity": severity,
+        "state": state,
+        "episode_start": t,
+        "ts": t,
+        "message": f"{kind} on {target}",
+    }
 
 
 async def produce_alerts(s: Settings, events: list[dict[str, Any] | bytes]) -> None:
@@ -209,7 +250,8 @@ async def produce_alerts(s: Settings, events: list[dict[str, Any] | bytes]) -> N
             if isinstance(e, bytes):
                 await p.send_and_wait(s.kafka.alerts_topic, e, key=b"junk")
             else:
-                await p.send_and_wait(s.kafka.alerts_topic, orjson.dumps(e),
-                                      key=e["alert_id"].encode())
+                await p.send_and_wait(
+                    s.kafka.alerts_topic, orjson.dumps(e), key=e["alert_id"].encode()
+                )
     finally:
         await p.stop()

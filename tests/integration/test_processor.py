@@ -207,7 +207,7 @@ async def test_lines_influx_rejects_go_to_deadletter_and_do_not_block(
     await produce_records(s_topic, recs)
 
     def written() -> list[list[object]]:
-        return influx_query(s, f'SELECT "{probe}" FROM bin WHERE device_id = \'bin-{rid}-0\'')
+        return influx_query(s, f"SELECT \"{probe}\" FROM bin WHERE device_id = 'bin-{rid}-0'")
 
     rows = await asyncio.to_thread(wait_for, lambda: len(written()) >= 2 and written(), 60)
     assert [r[1] for r in rows] == [1.5, 2.5]

@@ -174,7 +174,7 @@ def test_sustained_rate_ignores_a_trickle_of_other_traffic() -> None:
 
 def test_failed_phase_shows_the_exception_line_even_with_a_multiline_message() -> None:
     err = (
-        "Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
+        'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n'
         "RuntimeError: latency publisher failed: MqttError: connection lost\n\n   \n"
     )
     assert harness._last_line(err) == (

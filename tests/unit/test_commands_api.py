@@ -43,10 +43,16 @@ def city_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def client(tmp_path: Path, city_file: Path, monkeypatch: pytest.MonkeyPatch
-           ) -> Iterator[tuple[TestClient, dict[str, Any]]]:
-    s = override(Settings(), "commands", db_url=f"sqlite:///{tmp_path / 'c.db'}",
-                 city_model=city_file, rate_limit_count=2)
+def client(
+    tmp_path: Path, city_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[TestClient, dict[str, Any]]]:
+    s = override(
+        Settings(),
+        "commands",
+        db_url=f"sqlite:///{tmp_path / 'c.db'}",
+        city_model=city_file,
+        rate_limit_count=2,
+    )
     producer = FakeProducer()
 
     async def fake_get_producer(self: Submitter) -> FakeProducer:
@@ -64,20 +70,29 @@ def client(tmp_path: Path, city_file: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def _lamp(district: str) -> str:
-    return min(d.id for d in CITY.devices.values()
-               if d.family == "streetlight" and d.district == district)
+    return min(
+        d.id for d in CITY.devices.values() if d.family == "streetlight" and d.district == district
+    )
 
 
 def test_send_list_show(client: tuple[TestClient, dict[str, Any]]) -> None:
     c, ctx = client
     dev = _lamp("central")
-    r = c.post("/commands", json={"kind": "switch", "target_type": "device", "target": dev,
-                                  "params": {"state": "on"}, "note": "dark street"})
+    r = c.post(
+        "/commands",
+        json={
+            "kind": "switch",
+            "target_type": "device",
+            "target": dev,
+            "params": {"state": "on"},
+            "note": "dark street",
+        },
+    )
     assert r.status_code == 201, r.text
     cmd = r.json()
     assert cmd["state"] == "queued" and cmd["issuer"] == "crew-central"
     assert cmd["district"] == "central" and cmd["expires_at"] > cmd["created_at"]
-    (topic, key, _), = ctx["producer"].records
+    ((topic, key, _),) = ctx["producer"].records
     assert topic == "citywatch.commands" and key == dev.encode()
     assert [x["id"] for x in c.get("/commands").json()] == [cmd["id"]]
     detail = c.get(f"/commands/{cmd['id']}").json()
@@ -89,28 +104,39 @@ def test_send_list_show(client: tuple[TestClient, dict[str, Any]]) -> None:
 
 def test_refusals(client: tuple[TestClient, dict[str, Any]]) -> None:
     c, ctx = client
-    r = c.post("/commands", json={"kind": "ping", "target_type": "device",
-                                  "target": _lamp("north")})
+    r = c.post(
+        "/commands", json={"kind": "ping", "target_type": "device", "target": _lamp("north")}
+    )
     assert r.status_code == 403 and "district north" in r.json()["detail"]
-    r = c.post("/commands", json={"kind": "ping", "target_type": "district", "target": "central",
-                                  "confirm": True})
+    r = c.post(
+        "/commands",
+        json={"kind": "ping", "target_type": "district", "target": "central", "confirm": True},
+    )
     assert r.status_code == 403 and "supervisors" in r.json()["detail"]
     ctx["who"]["p"] = Principal("ana", "supervisor", frozenset())
     r = c.post("/commands", json={"kind": "ping", "target_type": "district", "target": "central"})
     assert r.status_code == 428 and "confirm" in r.json()["detail"]
     r = c.post("/commands", json={"kind": "ping", "target_type": "circuit", "target": "nope"})
     assert r.status_code == 404
-    r = c.post("/commands", json={"kind": "dim", "target_type": "circuit", "target": "x",
-                                  "params": {"level_pct": 400}})
+    r = c.post(
+        "/commands",
+        json={"kind": "dim", "target_type": "circuit", "target": "x", "params": {"level_pct": 400}},
+    )
     assert r.status_code == 422
     dev = _lamp("central")
     for _ in range(2):
-        assert c.post("/commands", json={"kind": "ping", "target_type": "device",
-                                         "target": dev}).status_code == 201
+        assert (
+            c.post(
+                "/commands", json={"kind": "ping", "target_type": "device", "target": dev}
+            ).status_code
+            == 201
+        )
     r = c.post("/commands", json={"kind": "ping", "target_type": "device", "target": dev})
     assert r.status_code == 429
-    r = c.post("/commands", json={"kind": "ping", "target_type": "district", "target": "central",
-                                  "confirm": True})
+    r = c.post(
+        "/commands",
+        json={"kind": "ping", "target_type": "district", "target": "central", "confirm": True},
+    )
     assert r.status_code == 201 and r.json()["confirmed"] is True
     assert len(ctx["producer"].records) == 3  # refused commands never reach Kafka
 
@@ -118,8 +144,9 @@ def test_refusals(client: tuple[TestClient, dict[str, Any]]) -> None:
 def test_crew_sees_only_its_districts(client: tuple[TestClient, dict[str, Any]]) -> None:
     c, ctx = client
     ctx["who"]["p"] = Principal("ana", "supervisor", frozenset())
-    cmd = c.post("/commands", json={"kind": "ping", "target_type": "device",
-                                    "target": _lamp("central")}).json()
+    cmd = c.post(
+        "/commands", json={"kind": "ping", "target_type": "device", "target": _lamp("central")}
+    ).json()
     ctx["who"]["p"] = Principal("crew-north", "crew", frozenset({"north"}))
     assert c.get("/commands").json() == []
     assert c.get(f"/commands/{cmd['id']}").status_code == 403
@@ -131,8 +158,20 @@ def test_suggestion_confirmed_by_a_person(client: tuple[TestClient, dict[str, An
     from commands.store import Suggestion
 
     dev = _lamp("central")
-    store.upsert_suggestion(Suggestion("al1", f"switch off lamp {dev}", "day_burn", dev,
-                                       "central", "warning", 1.0, "pending", None, None))
+    store.upsert_suggestion(
+        Suggestion(
+            "al1",
+            f"switch off lamp {dev}",
+            "day_burn",
+            dev,
+            "central",
+            "warning",
+            1.0,
+            "pending",
+            None,
+            None,
+        )
+    )
     assert [s["alert_id"] for s in c.get("/commands/suggestions").json()] == ["al1"]
     assert ctx["producer"].records == []  # nothing runs until a person confirms
     ctx["who"]["p"] = Principal("crew-north", "crew", frozenset({"north"}))
@@ -143,22 +182,28 @@ def test_suggestion_confirmed_by_a_person(client: tuple[TestClient, dict[str, An
     assert r.status_code == 201, r.text
     cmd = r.json()
     assert (cmd["kind"], cmd["target"], cmd["params"], cmd["source"]) == (
-        "switch", dev, {"state": "off"}, "alert:al1")
+        "switch",
+        dev,
+        {"state": "off"},
+        "alert:al1",
+    )
     assert c.post("/commands/suggestions/al1/confirm").status_code == 422  # already confirmed
     sug = store.suggestion("al1")
     assert sug is not None and sug.state == "confirmed" and sug.cmd_id == cmd["id"]
 
 
-def test_kafka_down_is_503_and_audited(client: tuple[TestClient, dict[str, Any]],
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kafka_down_is_503_and_audited(
+    client: tuple[TestClient, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     c, _ctx = client
 
     async def broken(self: Submitter) -> Any:
         raise ConnectionError("no broker")
 
     monkeypatch.setattr(Submitter, "_get_producer", broken)
-    r = c.post("/commands", json={"kind": "ping", "target_type": "device",
-                                  "target": _lamp("central")})
+    r = c.post(
+        "/commands", json={"kind": "ping", "target_type": "device", "target": _lamp("central")}
+    )
     assert r.status_code == 503
     cmd = c.get("/commands").json()[0]
     assert cmd["state"] == "failed" and "not sent to Kafka" in cmd["detail"]

@@ -50,16 +50,33 @@ def dl(targets: Targets) -> Downlink:
 
 
 def lamp(targets: Targets, i: int = 0) -> Any:
-    return sorted((d for d in targets.city.devices.values() if d.family == "streetlight"),
-                  key=lambda d: d.id)[i]
+    return sorted(
+        (d for d in targets.city.devices.values() if d.family == "streetlight"), key=lambda d: d.id
+    )[i]
 
 
-def submit(dl: Downlink, kind: str, ttype: str, target: str, params: dict[str, Any],
-           created: float = T0, expires: float = T0 + 600) -> Command:
+def submit(
+    dl: Downlink,
+    kind: str,
+    ttype: str,
+    target: str,
+    params: dict[str, Any],
+    created: float = T0,
+    expires: float = T0 + 600,
+) -> Command:
     district = dl.targets.resolve(ttype, target).district
-    cmd = Command(id=f"c{len(dl.store.list_commands(limit=1000))}", kind=kind, params=params,
-                  target_type=ttype, target=target, district=district, issuer="ana",
-                  role="supervisor", created_at=created, expires_at=expires)
+    cmd = Command(
+        id=f"c{len(dl.store.list_commands(limit=1000))}",
+        kind=kind,
+        params=params,
+        target_type=ttype,
+        target=target,
+        district=district,
+        issuer="ana",
+        role="supervisor",
+        created_at=created,
+        expires_at=expires,
+    )
     dl.store.add_command(cmd)
     loaded = dl.load(cmd.model_dump_json().encode())
     if loaded:
@@ -68,9 +85,12 @@ def submit(dl: Downlink, kind: str, ttype: str, target: str, params: dict[str, A
 
 
 def ack(dl: Downlink, topic: str, cmd_id: str, device: str, status: str = "ok") -> None:
-    dl.on_ack(SimpleNamespace(topic=topic.replace("/down", "/ack"),  # type: ignore[arg-type]
-                              payload=orjson.dumps({"cmd_id": cmd_id, "device_id": device,
-                                                    "status": status})))
+    dl.on_ack(
+        SimpleNamespace(
+            topic=topic.replace("/down", "/ack"),  # type: ignore[arg-type]
+            payload=orjson.dumps({"cmd_id": cmd_id, "device_id": device, "status": status}),
+        )
+    )
 
 
 def reading(dl: Downlink, dev: Any, received: float, **fields: Any) -> None:
@@ -106,8 +126,14 @@ async def test_switch_delivered_acked_applied(dl: Downlink, monkeypatch: Any) ->
     assert len(sent) == 1
     topic, body = sent[0]
     assert topic == f"city/{dev.district}/streetlight/{dev.publisher_id}/down"
-    assert body == {"cmd_id": cmd.id, "device_id": dev.id, "kind": "switch",
-                    "params": {"state": "on"}, "expires_at": int(T0 + 600), "attempt": 1}
+    assert body == {
+        "cmd_id": cmd.id,
+        "device_id": dev.id,
+        "kind": "switch",
+        "params": {"state": "on"},
+        "expires_at": int(T0 + 600),
+        "attempt": 1,
+    }
     monkeypatch.setattr("time.time", lambda: T0 + 2)
     ack(dl, topic, cmd.id, dev.id)
     reading(dl, dev, T0 + 1.0, power_state="on")  # before the ack: not evidence
@@ -186,9 +212,9 @@ async def test_circuit_command_and_mismatch(dl: Downlink, monkeypatch: Any) -> N
     got = dl.store.get(cmd.id)
     assert got is not None and got.state == "failed" and "power_state=on" in got.detail
     states = {d.device_id: d.state for d in dl.store.deliveries(cmd.id)}
-    assert states[lamps[0].id] == "failed" and list(states.values()).count("applied") == len(
-        lamps
-    ) - 1
+    assert (
+        states[lamps[0].id] == "failed" and list(states.values()).count("applied") == len(lamps) - 1
+    )
 
 
 async def test_refusal_and_supersession(dl: Downlink, monkeypatch: Any) -> None:
@@ -208,18 +234,34 @@ async def test_refusal_and_supersession(dl: Downlink, monkeypatch: Any) -> None:
 
 def test_unknown_or_replayed_records_are_skipped(dl: Downlink) -> None:
     dev = lamp(dl.targets)
-    stranger = Command(id="zz", kind="switch", params={"state": "on"}, target_type="device",
-                       target=dev.id, district=dev.district, issuer="mallory", role="supervisor",
-                       created_at=T0, expires_at=T0 + 10**9)
+    stranger = Command(
+        id="zz",
+        kind="switch",
+        params={"state": "on"},
+        target_type="device",
+        target=dev.id,
+        district=dev.district,
+        issuer="mallory",
+        role="supervisor",
+        created_at=T0,
+        expires_at=T0 + 10**9,
+    )
     assert dl.load(stranger.model_dump_json().encode()) is None  # not in the store
     assert dl.load(b"{not json") is None
     assert dl.stats.skipped == 2
 
 
 def test_alert_suggestions(dl: Downlink) -> None:
-    ev = {"alert_id": "a1", "kind": "day_burn", "target": "lamp-1", "district": "central",
-          "severity": "warning", "state": "raised", "ts": 10**18,
-          "suggested_command": "switch off lamp lamp-1"}
+    ev = {
+        "alert_id": "a1",
+        "kind": "day_burn",
+        "target": "lamp-1",
+        "district": "central",
+        "severity": "warning",
+        "state": "raised",
+        "ts": 10**18,
+        "suggested_command": "switch off lamp lamp-1",
+    }
     dl.on_alert(orjson.dumps(ev))
     dl.on_alert(orjson.dumps(ev))  # replay: still one
     dl.on_alert(orjson.dumps({**ev, "alert_id": "a2", "suggested_command": None}))

@@ -12,15 +12,29 @@ CITY = CityModel.generate(5, 1)
 
 
 def _sim() -> Simulation:
-    cfg = SimConfig(seed=5, sim_seconds=3 * 3600, fault_rate=0.0, min_faults_per_kind=0,
-                    transport_rate=0.0, clock_skew_rate=0.0, presence=False)
+    cfg = SimConfig(
+        seed=5,
+        sim_seconds=3 * 3600,
+        fault_rate=0.0,
+        min_faults_per_kind=0,
+        transport_rate=0.0,
+        clock_skew_rate=0.0,
+        presence=False,
+    )
     return Simulation(cfg, CITY)
 
 
 def _json_lamp(sim: Simulation) -> Any:
-    return min((d for d in CITY.devices.values() if d.family == "streetlight"
-                and d.payload_format == "json_native" and not d.concentrator_id),
-               key=lambda d: d.id)
+    return min(
+        (
+            d
+            for d in CITY.devices.values()
+            if d.family == "streetlight"
+            and d.payload_format == "json_native"
+            and not d.concentrator_id
+        ),
+        key=lambda d: d.id,
+    )
 
 
 def _next_fields(sim: Simulation, msgs: Any, dev_id: str) -> tuple[int, dict[str, Any]]:

@@ -58,7 +58,9 @@ def test_kafka_and_influx_versions_and_settings_match(tmp_path: Path) -> None:
 def test_compose_kafka_properties_match_local_sasl(tmp_path: Path) -> None:
     """deploy/compose/kafka.sh writes the local server.properties with kafka.sasl = true."""
     s = Settings(
-        state_dir=tmp_path, kafka={"sasl": True}, passwords={"kafka": "PW"}  # type: ignore[arg-type]
+        state_dir=tmp_path,
+        kafka={"sasl": True},
+        passwords={"kafka": "PW"},  # type: ignore[arg-type]
     )
     local = Kafka(s).config_text().replace('password="PW"', 'password="$CITYWATCH_KAFKA_PASSWORD"')
     script = (DEPLOY / "compose/kafka.sh").read_text()

@@ -65,12 +65,16 @@ def test_sasl_server_config(tmp_path: Path) -> None:
     assert "listener.security.protocol.map=CLIENT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT\n" in text
     assert "sasl.enabled.mechanisms=SCRAM-SHA-512\n" in text
     assert "inter.broker.listener.name=CLIENT\n" in text
-    assert 'listener.name.client.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.' \
+    assert (
+        "listener.name.client.scram-sha-512.sasl.jaas.config=org.apache.kafka.common."
         'security.scram.ScramLoginModule required username="citywatch" password="pw-123";' in text
+    )
     assert "PLAINTEXT://" not in text and "SETUP" not in text
     setup = k.config_text(setup_port=19094)
-    assert "listeners=CLIENT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093," \
+    assert (
+        "listeners=CLIENT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093,"
         "SETUP://127.0.0.1:19094\n" in setup
+    )
     assert "advertised.listeners=CLIENT://127.0.0.1:19092,SETUP://127.0.0.1:19094\n" in setup
     props = k.write_config()
     assert stat.S_IMODE(props.stat().st_mode) == 0o600

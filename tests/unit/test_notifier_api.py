@@ -16,9 +16,19 @@ from notifier.store import Store
 
 
 def ev(alert: str, target: str, district: str, family: str = "bin") -> dict[str, Any]:
-    return {"alert_id": alert, "kind": "bin_fire", "target": target, "target_type": "device",
-            "family": family, "district": district, "severity": "critical", "state": "raised",
-            "episode_start": 1, "ts": 1, "message": "71 C"}
+    return {
+        "alert_id": alert,
+        "kind": "bin_fire",
+        "target": target,
+        "target_type": "device",
+        "family": family,
+        "district": district,
+        "severity": "critical",
+        "state": "raised",
+        "episode_start": 1,
+        "ts": 1,
+        "message": "71 C",
+    }
 
 
 @pytest.fixture
@@ -30,9 +40,11 @@ def env() -> Iterator[tuple[TestClient, Store, dict[str, dict[str, str]]]]:
     st.apply_event(ev("a3", "dust-1", "north", "dust"), "crew-north", lambda o, e: [])
     auth = {
         name: {"Authorization": f"Bearer {st.create_token(name, role, ds)}"}
-        for name, role, ds in [("crew-north", "crew", ["north"]),
-                               ("crew-central", "crew", ["central"]),
-                               ("boss", "supervisor", [])]
+        for name, role, ds in [
+            ("crew-north", "crew", ["north"]),
+            ("crew-central", "crew", ["central"]),
+            ("boss", "supervisor", []),
+        ]
     }
     app = create_app(Settings(), store=st)
 
@@ -59,8 +71,10 @@ def test_crew_sees_and_touches_only_its_own_orders(env: Any) -> None:
     only_dust = c.get("/api/orders?family=dust", headers=auth["crew-north"]).json()
     assert [o["target"] for o in only_dust] == ["dust-1"]
     assert c.post("/api/orders/2/ack", headers=auth["crew-north"]).status_code == 403
-    assert c.post("/api/orders/2/resolve", json={"note": "x"},
-                  headers=auth["crew-north"]).status_code == 403
+    assert (
+        c.post("/api/orders/2/resolve", json={"note": "x"}, headers=auth["crew-north"]).status_code
+        == 403
+    )
     assert c.get("/api/orders/2", headers=auth["crew-north"]).status_code == 403
     assert st.get_order(2)["status"] == "open"
     assert c.get("/api/orders/99", headers=auth["crew-north"]).status_code == 404
@@ -75,7 +89,10 @@ def test_ack_resolve_with_note_and_history(env: Any) -> None:
     assert c.post("/api/orders/1/ack", headers=h).status_code == 409
     detail = c.get("/api/orders/1", headers=h).json()
     assert [(t["to"], t["by"]) for t in detail["transitions"]] == [
-        ("open", "system"), ("acknowledged", "crew-north"), ("resolved", "crew-north")]
+        ("open", "system"),
+        ("acknowledged", "crew-north"),
+        ("resolved", "crew-north"),
+    ]
     assert detail["resolution_note"] == "bin emptied, lid closed"
     assert c.post("/api/orders/1/close", headers=h).status_code == 403
     assert c.post("/api/orders/1/close", headers=auth["boss"]).json()["status"] == "closed"
@@ -95,8 +112,12 @@ def test_supervisor_sees_all_and_dependency_contract(env: Any) -> None:
 def test_openapi_and_live_page_served(env: Any) -> None:
     c, _, _ = env
     paths = c.get("/openapi.json").json()["paths"]
-    assert {"/api/orders", "/api/orders/{order_id}/ack", "/api/orders/{order_id}/resolve",
-            "/api/stream"} <= set(paths)
+    assert {
+        "/api/orders",
+        "/api/orders/{order_id}/ack",
+        "/api/orders/{order_id}/resolve",
+        "/api/stream",
+    } <= set(paths)
     page = c.get("/")
     assert page.status_code == 200 and "/live/app.js" in page.text
     assert "citywatchLive" in c.get("/live/app.js").text

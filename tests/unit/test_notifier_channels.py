@@ -11,10 +11,23 @@ from notifier.channels.webhook import sign, verify_signature, webhook_secret
 from notifier.events import BadEvent, parse
 from notifier.kpis import compute, lines
 
-D = {"idempotency_key": "cw-abc", "event": "opened", "crew_id": "crew-n", "recipient": "n@x",
-     "payload": {"event": "opened", "order": {"id": 7, "severity": "major", "kind": "lamp_out",
-                                              "target": "l-1", "district": "north",
-                                              "message": "dark"}}}
+D = {
+    "idempotency_key": "cw-abc",
+    "event": "opened",
+    "crew_id": "crew-n",
+    "recipient": "n@x",
+    "payload": {
+        "event": "opened",
+        "order": {
+            "id": 7,
+            "severity": "major",
+            "kind": "lamp_out",
+            "target": "l-1",
+            "district": "north",
+            "message": "dark",
+        },
+    },
+}
 
 
 def test_signature_roundtrip_and_rejections() -> None:
@@ -42,11 +55,16 @@ def test_email_carries_the_idempotency_key() -> None:
     assert "WO #7" in m["Subject"] and "lamp_out" in m["Subject"]
 
 
-@pytest.mark.parametrize("raw,why", [
-    (b"", "empty"), (b"{nope", "not JSON"), (b"[1]", "object"),
-    (b'{"alert_id": "a", "kind": "k", "target": "t", "state": "exploded", "ts": 1}', "state"),
-    (b'{"alert_id": "a", "kind": "k", "target": "t", "state": "raised"}', "ts"),
-])
+@pytest.mark.parametrize(
+    "raw,why",
+    [
+        (b"", "empty"),
+        (b"{nope", "not JSON"),
+        (b"[1]", "object"),
+        (b'{"alert_id": "a", "kind": "k", "target": "t", "state": "exploded", "ts": 1}', "state"),
+        (b'{"alert_id": "a", "kind": "k", "target": "t", "state": "raised"}', "ts"),
+    ],
+)
 def test_bad_events_are_clear_errors(raw: bytes, why: str) -> None:
     with pytest.raises(BadEvent, match=why):
         parse(raw)
@@ -54,12 +72,30 @@ def test_bad_events_are_clear_errors(raw: bytes, why: str) -> None:
 
 def test_kpis_closure_rate_and_times() -> None:
     rows = [
-        {"district": "n", "family": "bin", "status": "closed", "created_at": 0.0,
-         "acked_at": 60.0, "resolved_at": 600.0},
-        {"district": "n", "family": "bin", "status": "open", "created_at": 0.0,
-         "acked_at": None, "resolved_at": None},
-        {"district": "s", "family": "dust", "status": "acknowledged", "created_at": 0.0,
-         "acked_at": 120.0, "resolved_at": None},
+        {
+            "district": "n",
+            "family": "bin",
+            "status": "closed",
+            "created_at": 0.0,
+            "acked_at": 60.0,
+            "resolved_at": 600.0,
+        },
+        {
+            "district": "n",
+            "family": "bin",
+            "status": "open",
+            "created_at": 0.0,
+            "acked_at": None,
+            "resolved_at": None,
+        },
+        {
+            "district": "s",
+            "family": "dust",
+            "status": "acknowledged",
+            "created_at": 0.0,
+            "acked_at": 120.0,
+            "resolved_at": None,
+        },
     ]
     k = compute(rows)
     assert k[("n", "bin")]["closure_rate"] == 0.5 and k[("n", "bin")]["resolve_s_mean"] == 600

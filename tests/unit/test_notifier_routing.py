@@ -11,10 +11,17 @@ from notifier.routing import Router, RoutingError, in_hours, parse_hours
 
 
 def ns(routes: list[RouteRule], tz: str = "UTC") -> NotifierSettings:
-    crews = [CrewSettings(id=c, webhook_url=f"http://h/{c}", email=[f"{c}@x"])
-             for c in ("day", "night", "fire", "default")]
-    return NotifierSettings(crews=crews, routes=routes, default_crew="default", timezone=tz,
-                            supervisor=CrewSettings(id="sup", email=["sup@x"], mqtt=False))
+    crews = [
+        CrewSettings(id=c, webhook_url=f"http://h/{c}", email=[f"{c}@x"])
+        for c in ("day", "night", "fire", "default")
+    ]
+    return NotifierSettings(
+        crews=crews,
+        routes=routes,
+        default_crew="default",
+        timezone=tz,
+        supervisor=CrewSettings(id="sup", email=["sup@x"], mqtt=False),
+    )
 
 
 def at(hour: int, minute: int = 0) -> int:
@@ -22,11 +29,15 @@ def at(hour: int, minute: int = 0) -> int:
 
 
 def test_first_matching_rule_wins_with_shift_and_severity() -> None:
-    r = Router(ns([
-        RouteRule(crew="fire", family="bin", min_severity="critical"),
-        RouteRule(crew="night", district="north", hours="22:00-06:00"),
-        RouteRule(crew="day", district="north"),
-    ]))
+    r = Router(
+        ns(
+            [
+                RouteRule(crew="fire", family="bin", min_severity="critical"),
+                RouteRule(crew="night", district="north", hours="22:00-06:00"),
+                RouteRule(crew="day", district="north"),
+            ]
+        )
+    )
     base = {"district": "north", "family": "bin", "severity": "major"}
     assert r.crew_for({**base, "ts": at(12)}) == "day"
     assert r.crew_for({**base, "ts": at(23, 30)}) == "night"
@@ -47,9 +58,13 @@ def test_plans_per_event() -> None:
     r = Router(ns([]))
     plan = r.plan({"crew_id": "day"}, "opened")
     assert [(p.channel, p.recipient) for p in plan] == [
-        ("webhook", "http://h/day"), ("mqtt", "day"), ("email", "day@x")]
+        ("webhook", "http://h/day"),
+        ("mqtt", "day"),
+        ("email", "day@x"),
+    ]
     assert [(p.channel, p.crew_id) for p in r.plan({"crew_id": "day"}, "sla_ack")] == [
-        ("email", "sup")]
+        ("email", "sup")
+    ]
     assert r.plan({"crew_id": "gone"}, "opened") == []
     assert r.plan({"crew_id": "day"}, "updated") == []
 

@@ -13,19 +13,35 @@ from notifier.store import Store
 
 def settings(tmp_path: object) -> Settings:
     ns = NotifierSettings(
-        crews=[CrewSettings(id="c", webhook_url="http://hook/ok", mqtt=False),
-               CrewSettings(id="bad", webhook_url="http://hook/bad", mqtt=False)],
+        crews=[
+            CrewSettings(id="c", webhook_url="http://hook/ok", mqtt=False),
+            CrewSettings(id="bad", webhook_url="http://hook/bad", mqtt=False),
+        ],
         routes=[RouteRule(crew="bad", district="south"), RouteRule(crew="c")],
-        default_crew="c", supervisor=CrewSettings(id="s", mqtt=False),
-        webhook_secret="k", retry_base_s=2.0, retry_cap_s=5.0, max_attempts=4,
+        default_crew="c",
+        supervisor=CrewSettings(id="s", mqtt=False),
+        webhook_secret="k",
+        retry_base_s=2.0,
+        retry_cap_s=5.0,
+        max_attempts=4,
     )
     return Settings(state_dir=tmp_path, notifier=ns)
 
 
 def ev(alert: str, district: str) -> dict[str, object]:
-    return {"alert_id": alert, "kind": "k", "target": alert, "target_type": "device",
-            "family": "bin", "district": district, "severity": "major", "state": "raised",
-            "episode_start": 1, "ts": 1, "message": ""}
+    return {
+        "alert_id": alert,
+        "kind": "k",
+        "target": alert,
+        "target_type": "device",
+        "family": "bin",
+        "district": district,
+        "severity": "major",
+        "state": "raised",
+        "episode_start": 1,
+        "ts": 1,
+        "message": "",
+    }
 
 
 async def test_retry_backoff_then_success_and_permanent_failure(tmp_path: object) -> None:
@@ -67,14 +83,20 @@ async def test_retry_backoff_then_success_and_permanent_failure(tmp_path: object
 
 
 @pytest.mark.parametrize("status,permanent", [(500, False), (429, False), (404, True)])
-async def test_webhook_status_classification(tmp_path: object, status: int,
-                                             permanent: bool) -> None:
+async def test_webhook_status_classification(
+    tmp_path: object, status: int, permanent: bool
+) -> None:
     from notifier.channels import DeliveryError
 
     ch = WebhookChannel(settings(tmp_path))
     ch.client = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(status)))
-    d = {"idempotency_key": "cw-1", "event": "opened", "crew_id": "c", "recipient": "http://h/",
-         "payload": {"order": {}}}
+    d = {
+        "idempotency_key": "cw-1",
+        "event": "opened",
+        "crew_id": "c",
+        "recipient": "http://h/",
+        "payload": {"order": {}},
+    }
     with pytest.raises(DeliveryError) as e:
         await ch.send(d)
     assert e.value.permanent is permanent
@@ -100,8 +122,12 @@ async def test_commit_refused_after_a_rebalance_keeps_consuming(
     stop = asyncio.Event()
     polls = [
         {tp: [SimpleNamespace(value=orjson.dumps(ev("a", "north")), offset=0)]},
-        {tp: [SimpleNamespace(value=orjson.dumps(ev("a", "north")), offset=0),  # the replay
-              SimpleNamespace(value=orjson.dumps(ev("b", "north")), offset=1)]},
+        {
+            tp: [
+                SimpleNamespace(value=orjson.dumps(ev("a", "north")), offset=0),  # the replay
+                SimpleNamespace(value=orjson.dumps(ev("b", "north")), offset=1),
+            ]
+        },
     ]
     commits: list[dict[TopicPartition, int]] = []
 

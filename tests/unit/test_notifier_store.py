@@ -11,11 +11,27 @@ from notifier.routing import Router
 from notifier.store import Conflict, NotFound, Store, idempotency_key
 
 
-def ev(state: str = "raised", alert: str = "a1", target: str = "lamp-1", ts: int = 10**18,
-       severity: str = "major", kind: str = "lamp_out") -> dict[str, Any]:
-    return {"alert_id": alert, "kind": kind, "target": target, "target_type": "device",
-            "family": "streetlight", "district": "north", "severity": severity, "state": state,
-            "episode_start": ts, "ts": ts, "message": "dark at night"}
+def ev(
+    state: str = "raised",
+    alert: str = "a1",
+    target: str = "lamp-1",
+    ts: int = 10**18,
+    severity: str = "major",
+    kind: str = "lamp_out",
+) -> dict[str, Any]:
+    return {
+        "alert_id": alert,
+        "kind": kind,
+        "target": target,
+        "target_type": "device",
+        "family": "streetlight",
+        "district": "north",
+        "severity": severity,
+        "state": state,
+        "episode_start": ts,
+        "ts": ts,
+        "message": "dark at night",
+    }
 
 
 @pytest.fixture
@@ -27,11 +43,14 @@ def store() -> Store:
 
 @pytest.fixture
 def router() -> Router:
-    return Router(NotifierSettings(
-        crews=[CrewSettings(id="crew-n", webhook_url="http://x/h", email=["n@x"])],
-        routes=[RouteRule(crew="crew-n")], default_crew="crew-n",
-        supervisor=CrewSettings(id="boss", webhook_url="http://x/boss", mqtt=False),
-    ))
+    return Router(
+        NotifierSettings(
+            crews=[CrewSettings(id="crew-n", webhook_url="http://x/h", email=["n@x"])],
+            routes=[RouteRule(crew="crew-n")],
+            default_crew="crew-n",
+            supervisor=CrewSettings(id="boss", webhook_url="http://x/boss", mqtt=False),
+        )
+    )
 
 
 def test_open_repeat_clear_lifecycle(store: Store, router: Router) -> None:
@@ -40,14 +59,19 @@ def test_open_repeat_clear_lifecycle(store: Store, router: Router) -> None:
     assert store.apply_event(ev(), "crew-n", router.plan) == ("duplicate", None)
     # Same fault under a new alert id: the open order is updated, nobody is messaged again.
     assert store.apply_event(ev(alert="a2", ts=2 * 10**18), "crew-n", router.plan) == (
-        "updated", oid)
+        "updated",
+        oid,
+    )
     o = store.get_order(oid)
     assert o["repeats"] == 1 and o["alert_id"] == "a2" and o["status"] == "open"
     assert [d["event"] for d in store.deliveries(oid)] == ["opened"] * 3
-    assert store.apply_event(ev("escalated", "a2", ts=3 * 10**18, severity="critical"),
-                             "crew-n", router.plan) == ("escalated", oid)
+    assert store.apply_event(
+        ev("escalated", "a2", ts=3 * 10**18, severity="critical"), "crew-n", router.plan
+    ) == ("escalated", oid)
     assert store.apply_event(ev("cleared", "a2", ts=4 * 10**18), "crew-n", router.plan) == (
-        "resolved", oid)
+        "resolved",
+        oid,
+    )
     o = store.get_order(oid)
     assert o["status"] == "resolved" and o["resolved_by"] == "system"
     assert o["severity"] == "critical"
@@ -63,12 +87,14 @@ def test_clear_after_manual_resolve_closes(store: Store, router: Router) -> None
     assert oid is not None
     store.transition(oid, "acknowledged", "crew-n", crew_id="crew-n")
     store.transition(oid, "resolved", "crew-n", "lamp replaced", crew_id="crew-n")
-    assert store.apply_event(ev("cleared", ts=2 * 10**18), "crew-n", router.plan) == (
-        "closed", oid)
+    assert store.apply_event(ev("cleared", ts=2 * 10**18), "crew-n", router.plan) == ("closed", oid)
     t = store.transitions(oid)
     assert [(x["from"], x["to"], x["by"]) for x in t] == [
-        (None, "open", "system"), ("open", "acknowledged", "crew-n"),
-        ("acknowledged", "resolved", "crew-n"), ("resolved", "closed", "system")]
+        (None, "open", "system"),
+        ("open", "acknowledged", "crew-n"),
+        ("acknowledged", "resolved", "crew-n"),
+        ("resolved", "closed", "system"),
+    ]
     assert t[2]["note"] == "lamp replaced" and all(x["at"] > 0 for x in t)
 
 
@@ -101,7 +127,9 @@ def test_sla_escalation_levels(store: Store, router: Router) -> None:
     assert store.escalate(oid, 2, router.plan, now=1600.0)
     sup = [d for d in store.deliveries(oid) if d["crew_id"] == "boss"]
     assert [(d["event"], d["channel"]) for d in sup] == [
-        ("sla_ack", "webhook"), ("sla_resolve", "webhook")]
+        ("sla_ack", "webhook"),
+        ("sla_resolve", "webhook"),
+    ]
     store.transition(oid, "resolved", "crew-n")
     assert store.overdue(ack, res, 10**6) == []
 
@@ -111,7 +139,8 @@ def test_deliveries_keys_and_retry_states(store: Store, router: Router) -> None:
     ds = store.deliveries(oid)
     assert len({d["idempotency_key"] for d in ds}) == len(ds) == 3
     assert ds[0]["idempotency_key"] == idempotency_key(
-        "a1|raised|1000000000000000000", "opened", ds[0]["channel"], ds[0]["recipient"])
+        "a1|raised|1000000000000000000", "opened", ds[0]["channel"], ds[0]["recipient"]
+    )
     assert len(store.due_deliveries(100.0, not_before=99.0, limit=10)) == 0  # delay window
     due = store.due_deliveries(100.0, not_before=100.0, limit=10)
     assert len(due) == 3

@@ -191,6 +191,7 @@ async def test_wall_limit_stops_a_simulator_that_falls_behind(tmp_path: Path) ->
     stopped = datetime.fromisoformat(res.ledger.meta["stopped_at"]).timestamp()
     assert START < stopped < START + 7200
 
+
 def test_rangeset_matches_a_plain_set() -> None:
     import random
 
