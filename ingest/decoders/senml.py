@@ -55,6 +55,14 @@ from ingest.decoders.base import (
 
 _ARRAY: Final = ord("[")
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9:./_-]*")
+# A bare field name: legal name characters and no ':' or '/' (so it cannot hold a device).
+_TAIL_RE: Final = re.compile(r"[A-Za-z0-9._-]+")
+# RFC 8428 labels this decoder knows; a record with only these has no must-understand label.
+_KNOWN: Final = frozenset(
+    ("bn", "bt", "bu", "bv", "bs", "bver", "n", "u", "v", "vs", "vb", "vd", "s", "t", "ut", "l")
+)
+_MEASURE: Final = frozenset(("n", "v", "vs", "vb", "vd", "s"))
+_VALUES: Final = ("v", "vs", "vb", "vd")
 _SNIFF_RE: Final = re.compile(
     rb'\s*\[\s*\{\s*"(?:bn|bt|bu|bv|bs|bver|n|u|v|vs|vb|vd|s|t|ut|l)"\s*:'
 )
@@ -165,15 +173,25 @@ def _string(rec: dict[str, Any], key: str) -> str:
     return value
 
 
-@lru_cache(maxsize=4096)
 def _resolve_name(name: str) -> tuple[str | None, str] | None:
-    """(device, field) of a resolved name, ``None`` when it breaks RFC 8428's charset.
-
-    Cached: a fleet repeats the same few hundred names in every pack.
-    """
+    """(device, field) of a resolved name, ``None`` when it breaks RFC 8428's charset."""
     if not _NAME_RE.fullmatch(name):
         return None
     return split_name(name)
+
+
+@lru_cache(maxsize=1024)
+def _bare_field(n: str) -> bool:
+    """Whether ``n`` is only a field name. Cached: a fleet uses a few hundred of them."""
+    return _TAIL_RE.fullmatch(n) is not None
+
+
+def _base_device(bn: str) -> tuple[bool, str | None]:
+    """(usable, device): usable when ``bn`` is a valid base name ending in ':' or '/', so
+    that ``bn + n`` with a bare field ``n`` is valid and splits into (device, n)."""
+    if not bn or bn[-1] not in ":/" or not _NAME_RE.fullmatch(bn):
+        return False, None
+    return True, split_name(bn)[0]
 
 
 def split_name(name: str) -> tuple[str | None, str]:
@@ -191,7 +209,7 @@ def _convert(name: str, unit: str | None, rec: dict[str, Any], bv: float | None)
     """(canonical field, value) of one record; unknown names pass through as given."""
     canonical = name if name in FIELDS else ALIASES.get(name)
     spec = FIELDS.get(canonical) if canonical else None
-    present = [label for label in ("v", "vs", "vb", "vd") if label in rec]
+    present = [label for label in _VALUES if label in rec]
     if len(present) > 1:
         raise DecodeError("senml", f"{name}: more than one value field")
     if not present:
@@ -245,6 +263,10 @@ class SenML(Decoder):
         if not isinstance(pack, list) or not pack:
             raise DecodeError("senml", "a SenML pack is a non-empty JSON array")
         bn = ""
+        # Per pack rather than per record: the device of the base name, for names bn + n
+        # whose n is a bare field (the usual pack). A per-name cache missed on every name
+        # once a fleet outgrew it (the device id is part of each name).
+        bn_usable, bn_device = False, None
         bu: str | None = None
         bt = 0.0
         bv: float | None = None
@@ -252,15 +274,17 @@ class SenML(Decoder):
         for i, rec in enumerate(pack):
             if not isinstance(rec, dict):
                 raise DecodeError("senml", f"record {i} is not a JSON object")
-            for label in rec:
-                if label.endswith("_"):
-                    raise DecodeError("senml", f"record {i}: must-understand label {label!r}")
+            if not _KNOWN.issuperset(rec):
+                for label in rec:
+                    if label.endswith("_"):
+                        raise DecodeError("senml", f"record {i}: must-understand label {label!r}")
             bver = rec.get("bver")
             if bver is not None and (type(bver) is not int or not 0 < bver <= _SENML_VERSION):
                 raise DecodeError("senml", f"record {i}: unsupported SenML version {bver!r}")
             try:
                 if "bn" in rec:
                     bn = _string(rec, "bn")
+                    bn_usable, bn_device = _base_device(bn)
                 if "bu" in rec:
                     bu = _string(rec, "bu")
                 if "bt" in rec:
@@ -272,13 +296,16 @@ class SenML(Decoder):
                 t = _number(rec, "t") if "t" in rec else 0.0
             except DecodeError as exc:
                 raise DecodeError(exc.reason, f"record {i}: {exc.detail}") from None
-            if not any(k in rec for k in ("n", "v", "vs", "vb", "vd", "s")):
+            if _MEASURE.isdisjoint(rec):
                 continue  # a record of base fields only
-            name = bn + n
-            resolved = _resolve_name(name)
-            if resolved is None:
-                raise DecodeError("senml", f"record {i}: invalid SenML name {name[:64]!r}")
-            device, fname = resolved
+            if bn_usable and n and _bare_field(n):
+                device, fname = bn_device, n  # what split_name(bn + n) gives, checked
+            else:
+                name = bn + n
+                resolved = _resolve_name(name)
+                if resolved is None:
+                    raise DecodeError("senml", f"record {i}: invalid SenML name {name[:64]!r}")
+                device, fname = resolved
             if not fname:
                 raise DecodeError("senml", f"record {i}: name {name[:64]!r} has no field part")
             when = bt + t

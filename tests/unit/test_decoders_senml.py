@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ingest.decode import decode_message
-from ingest.decoders.senml import SenML, split_name
+from ingest.decoders.senml import SenML, _base_device, _resolve_name, split_name
 from ingest.readings import (
     BinReading,
     DustReading,
@@ -273,3 +273,29 @@ def test_split_name(name: str, device: str | None, field: str) -> None:
 )
 def test_sniff(payload: bytes, expected: bool) -> None:
     assert SenML().matches(LAMP, payload) is expected
+
+
+@pytest.mark.parametrize(
+    "bn",
+    [
+        "urn:dev:LAMP-0001:",
+        "urn:dev:",
+        "urn:dev:mac:0024BEFFFE:",
+        "city/x1/bin-7/",
+        "lamp:",
+        "-lamp:",
+        "lamp",
+        "",
+        "a b:",
+        "urn:dev:lamp-1/",
+    ],
+)
+@pytest.mark.parametrize("n", ["power_w", "pm2.5", "seq", "x:y", "a/b", "", "_x", "bad name"])
+def test_base_name_shortcut_resolves_as_the_whole_name(bn: str, n: str) -> None:
+    # The decoder resolves bn once per pack and takes a bare n as the field; whenever it
+    # does, that must be what resolving the whole name bn + n gives.
+    usable, device = _base_device(bn)
+    if usable and n and all(c.isalnum() or c in "._-" for c in n):
+        assert _resolve_name(bn + n) == (device, n)
+    else:
+        assert not usable or not n or ":" in n or "/" in n or " " in n
