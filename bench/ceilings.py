@@ -36,7 +36,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.common import payload
+from bench.common import influx_query, payload
 from bench.gateway import _last_json, _spawn
 from bench.processor import raw_consume, records
 from citywatch import credentials
@@ -254,15 +254,6 @@ def line_protocol(n: int, devices: int = 10_000, t0_ns: int | None = None) -> li
     ]
 
 
-def _influx_q(s: Settings, q: str) -> None:
-    r = httpx.post(
-        f"{s.influx.url}/query",
-        params={"u": s.influx.admin_user, "p": credentials.password(s, "influx"), "q": q},
-        timeout=60.0,
-    )
-    r.raise_for_status()
-
-
 async def _write_batches(s: Settings, batches: list[bytes], writers: int) -> float:
     auth = {"u": s.influx.admin_user, "p": credentials.password(s, "influx")}
     params = {**auth, "db": SCRATCH_DB, "precision": "ns"}
@@ -285,11 +276,11 @@ async def _write_batches(s: Settings, batches: list[bytes], writers: int) -> flo
 def influx(s: Settings, n: int, batch: int = 10_000, writers: int = 2) -> dict[str, float]:
     lines = line_protocol(n)
     batches = [b"\n".join(lines[i : i + batch]) for i in range(0, n, batch)]
-    _influx_q(s, f'CREATE DATABASE "{SCRATCH_DB}"')
+    influx_query(s, f'CREATE DATABASE "{SCRATCH_DB}"')
     try:
         elapsed = asyncio.run(_write_batches(s, batches, writers))
     finally:
-        _influx_q(s, f'DROP DATABASE "{SCRATCH_DB}"')
+        influx_query(s, f'DROP DATABASE "{SCRATCH_DB}"')
     return {"per_s": n / elapsed, "batch": batch, "writers": writers}
 
 
