@@ -59,8 +59,9 @@ from typing import Any
 
 import orjson
 
-from citywatch import credentials, influxql, kafkautil
+from citywatch import influxql, kafkautil
 from citywatch.mqtt import AsyncMqtt
+from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings
 from citywatch.stack import services
 from citywatch.stack import up as stack_up
@@ -318,11 +319,8 @@ class Load:
 
     async def _run(self) -> None:
         c = AsyncMqtt(
-            host=self.s.mqtt.host,
-            port=self.s.mqtt.port,
+            **mqtt_kwargs(self.s, "simulator"),
             client_id=f"chaos-pub-{self.rid}",
-            username="simulator",
-            password=credentials.password(self.s, "simulator"),
             max_inflight=200,
         )
         await c.connect()

@@ -20,8 +20,9 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from citywatch import credentials, influxql, kafkautil
+from citywatch import influxql, kafkautil
 from citywatch.mqtt import AsyncMqtt
+from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,11 +52,8 @@ async def publish(
     counts from the device's side); ``rate`` caps messages per second.
     """
     c = AsyncMqtt(
-        host=s.mqtt.host,
-        port=s.mqtt.port,
+        **mqtt_kwargs(s, "simulator"),
         client_id=client_id or f"test-pub-{run_id()}",
-        username="simulator",
-        password=credentials.password(s, "simulator"),
         max_inflight=window,
     )
     await c.connect()

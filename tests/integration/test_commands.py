@@ -21,10 +21,10 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from citywatch import credentials
 from citywatch.citymodel import CityModel, Device
 from citywatch.kafkautil import client_kwargs
 from citywatch.mqtt import AsyncMqtt
+from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings, override
 from commands.model import Command, CommandRequest
 from commands.policy import Issuer
@@ -122,11 +122,8 @@ class World:
 
         async def say() -> None:
             c = AsyncMqtt(
-                host=self.s.mqtt.host,
-                port=self.s.mqtt.port,
+                **mqtt_kwargs(self.s, "simulator"),
                 client_id=f"t-lamp-{run_id()}",
-                username="simulator",
-                password=credentials.password(self.s, "simulator"),
             )
             await c.connect()
             await c.publish(topic, status.encode(), qos=1)
