@@ -332,14 +332,13 @@ def influx_loss(s: Settings, ledger_file: Path) -> dict[str, Any]:
     }
 
 
-def _start(span_s: float) -> str:
-    """Simulated start: a window two days back that no demo or test run covers, so the loss
-    check (all points of the window) reads little besides this run's readings."""
-    t = int(time.time() - 2 * 86_400 - span_s) // 3600 * 3600 + 1_234
-    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(t))
+def _start(span_s: float) -> int:
+    """Simulated start (epoch s): a window two days back that no demo or test run covers, so
+    the loss check (all points of the window) reads little besides this run's readings."""
+    return int(time.time() - 2 * 86_400 - span_s) // 3600 * 3600 + 1_234
 
 
-def clear_window(s: Settings, start: str, span_s: float) -> None:
+def clear_window(s: Settings, start: float, span_s: float) -> None:
     """Delete the benchmark districts' points in an attempt's window (the loss check's, one
     hour either side) before the attempt writes there.
 
@@ -350,9 +349,7 @@ def clear_window(s: Settings, start: str, span_s: float) -> None:
     values of the previous attempt, as if missing. The pipeline's own replays rewrite
     identical points, so whichever copy InfluxDB keeps, nothing is lost there.
     """
-    from ingest.simulator.truth import parse_iso
-
-    t0 = parse_iso(start) - 3600
+    t0 = start - 3600
     t1 = t0 + span_s + 2 * 3600
     influx_query(
         s,
@@ -461,7 +458,7 @@ def _run_once(
                 *("--scale", str(scale), "--speed", f"{speed:.4f}", "--duration", str(duration)),
                 *("--truth", str(truth), "--city-model", str(model_file), "--no-presence"),
                 *("--fault-rate", "0", "--transport-rate", "0", "--clock-skew-rate", "0"),
-                *("--start", start),
+                *("--start", time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(start))),
                 # Offered more than this machine can generate, the simulator falls behind:
                 # stop it after the measured span instead of waiting for the whole sim span.
                 *("--wall-limit", str(duration + 10)),

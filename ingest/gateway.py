@@ -76,6 +76,7 @@ class Gateway:
         self.instance = instance or g.instance
         self.metrics = GatewayMetrics()
         self.metrics.inflight = lambda: len(self._pending)
+        self.metrics.messages = lambda: self.stats["messages"]
         self.broker = BrokerHealth(self.metrics.registry)
         self.registry = DeviceRegistry.load(g.device_registry)
         # security.unknown_devices: accept (and remember) or dead-letter unregistered ids.
@@ -311,7 +312,6 @@ class Gateway:
     def _handle(self, item: Inbound) -> None:
         self._maybe_resume()
         self.stats["messages"] += 1
-        self.metrics.messages += 1
         if self.mode is Mode.SPOOL or not self._kafka_ready.is_set():
             self._spool(item)
             return

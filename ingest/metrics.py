@@ -38,13 +38,14 @@ class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.messages = 0
         self.received_by: dict[str, int] = {}
         self.forwarded_by: dict[str, int] = {}
         # Non-cumulative counts per bucket (the last is +Inf); cumulated at scrape time.
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
-        self.inflight: Callable[[], int] = lambda: 0  # the gateway points it at its ledger
+        # The gateway points these at its own counts, read at scrape time.
+        self.messages: Callable[[], int] = lambda: 0
+        self.inflight: Callable[[], int] = lambda: 0
         self._dead = Counter(
             "citywatch_gateway_deadlettered",
             "Messages or readings sent to the dead-letter topic",
@@ -105,7 +106,7 @@ class _HotCounts(Collector):
                 fam.add_metric([family], float(n))
             yield fam
         yield CounterMetricFamily(
-            "citywatch_gateway_mqtt_messages", "MQTT messages received", value=float(m.messages)
+            "citywatch_gateway_mqtt_messages", "MQTT messages received", value=float(m.messages())
         )
         yield GaugeMetricFamily(
             "citywatch_gateway_inflight",

@@ -306,8 +306,8 @@ class SenML(Decoder):
                 if resolved is None:
                     raise DecodeError("senml", f"record {i}: invalid SenML name {name[:64]!r}")
                 device, fname = resolved
-            if not fname:
-                raise DecodeError("senml", f"record {i}: name {name[:64]!r} has no field part")
+                if not fname:  # the shortcut's n is never empty
+                    raise DecodeError("senml", f"record {i}: name {name[:64]!r} has no field part")
             when = bt + t
             key = (device, when)
             group = groups.get(key)
