@@ -13,11 +13,13 @@ Three statistics per point, each non-negative and large when the point is unusua
 
 Each statistic is divided by its own *record*: the largest value seen so far, decaying by
 ``record_decay`` per point so a series can change regime, and allowed to grow by at most
-``record_growth`` per point so one anomaly does not mask the next similar one. A ratio above 1
-is a new extreme for this series, which is what makes scores comparable across series with
-very different noise. The largest ratio r becomes the score r / (1 + r), so 0.5 = "as
-extreme as anything seen". After an alert (score > ``alert_level``) the score is capped at 0.5
-for ``refractory`` points: one incident, one alert.
+``record_growth`` per point so one anomaly does not mask the next similar one. A ratio
+above 1 is a new extreme for this series, which is what makes scores comparable across
+series with very different noise; the divisor is never below ``record_floor`` (5 standard
+deviations), so a calm or young series' new extremes count only when rare in absolute terms.
+The largest ratio r becomes the score r / (1 + r), so 0.5 = "as extreme as anything seen".
+After an alert (score > ``alert_level``) the score is capped at 0.5 for ``refractory``
+points: one incident, one alert.
 
 No look-ahead: each point is scored before it is learnt. State is under 2 KiB per series
 (128 float32 values kept sorted with a 1-byte arrival tag each + a ≤ 192-bin float32 profile +
@@ -67,6 +69,14 @@ class SentinelParams:
     refractory: int = 100  # points after an alert with the score capped at 0.5
     scale_rate: float = 0.005  # EW rate of the mean absolute residuals
     season_rate: float = 0.25  # slowest per-day learning rate of a profile bin
+    # The least record a ratio is taken against, in standard deviations (the seasonal
+    # statistic's floor is the same in its mean-absolute-residual units, the burst's half of
+    # it): on a calm series a new record is only news if it is also rare in absolute terms.
+    # Without it a young series' records hold a handful of values, and nearly every calm
+    # series stored a false anomaly within points 100-110 of its life. 5 sigma: a Gaussian
+    # tail of ~1e-6 per point (once in years at a reading a minute) and clear of the 6.5
+    # where the NAB development set starts losing windows.
+    record_floor: float = 5.0
     # Derived: the largest point count any rule above compares with (see update).
     count_cap: int = field(init=False, repr=False, compare=False)
 
@@ -195,8 +205,9 @@ class Sentinel(Detector):
         # Ratios to the records; records learn from the warm-up on, bounded growth later.
         learn = n >= p.warmup
         bounded = n >= 2 * p.warmup
+        floor_l = p.record_floor
         top = f[_TOP_LOCAL]
-        ratio = z_local / top if top > 0.0 else 0.0
+        ratio = z_local / (top if top > floor_l else floor_l) if top > 0.0 else 0.0
         f[_TOP_LOCAL] = _record(z_local, top, learn, bounded, p)
         mae_season = f[_MAE_SEASON]
         if mae_season > 0.0 and mae_local > 0.0:
@@ -207,7 +218,8 @@ class Sentinel(Detector):
         ratio *= weight
         if z_season >= 0.0:
             top = f[_TOP_SEASON]
-            r_season_ratio = z_season / top if top > 0.0 else 0.0
+            floor_s = floor_l * MEAN_AD_TO_SIGMA  # r / MAE = 1.2533 r / sigma
+            r_season_ratio = z_season / (top if top > floor_s else floor_s) if top > 0.0 else 0.0
             n_s = self._n_season
             f[_TOP_SEASON] = _record(z_season, top, n_s >= p.warmup, n_s >= 2 * p.warmup, p)
             if use_season and r_season_ratio > ratio:
@@ -216,7 +228,8 @@ class Sentinel(Detector):
         burst += 2.0 / (p.burst_span + 1) * (z_local - burst)
         f[_BURST] = burst
         top = f[_TOP_BURST]
-        r_burst = (burst / top if top > 0.0 else 0.0) * weight
+        floor_b = 0.5 * floor_l
+        r_burst = (burst / (top if top > floor_b else floor_b) if top > 0.0 else 0.0) * weight
         f[_TOP_BURST] = _record(burst, top, learn, bounded, p)
         ratio = min(max(ratio, r_burst), MAX_RATIO)
 

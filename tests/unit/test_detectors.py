@@ -215,3 +215,35 @@ def test_state_bytes_leaves_out_shared_small_ints() -> None:
 
     assert state_bytes([7]) == sys.getsizeof([7])
     assert state_bytes([10**6]) == sys.getsizeof([10**6]) + sys.getsizeof(10**6)
+
+
+def calm_cycle(n: int, seed: int) -> list[tuple[float, float]]:
+    """A healthy sensor: a daily cycle plus Gaussian noise, one reading a minute."""
+    rng = random.Random(seed)
+    base = rng.uniform(5.0, 200.0)
+    amp, sd = rng.uniform(0.0, 0.3) * base, rng.uniform(0.005, 0.05) * base
+    return [
+        (i * 60.0, base + amp * math.sin(2 * math.pi * i / 1440) + rng.gauss(0.0, sd))
+        for i in range(n)
+    ]
+
+
+def test_sentinel_young_and_calm_series_store_no_anomaly() -> None:
+    # Records of a young series hold a handful of values: without the record floor all 40
+    # of these series score above the alert level, 274 times in all (0 with it).
+    stored = 0
+    for seed in range(40):
+        det = Sentinel()
+        stored += sum(det.update(t, v) >= 0.51 for t, v in calm_cycle(3000, seed))
+    assert stored == 0
+    det = Sentinel(record_floor=0.0)
+    assert max(det.update(t, v) for t, v in calm_cycle(400, 0)) >= 0.51
+
+
+def test_sentinel_floor_does_not_hide_a_clear_spike_on_a_young_series() -> None:
+    det = Sentinel()
+    run(det, noisy(150, seed=3))  # 50 points past the warm-up: records still young
+    assert det.update(150 * STEP, 20.0 + 8.0) > 0.51  # 8 sigmas: above the 5-sigma floor
+    det = Sentinel()
+    run(det, noisy(150, seed=3))
+    assert det.update(150 * STEP, 20.0 + 3.0) < 0.51  # 3 sigmas: ordinary for Gaussian noise
