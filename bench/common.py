@@ -22,6 +22,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from citywatch import credentials
+from citywatch.mqtt import end_session
 from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings
 from ingest.simulator.mqttpub import FastPublisher
@@ -158,21 +159,7 @@ def forget_session(s: Settings, client_id: str) -> None:
     run's messages then overflow its queue, and the broker's drop counter, which the next
     run reads, counts them.
     """
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
-    c = _gateway_client(s, client_id)
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 0
-    try:
-        # Clean start discards the stored session; expiry 0 leaves none behind.
-        c.connect(s.mqtt.host, s.mqtt.port, clean_start=True, properties=props)
-    except OSError:
-        return
-    c.loop_start()
-    time.sleep(0.3)
-    c.disconnect()
-    c.loop_stop()
+    asyncio.run(end_session(s, "gateway", client_id))
 
 
 def broker_backlog(s: Settings, wait_s: float = 11.0) -> int | None:

@@ -32,6 +32,7 @@ from rich.table import Table
 
 from citywatch import influxql, stack
 from citywatch.kafkautil import client_kwargs, commit_group_at, end_offsets
+from citywatch.mqtt import end_session
 from citywatch.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -369,6 +370,9 @@ def run_demo(
         asyncio.run(watch())
     finally:
         demo.stop_all()
+        # The run-scoped gateway never returns: drop its session now rather than let it queue
+        # copies of later uplinks until its expiry (a demo or benchmark right after would pay).
+        asyncio.run(end_session(s, "gateway", f"citywatch-demo-{run}"))
     console.rule("scorecard and loss ledger")
     from processors.evaluate import run_evaluation
 

@@ -27,6 +27,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from citywatch.security.endpoint import mqtt_kwargs
+from citywatch.settings import Settings
+
 log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[mqtt.MQTTMessage], None]
@@ -342,3 +345,27 @@ class AsyncMqtt:
             await asyncio.sleep(0.01)
         if self._misc_task:
             self._misc_task.cancel()
+
+
+async def end_session(settings: Settings, role: str, client_id: str) -> bool:
+    """Discard ``client_id``'s persistent session on the broker now, not at its expiry.
+
+    A gateway's session outlives it (that is what lets a restarted gateway collect what came
+    meanwhile), so one that will never return under that id, such as a demo's or a
+    benchmark's run-scoped instance, leaves a queue that takes a copy of every later uplink
+    for ``gateway.session_expiry_s`` (a week), up to the broker's queue limit, all of it
+    rewritten on every autosave. A clean start discards it; expiry 0 leaves nothing behind.
+    False when the broker is not reachable.
+
+    Example:
+        >>> asyncio.run(end_session(Settings(), "gateway", "citywatch-demo-1"))  # doctest: +SKIP
+        True
+    """
+    c = AsyncMqtt(**mqtt_kwargs(settings, role), client_id=client_id, clean_start=True)
+    try:
+        await c.connect()
+    except (ConnectionError, TimeoutError):
+        return False
+    finally:
+        await c.close()
+    return True
