@@ -39,6 +39,7 @@ MODULES: tuple[str, ...] = (
     "processors/detectors/robust_z.py",
     "processors/detectors/ewma.py",
     "processors/detectors/sentinel.py",
+    "processors/detectors/features.py",
     "processors/rules/base.py",
     "processors/rules/streak.py",
     "processors/rules/common.py",

@@ -21,6 +21,8 @@ class DetectorConfig(BaseModel):
     """Which statistical detector scores which metric, and above what score it is stored."""
 
     name: str = Field(default_factory=lambda: _default_detector())
+    # Scored as reported, except where processors.detectors.features has a feature for the
+    # (family, metric): lamp power is scored at full output, so dimming steps do not count.
     metrics: dict[str, list[str]] = Field(
         default_factory=lambda: {
             "streetlight": ["power_w"],

@@ -22,6 +22,7 @@ from typing import Any
 from processors.alerts import AlertEvent, AlertManager, AlertPolicy
 from processors.config import RulesConfig
 from processors.detectors.base import Detector
+from processors.detectors.features import Feature, build_features
 from processors.detectors.registry import create
 from processors.rules.base import Condition, Record, Rule
 from processors.rules.overrides import LampOverrides
@@ -72,7 +73,12 @@ class Engine:
             AlertPolicy(cfg.alerts.clear_after_s, dict(cfg.alerts.escalate_after_s))
         )
         self.detector_name = cfg.detectors.name
-        self.metrics = {fam: tuple(m) for fam, m in cfg.detectors.metrics.items()}
+        features = build_features(cfg)
+        # Per family: (metric, feature or None = the value as reported), looked up once here.
+        self.metrics: dict[str, tuple[tuple[str, Feature | None], ...]] = {
+            fam: tuple((m, features.get((fam, m))) for m in ms)
+            for fam, ms in cfg.detectors.metrics.items()
+        }
         self.store_above = cfg.detectors.store_above
         self.detectors: dict[tuple[str, str], Detector] = {}
         self.watermark = 0
@@ -97,15 +103,18 @@ class Engine:
             ts = rec["ts"]
             if ts > self.watermark:
                 self.watermark = ts
-            for metric in self.metrics.get(fam, ()):
+            for metric, feature in self.metrics.get(fam, ()):
                 v = rec.get(metric)
                 if v is None:
+                    continue
+                x = v if feature is None else feature(rec)
+                if x is None:
                     continue
                 key = (rec["device_id"], metric)
                 det = self.detectors.get(key)
                 if det is None:
                     det = self.detectors[key] = create(self.detector_name)
-                score = det.update(ts / 1e9, v)
+                score = det.update(ts / 1e9, x)
                 if score >= self.store_above:
                     # The series part is escaped per anomaly line, not cached per series: a
                     # cache held ~250 B for most device-metrics (most series store a score

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from processors.config import RulesConfig
+from processors.detectors.registry import DEFAULT_DETECTOR, create
 from processors.engine import Engine
 
 S = 1_000_000_000
@@ -100,3 +101,46 @@ def test_detector_scores_at_or_above_store_above_become_anomaly_lines() -> None:
     # not stored (store_above 0.51); only the first scored points, against a record learnt
     # from very few points, may be.
     assert len(before) <= 2, before
+
+
+def lamp(t: float, power_w: float, dimming_pct: float) -> dict[str, object]:
+    return {
+        "device_id": "lamp-1",
+        "family": "streetlight",
+        "district": "n",
+        "ts": int(t * S),
+        "received_at": int(t * S),
+        "power_w": power_w,
+        "dimming_pct": dimming_pct,
+        "power_state": "on" if dimming_pct >= 100 else "dim",
+        "late": False,
+        "seq": int(t),
+    }
+
+
+def _lamp_night(step_w: float, step_pct: float) -> tuple[list[str], list[float]]:
+    """A lamp's first night, 5-minute readings: 150 at full output, then 20 after a step."""
+    t0 = 1_764_950_400  # 2025-12-05T16:00Z, midnight in the default city (Asia/Shanghai)
+    wobble = [0.4 * (i * 7 % 5 - 2) for i in range(170)]
+    watts = [118.0 + wobble[i] for i in range(150)]
+    watts += [step_w + wobble[i] for i in range(150, 170)]
+    levels = [100.0] * 150 + [step_pct] * 20
+    recs = [
+        lamp(t0 + 300 * i, w, lvl) for i, (w, lvl) in enumerate(zip(watts, levels, strict=True))
+    ]
+    out = Engine(RulesConfig()).process(recs)
+    raw = create(DEFAULT_DETECTOR)
+    raw_scores = [raw.update(t0 + 300.0 * i, w) for i, w in enumerate(watts)]
+    return [line for line in out.lines if line.startswith("anomalies,")], raw_scores
+
+
+def test_lamp_power_is_scored_at_full_output_so_a_dimming_step_is_not_an_anomaly() -> None:
+    anomalies, raw_scores = _lamp_night(step_w=59.0, step_pct=50.0)
+    assert max(raw_scores[150:]) >= 0.51  # scored as reported, the step is a new extreme
+    assert anomalies == []
+
+
+def test_lamp_power_drop_at_the_same_level_is_still_an_anomaly() -> None:
+    anomalies, _ = _lamp_night(step_w=80.0, step_pct=100.0)  # -32 % at full output
+    assert len(anomalies) == 1
+    assert "metric=power_w" in anomalies[0] and ",value=79.2 " in anomalies[0]  # as reported
