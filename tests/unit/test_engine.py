@@ -9,17 +9,14 @@ from processors.engine import Engine
 S = 1_000_000_000
 
 
+def reading(dev: str, family: str, t: float, **fields: object) -> dict[str, object]:
+    """A canonical record as the gateway writes it, at event time ``t`` seconds."""
+    envelope = {"device_id": dev, "family": family, "district": "n", "ts": int(t * S)}
+    return {**envelope, "received_at": int(t * S), "late": False, "seq": int(t), **fields}
+
+
 def rec(dev: str, t: float, fill: float = 0.3) -> dict[str, object]:
-    return {
-        "device_id": dev,
-        "family": "bin",
-        "district": "n",
-        "ts": int(t * S),
-        "received_at": int(t * S),
-        "fill_ratio": fill,
-        "late": False,
-        "seq": int(t),
-    }
+    return reading(dev, "bin", t, fill_ratio=fill)
 
 
 def test_each_reading_becomes_one_line() -> None:
@@ -104,18 +101,10 @@ def test_detector_scores_at_or_above_store_above_become_anomaly_lines() -> None:
 
 
 def lamp(t: float, power_w: float, dimming_pct: float) -> dict[str, object]:
-    return {
-        "device_id": "lamp-1",
-        "family": "streetlight",
-        "district": "n",
-        "ts": int(t * S),
-        "received_at": int(t * S),
-        "power_w": power_w,
-        "dimming_pct": dimming_pct,
-        "power_state": "on" if dimming_pct >= 100 else "dim",
-        "late": False,
-        "seq": int(t),
-    }
+    state = "on" if dimming_pct >= 100 else "dim"
+    return reading(
+        "lamp-1", "streetlight", t, power_w=power_w, dimming_pct=dimming_pct, power_state=state
+    )
 
 
 def _lamp_night(step_w: float, step_pct: float) -> tuple[list[str], list[float]]:
