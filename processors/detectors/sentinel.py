@@ -79,17 +79,30 @@ class SentinelParams:
     record_floor: float = 5.0
     # Derived: the largest point count any rule above compares with (see update).
     count_cap: int = field(init=False, repr=False, compare=False)
+    # Derived: record_floor in the seasonal statistic's units (r / MAE = 1.2533 r / sigma) and
+    # for the burst statistic.
+    floor_season: float = field(init=False, repr=False, compare=False)
+    floor_burst: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # 1 / scale_rate: from there on the scale rate is constant; 0 would mean never.
         steady = math.ceil(1.0 / self.scale_rate) if self.scale_rate > 0 else 2**62
         object.__setattr__(self, "count_cap", max(9, 2 * self.warmup, steady) + 1)
+        object.__setattr__(self, "floor_season", self.record_floor * MEAN_AD_TO_SIGMA)
+        object.__setattr__(self, "floor_burst", 0.5 * self.record_floor)
 
 
 DEFAULT_PARAMS = SentinelParams()
 
 # Sentinel._f: first time seen, mean absolute residuals, the three records, the burst EWMA.
 _T0, _MAE_LOCAL, _MAE_SEASON, _TOP_LOCAL, _TOP_SEASON, _TOP_BURST, _BURST = range(7)
+
+
+def _ratio(z: float, top: float, floor: float) -> float:
+    """``z`` against its record, never less than ``floor``; 0 before the record has learnt."""
+    if top <= 0.0:
+        return 0.0
+    return z / (top if top > floor else floor)
 
 
 def _record(z: float, top: float, learn: bool, bounded: bool, p: SentinelParams) -> float:
@@ -205,9 +218,8 @@ class Sentinel(Detector):
         # Ratios to the records; records learn from the warm-up on, bounded growth later.
         learn = n >= p.warmup
         bounded = n >= 2 * p.warmup
-        floor_l = p.record_floor
         top = f[_TOP_LOCAL]
-        ratio = z_local / (top if top > floor_l else floor_l) if top > 0.0 else 0.0
+        ratio = _ratio(z_local, top, p.record_floor)
         f[_TOP_LOCAL] = _record(z_local, top, learn, bounded, p)
         mae_season = f[_MAE_SEASON]
         if mae_season > 0.0 and mae_local > 0.0:
@@ -218,8 +230,7 @@ class Sentinel(Detector):
         ratio *= weight
         if z_season >= 0.0:
             top = f[_TOP_SEASON]
-            floor_s = floor_l * MEAN_AD_TO_SIGMA  # r / MAE = 1.2533 r / sigma
-            r_season_ratio = z_season / (top if top > floor_s else floor_s) if top > 0.0 else 0.0
+            r_season_ratio = _ratio(z_season, top, p.floor_season)
             n_s = self._n_season
             f[_TOP_SEASON] = _record(z_season, top, n_s >= p.warmup, n_s >= 2 * p.warmup, p)
             if use_season and r_season_ratio > ratio:
@@ -228,8 +239,7 @@ class Sentinel(Detector):
         burst += 2.0 / (p.burst_span + 1) * (z_local - burst)
         f[_BURST] = burst
         top = f[_TOP_BURST]
-        floor_b = 0.5 * floor_l
-        r_burst = (burst / (top if top > floor_b else floor_b) if top > 0.0 else 0.0) * weight
+        r_burst = _ratio(burst, top, p.floor_burst) * weight
         f[_TOP_BURST] = _record(burst, top, learn, bounded, p)
         ratio = min(max(ratio, r_burst), MAX_RATIO)
 
