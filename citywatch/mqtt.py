@@ -353,7 +353,7 @@ async def end_session(settings: Settings, role: str, client_id: str) -> bool:
     A gateway's session outlives it (that is what lets a restarted gateway collect what came
     meanwhile), so one that will never return under that id, such as a demo's or a
     benchmark's run-scoped instance, leaves a queue that takes a copy of every later uplink
-    for ``gateway.session_expiry_s`` (a week), up to the broker's queue limit, all of it
+    for ``gateway.session_expiry_s`` (a week by default), up to the broker's queue limit, all of it
     rewritten on every autosave. A clean start discards it; expiry 0 leaves nothing behind.
     False when the broker is not reachable.
 
