@@ -6,8 +6,8 @@ client is built with ``**client_kwargs(settings)``.
 
 Example:
     >>> from citywatch.settings import Settings
-    >>> client_kwargs(Settings())["security_protocol"]
-    'PLAINTEXT'
+    >>> client_kwargs(Settings(kafka={"sasl": False}))
+    {'bootstrap_servers': '127.0.0.1:9092', 'security_protocol': 'PLAINTEXT'}
     >>> async def demo(s):  # doctest: +SKIP
     ...     consumer = AIOKafkaConsumer("citywatch.alerts", **client_kwargs(s))
     ...     ends = await end_offsets(s, "citywatch.readings")

@@ -32,7 +32,7 @@ Example:
     ...          for t in range(3000)]
     >>> max(usual) < 0.5
     True
-    >>> det.update(3000 * 300.0, 40.0) > 0.5
+    >>> det.update(3000 * 300.0, 60.0) > 0.5  # the series never left 15-26
     True
 """
 
