@@ -30,33 +30,38 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: The per-reading path (not the rule registry, the configuration or anything doing I/O).
+#: Where the per-reading path lives besides the engine: every rule and detector module (a new
+#: one is compiled without being listed here); their registries stay interpreted.
+_PER_READING_DIRS = ("processors/rules", "processors/detectors")
+_INTERPRETED = ("__init__.py", "registry.py")
+
+
+def _per_reading_modules() -> tuple[str, ...]:
+    found = (
+        p.relative_to(ROOT).as_posix()
+        for d in _PER_READING_DIRS
+        for p in (ROOT / d).rglob("*.py")
+        if p.name not in _INTERPRETED and not p.name.startswith(".")
+    )
+    return tuple(sorted(found))
+
+
+#: The per-reading path (not the registries, the configuration or anything doing I/O).
 MODULES: tuple[str, ...] = (
     "processors/engine.py",
     "processors/alerts.py",
     "processors/sinks/lines.py",
-    "processors/detectors/base.py",
-    "processors/detectors/robust_z.py",
-    "processors/detectors/ewma.py",
-    "processors/detectors/sentinel.py",
-    "processors/detectors/features.py",
-    "processors/rules/base.py",
-    "processors/rules/streak.py",
-    "processors/rules/common.py",
-    "processors/rules/overrides.py",
-    "processors/rules/solar.py",
-    "processors/rules/bin.py",
-    "processors/rules/dust.py",
-    "processors/rules/vehicle.py",
-    "processors/rules/trips.py",
-    "processors/rules/streetlight.py",
+    *_per_reading_modules(),
 )
 #: Packages whose search path gets the compiled directory in front.
 PACKAGES: tuple[str, ...] = (
     "processors",
-    "processors.detectors",
-    "processors.rules",
     "processors.sinks",
+    *sorted(
+        p.parent.relative_to(ROOT).as_posix().replace("/", ".")
+        for d in _PER_READING_DIRS
+        for p in (ROOT / d).rglob("__init__.py")
+    ),
 )
 
 

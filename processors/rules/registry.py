@@ -1,4 +1,5 @@
-"""Rule names -> factories. Adding a rule is one new module plus one line here.
+"""Rule names -> factories. Adding a rule is one new module (named as the rule, in its
+family's package, with a ``build`` factory) plus one line here.
 
 A factory gets the rules config and the city model (None when no model is loaded; rules that
 need it then return None and are skipped).
@@ -15,38 +16,61 @@ from collections.abc import Callable
 from typing import Any
 
 from processors.config import RulesConfig
-from processors.rules import bin as bins
-from processors.rules import dust, streetlight, trips, vehicle
 from processors.rules.base import Rule
-from processors.rules.common import DeviceSilence, OutOfRange
+from processors.rules.bin import (
+    bin_fast_fill,
+    bin_fire,
+    bin_knocked_over,
+    bin_overflow,
+    bin_overflow_unserved,
+)
+from processors.rules.common import device_silence, out_of_range
+from processors.rules.dust import dust_exceedance, night_noise, sensor_drift, stuck_sensor
+from processors.rules.streetlight import (
+    circuit_outage,
+    day_burn,
+    lamp_degradation,
+    lamp_out,
+    voltage_out_of_band,
+)
+from processors.rules.vehicle import (
+    corridor_violation,
+    daytime_hauling,
+    gps_jump,
+    idle_too_long,
+    illegal_dump,
+    overspeed,
+    trip_summary,
+)
 
 RuleFactory = Callable[[RulesConfig, Any], Rule | None]
 
+#: Rule name -> its module's ``build``; the module is named as the rule (a test holds to it).
 RULES: dict[str, RuleFactory] = {
-    "device_silence": lambda cfg, city: DeviceSilence(cfg.expected_interval_s, cfg.silence_k),
-    "out_of_range": lambda cfg, city: OutOfRange(cfg.plausible_ranges),
+    "device_silence": device_silence.build,
+    "out_of_range": out_of_range.build,
     # circuit_outage before lamp_out: same reading, the circuit view is judged first.
-    "circuit_outage": streetlight.build_circuit_outage,
-    "lamp_out": streetlight.build_lamp_out,
-    "day_burn": streetlight.build_day_burn,
-    "lamp_degradation": streetlight.build_lamp_degradation,
-    "voltage_out_of_band": streetlight.build_voltage,
-    "bin_overflow": bins.build(bins.BinOverflow),
-    "bin_overflow_unserved": bins.build(bins.BinOverflowUnserved),
-    "bin_fast_fill": bins.build(bins.BinFastFill),
-    "bin_fire": bins.build(bins.BinFire),
-    "bin_knocked_over": bins.build(bins.BinKnockedOver),
-    "gps_jump": vehicle.build_gps_jump,
-    "overspeed": vehicle.build_overspeed,
-    "idle_too_long": vehicle.build_idle,
-    "corridor_violation": vehicle.build_corridor,
-    "illegal_dump": vehicle.build_illegal_dump,
-    "daytime_hauling": vehicle.build_daytime_hauling,
-    "trip_summary": trips.build_trips,
-    "dust_exceedance": dust.build_dust_exceedance,
-    "night_noise": dust.build_night_noise,
-    "stuck_sensor": dust.build_stuck_sensor,
-    "sensor_drift": dust.build_sensor_drift,
+    "circuit_outage": circuit_outage.build,
+    "lamp_out": lamp_out.build,
+    "day_burn": day_burn.build,
+    "lamp_degradation": lamp_degradation.build,
+    "voltage_out_of_band": voltage_out_of_band.build,
+    "bin_overflow": bin_overflow.build,
+    "bin_overflow_unserved": bin_overflow_unserved.build,
+    "bin_fast_fill": bin_fast_fill.build,
+    "bin_fire": bin_fire.build,
+    "bin_knocked_over": bin_knocked_over.build,
+    "gps_jump": gps_jump.build,
+    "overspeed": overspeed.build,
+    "idle_too_long": idle_too_long.build,
+    "corridor_violation": corridor_violation.build,
+    "illegal_dump": illegal_dump.build,
+    "daytime_hauling": daytime_hauling.build,
+    "trip_summary": trip_summary.build,
+    "dust_exceedance": dust_exceedance.build,
+    "night_noise": night_noise.build,
+    "stuck_sensor": stuck_sensor.build,
+    "sensor_drift": sensor_drift.build,
 }
 
 

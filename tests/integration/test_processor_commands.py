@@ -15,7 +15,7 @@ from citywatch.settings import Settings
 from commands.model import Command
 from commands.service import command_record
 from processors.config import RulesConfig
-from processors.rules.streetlight import schedule_for
+from processors.rules.streetlight.schedule import schedule_for
 
 from .helpers import create_topic, delete_topic, influx_query, produce_records, wait_for, wait_log
 

@@ -63,7 +63,7 @@ def test_kpi_points_of_summarising_rules_become_lines() -> None:
 
 
 def test_silence_scan_is_throttled_but_keeps_alert_time() -> None:
-    from processors.rules.common import DeviceSilence
+    from processors.rules.common.device_silence import DeviceSilence
 
     s = 10**9
     rule = DeviceSilence({"vehicle": 10.0, "bin": 900.0}, k=3.0)  # limits 30 s and 2700 s

@@ -30,7 +30,7 @@ def test_an_edited_module_changes_the_digest(
     monkeypatch.setattr(_native, "ROOT", tmp_path)
     before = _native.digest()
     assert before == _native.digest()
-    target = tmp_path / "processors/rules/bin.py"
+    target = tmp_path / "processors/rules/bin/bin_overflow.py"
     target.write_text(target.read_text() + "\n# edited\n")
     assert _native.digest() != before
 

@@ -7,13 +7,11 @@ from typing import Any
 
 from processors.config import BinRulesConfig
 from processors.rules.base import Condition, Rule
-from processors.rules.bin import (
-    BinFastFill,
-    BinFire,
-    BinKnockedOver,
-    BinOverflow,
-    BinOverflowUnserved,
-)
+from processors.rules.bin.bin_fast_fill import BinFastFill
+from processors.rules.bin.bin_fire import BinFire
+from processors.rules.bin.bin_knocked_over import BinKnockedOver
+from processors.rules.bin.bin_overflow import BinOverflow
+from processors.rules.bin.bin_overflow_unserved import BinOverflowUnserved
 from processors.rules.streak import NS
 
 Q = 900 * NS  # the bin reporting interval

@@ -14,15 +14,13 @@ from citywatch.citymodel import CityModel
 from processors.alerts import AlertManager, AlertPolicy
 from processors.config import DustRulesConfig, RulesConfig
 from processors.rules.base import Condition, Rule
-from processors.rules.dust import (
-    DustExceedance,
-    MinuteWindow,
-    NightNoise,
-    SensorDrift,
-    StuckSensor,
-    build_dust_exceedance,
-    build_night_noise,
-)
+from processors.rules.dust.dust_exceedance import DustExceedance
+from processors.rules.dust.dust_exceedance import build as build_dust_exceedance
+from processors.rules.dust.night_noise import NightNoise
+from processors.rules.dust.night_noise import build as build_night_noise
+from processors.rules.dust.sensor_drift import SensorDrift
+from processors.rules.dust.stuck_sensor import StuckSensor
+from processors.rules.dust.window import MinuteWindow
 from processors.rules.solar import LocalClock
 from processors.rules.streak import NS
 
@@ -335,7 +333,7 @@ def test_factories_take_limits_and_sensors_from_the_city_model() -> None:
 def test_leave_one_out_median_matches_the_median_of_the_others(
     xs: list[float], data: st.DataObject
 ) -> None:
-    from processors.rules.dust import _median, _median_without
+    from processors.rules.dust.sensor_drift import _median, _median_without
 
     i = data.draw(st.integers(0, len(xs) - 1))
     others = xs[:i] + xs[i + 1 :]

@@ -8,7 +8,9 @@ from typing import Any
 from processors.config import RulesConfig
 from processors.engine import Engine
 from processors.rules.overrides import LampOverrides, command_level
-from processors.rules.streetlight import CircuitOutage, DayBurn, LampOut
+from processors.rules.streetlight.circuit_outage import CircuitOutage
+from processors.rules.streetlight.day_burn import DayBurn
+from processors.rules.streetlight.lamp_out import LampOut
 from tests.unit.test_rules_streetlight import (
     MIN,
     NIGHT,

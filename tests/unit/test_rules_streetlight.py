@@ -15,17 +15,17 @@ from processors.config import RulesConfig, StreetlightRulesConfig
 from processors.engine import Engine
 from processors.rules.base import Condition, Rule
 from processors.rules.solar import NS, LocalClock, SolarSchedule
-from processors.rules.streetlight import (
-    CircuitOutage,
-    DayBurn,
+from processors.rules.streetlight.circuit_outage import CircuitOutage
+from processors.rules.streetlight.day_burn import DayBurn
+from processors.rules.streetlight.lamp_degradation import LampDegradation
+from processors.rules.streetlight.lamp_out import LampOut
+from processors.rules.streetlight.schedule import (
     DimmingProfile,
-    LampDegradation,
-    LampOut,
     LampSchedule,
-    VoltageOutOfBand,
     lamp_lit,
     schedule_for,
 )
+from processors.rules.streetlight.voltage_out_of_band import VoltageOutOfBand
 
 LAT, LON = 31.23, 121.47
 OBS = Observer(LAT, LON)

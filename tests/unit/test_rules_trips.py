@@ -11,8 +11,10 @@ from citywatch.citymodel import CityModel
 from processors.config import RulesConfig
 from processors.rules.solar import LocalClock
 from processors.rules.streak import NS
-from processors.rules.trips import RouteSampler, TripSummaries, build_trips
-from processors.rules.vehicle import LocalProjection
+from processors.rules.vehicle import trip_summary
+from processors.rules.vehicle.coverage import RouteSampler
+from processors.rules.vehicle.geo import LocalProjection
+from processors.rules.vehicle.trip_summary import TripSummaries
 
 LAT0, LON0 = 31.23, 121.47
 PROJ = LocalProjection(LAT0, LON0)
@@ -49,7 +51,8 @@ def summaries(recs: list[dict[str, Any]], **kw: Any) -> TripSummaries:
 
 def fields(t: TripSummaries) -> dict[str, Any]:
     (p,) = t.kpi_points(include_open=True)
-    return p["fields"]
+    out: dict[str, Any] = p["fields"]
+    return out
 
 
 def test_gps_mileage_hours_and_full_coverage() -> None:
@@ -132,6 +135,6 @@ def test_route_sampler_near() -> None:
 
 def test_build_from_city_model() -> None:
     city = CityModel.generate(seed=1, scale=1)
-    rule = build_trips(RulesConfig(), city)
+    rule = trip_summary.build(RulesConfig(), city)
     assert isinstance(rule, TripSummaries) and set(rule.routes) == set(city.routes)
     assert rule.clock.minute_of_day(0) == city.utc_offset_minutes % 1440

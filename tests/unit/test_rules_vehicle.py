@@ -13,23 +13,15 @@ from processors.config import RulesConfig, VehicleRulesConfig
 from processors.rules.base import Condition, Rule
 from processors.rules.solar import LocalClock
 from processors.rules.streak import NS
-from processors.rules.vehicle import (
-    JUMP,
-    OK,
-    Area,
-    CorridorViolation,
-    DaytimeHauling,
-    FixFilter,
-    GpsJump,
-    IdleTooLong,
-    IllegalDump,
-    LocalProjection,
-    Overspeed,
-    build_corridor,
-    build_daytime_hauling,
-    build_illegal_dump,
-    haversine_m,
-)
+from processors.rules.vehicle import corridor_violation, daytime_hauling, illegal_dump
+from processors.rules.vehicle.corridor_violation import CorridorViolation
+from processors.rules.vehicle.daytime_hauling import DaytimeHauling
+from processors.rules.vehicle.fixes import JUMP, OK, FixFilter
+from processors.rules.vehicle.geo import Area, LocalProjection, haversine_m
+from processors.rules.vehicle.gps_jump import GpsJump
+from processors.rules.vehicle.idle_too_long import IdleTooLong
+from processors.rules.vehicle.illegal_dump import IllegalDump
+from processors.rules.vehicle.overspeed import Overspeed
 
 LAT0, LON0 = 31.23, 121.47
 PROJ = LocalProjection(LAT0, LON0)
@@ -340,9 +332,9 @@ def test_standing_in_the_zone_neither_counts_nor_resets() -> None:
 def test_factories_use_the_city_model() -> None:
     city = CityModel.generate(seed=1, scale=1)
     cfg = RulesConfig()
-    assert build_corridor(cfg, None) is None and build_illegal_dump(cfg, None) is None
-    rule = build_corridor(cfg, city)
-    dh = build_daytime_hauling(cfg, city)
+    assert corridor_violation.build(cfg, None) is None and illegal_dump.build(cfg, None) is None
+    rule = corridor_violation.build(cfg, city)
+    dh = daytime_hauling.build(cfg, city)
     assert isinstance(rule, CorridorViolation) and isinstance(dh, DaytimeHauling)
     truck = next(v for v in city.vehicles.values() if v.kind == "muck")
     line = shapely.LineString(city.line_xy(city.routes[truck.route_id].line))

@@ -1,4 +1,6 @@
-"""Rules for every family: device silence (offline) and values outside a plausible range.
+"""Raise when a device sends nothing for k x its family's expected interval (offline).
+
+A new reading from the device clears it at once (``clear_after_s=0``).
 
 Example:
     >>> r = DeviceSilence({"bin": 900.0}, k=3.0)
@@ -11,8 +13,9 @@ Example:
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from processors.config import RulesConfig
 from processors.rules.base import Condition, Record, Rule
 
 _NS = 1_000_000_000
@@ -91,51 +94,5 @@ class DeviceSilence(Rule):
             )
 
 
-class OutOfRange(Rule):
-    """A measured value outside its plausible range (tighter than the gateway's hard bounds)."""
-
-    name: ClassVar[str] = "out_of_range"
-    description: ClassVar[str] = "value outside the plausible range configured per metric"
-
-    def __init__(self, ranges: dict[str, tuple[float, float]]) -> None:
-        self.ranges = ranges
-        self.bad: set[str] = set()
-
-    def on_reading(self, rec: Record, out: list[Condition]) -> None:
-        dev = rec["device_id"]
-        worst: str | None = None
-        for metric, (lo, hi) in self.ranges.items():
-            v = rec.get(metric)
-            if v is not None and not (lo <= v <= hi):
-                worst = f"{metric}={v} outside [{lo}, {hi}]"
-                break
-        if worst is not None:
-            self.bad.add(dev)
-            out.append(
-                Condition(
-                    "out_of_range",
-                    dev,
-                    "device",
-                    True,
-                    rec["ts"],
-                    "info",
-                    rec["family"],
-                    rec["district"],
-                    worst,
-                )
-            )
-        elif dev in self.bad:
-            self.bad.discard(dev)
-            out.append(
-                Condition(
-                    "out_of_range",
-                    dev,
-                    "device",
-                    False,
-                    rec["ts"],
-                    "info",
-                    rec["family"],
-                    rec["district"],
-                    "back in range",
-                )
-            )
+def build(cfg: RulesConfig, city: Any) -> Rule:
+    return DeviceSilence(cfg.expected_interval_s, cfg.silence_k)

@@ -1,0 +1,52 @@
+"""What the bin rules share: the ``BinRule`` base, the overflow verdict and ``HOUR_NS``.
+
+``overflow_verdict`` judges one reading for ``bin_overflow`` and ``bin_overflow_unserved``:
+False when the bin reports ``emptied``, None without a fill, else fill >= 0.9, or >= 0.8 while
+already overflowing (the gap keeps a bin hovering at 0.9 from flapping).
+
+Example:
+    >>> cfg = BinRulesConfig()
+    >>> [overflow_verdict({"fill_ratio": 0.85}, on, cfg) for on in (False, True)]
+    [False, True]
+    >>> overflow_verdict({"fill_ratio": 0.95, "emptied": True}, True, cfg)
+    False
+    >>> print(overflow_verdict({}, True, cfg))
+    None
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from processors.config import BinRulesConfig
+from processors.rules.base import Record
+from processors.rules.streak import NS, DeviceRule, Streak, StreakParams
+
+HOUR_NS = 3600 * NS
+
+
+class BinRule(DeviceRule):
+    families: ClassVar[tuple[str, ...]] = ("bin",)
+    kind: ClassVar[str]
+    severity: ClassVar[str] = "warning"
+
+    def __init__(self, cfg: BinRulesConfig | None, hold_s: float, repeat_s: float) -> None:
+        self.cfg = cfg or BinRulesConfig()
+        self.p = StreakParams(1, 1, int(hold_s * NS), int(repeat_s * NS))
+        self.state: dict[str, Streak] = {}
+
+    def _streak(self, dev: str) -> Streak:
+        st = self.state.get(dev)
+        if st is None:
+            st = self.state[dev] = Streak()
+        return st
+
+
+def overflow_verdict(rec: Record, on: bool, cfg: BinRulesConfig) -> bool | None:
+    if rec.get("emptied"):
+        return False
+    f = rec.get("fill_ratio")
+    if f is None:
+        return None
+    # Once overflowing, it stays so until the fill drops below the clear level.
+    return f >= cfg.overflow_fill or (on and f >= cfg.overflow_clear_fill)

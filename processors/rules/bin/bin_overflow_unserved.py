@@ -1,0 +1,83 @@
+"""Raise when an overflowing bin is still not emptied 12 h after its overflow began.
+
+- ``bin_overflow_unserved`` (major): the same overflow still not emptied 12 h after it
+  began. A separate kind rather than the alert manager's escalation, because the manager
+  escalates every warning after one fixed time while the service deadline for bins is its
+  own number, and crews need "overdue" as a distinct, routable alert. The scorecard matches
+  ``bin_overflow`` alone, so the extra kind never counts against it.
+
+The unserved check runs on the bin's own readings, so it fires at most one reporting
+interval (15 min) after the deadline.
+
+Example:
+    >>> rule, out = BinOverflowUnserved(), []
+    >>> for h, f, emptied in [(0, 0.95, False), (6, 0.97, False), (12, 0.99, False),
+    ...                       (13, 0.05, True)]:
+    ...     rule.on_reading({"device_id": "bin-1", "family": "bin", "district": "n",
+    ...                      "ts": h * HOUR_NS, "fill_ratio": f, "emptied": emptied}, out)
+    >>> for c in out:
+    ...     print(c.kind, c.active, c.message)
+    bin_overflow_unserved True overflowing for 12.0 h, not emptied
+    bin_overflow_unserved False emptied
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from processors.config import BinRulesConfig, RulesConfig
+from processors.rules.base import Condition, Record, Rule
+from processors.rules.bin.base import HOUR_NS, BinRule, overflow_verdict
+from processors.rules.streak import Streak
+
+
+class _Unserved:
+    __slots__ = ("last_ts", "over", "since", "streak")
+
+    def __init__(self) -> None:
+        self.last_ts = -(2**62)
+        self.over = False
+        self.since = 0
+        self.streak = Streak()
+
+
+class BinOverflowUnserved(BinRule):
+    """An overflow not emptied within ``unserved_after_h`` of its start."""
+
+    name: ClassVar[str] = "bin_overflow_unserved"
+    kind: ClassVar[str] = "bin_overflow_unserved"
+    severity: ClassVar[str] = "major"
+    description: ClassVar[str] = "overflowing bin not emptied within 12 h"
+
+    def __init__(
+        self, cfg: BinRulesConfig | None = None, hold_s: float = 600.0, repeat_s: float = 60.0
+    ) -> None:
+        super().__init__(cfg, hold_s, repeat_s)
+        self.bins: dict[str, _Unserved] = {}
+        self.after_ns = int(self.cfg.unserved_after_h * HOUR_NS)
+
+    def on_reading(self, rec: Record, out: list[Condition]) -> None:
+        dev = rec["device_id"]
+        b = self.bins.get(dev)
+        if b is None:
+            b = self.bins[dev] = _Unserved()
+        ts = rec["ts"]
+        if ts <= b.last_ts:
+            return
+        b.last_ts = ts
+        v = overflow_verdict(rec, b.over, self.cfg)
+        if v is True and not b.over:
+            b.over, b.since = True, ts
+        elif v is False:
+            b.over = False
+        bad = b.over and ts - b.since >= self.after_ns
+        r = b.streak.step(ts, bad, self.p)
+        if r:
+            hours = (ts - b.since) / HOUR_NS
+            self._emit(
+                r, rec, out, f"overflowing for {hours:.1f} h, not emptied", hours, off_msg="emptied"
+            )
+
+
+def build(cfg: RulesConfig, city: Any) -> Rule:
+    return BinOverflowUnserved(cfg.bin, cfg.alerts.clear_after_s, cfg.repeat_s)

@@ -1,0 +1,122 @@
+"""What the dust rules share: duplicate filtering, the rule base class, the factories' wiring.
+
+``DustRule`` drops exact duplicates (same device and ts) per device, builds the family's
+conditions and holds the streak parameters; ``now`` is the event time at which a site is
+judged (a late reading is judged just after the latest one); ``common_kwargs``, ``sites``
+and ``model_sensor_site`` turn the rules file and the city model into constructor arguments.
+
+Example:
+    >>> from types import SimpleNamespace
+    >>> city = SimpleNamespace(sites={"s1": SimpleNamespace(id="s1", sensor_ids=["d-1", "d-2"])})
+    >>> model_sensor_site(city), model_sensor_site(None)
+    ({'d-1': 's1', 'd-2': 's1'}, {})
+    >>> sorted(common_kwargs(RulesConfig()))
+    ['cfg', 'hold_s', 'repeat_s']
+    >>> s = _Seen()
+    >>> s.fresh(5), s.fresh(3), s.fresh(3)  # a late reading once, then its duplicate
+    (True, True, False)
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+from processors.config import DustRulesConfig, RulesConfig
+from processors.rules.base import Condition, Record, Rule
+from processors.rules.streak import EMIT_ON, NS, Streak, StreakParams
+
+
+class _Seen:
+    """Recent ts of one device, to drop exact duplicates cheaply."""
+
+    __slots__ = ("last", "recent")
+
+    def __init__(self) -> None:
+        self.last = -(2**62)
+        self.recent: deque[int] = deque(maxlen=64)
+
+    def fresh(self, ts: int) -> bool:
+        if ts > self.last:
+            self.last = ts
+        elif ts in self.recent:  # rare path: only for late readings
+            return False
+        self.recent.append(ts)
+        return True
+
+
+def now(ts: int, st: Streak) -> int:
+    """Event time at which to judge a site: a late reading changes the window *now*, so it
+    is judged just after the latest one instead of being ignored as out of order."""
+    return ts if ts > st.last_ts else st.last_ts + 1
+
+
+class DustRule(Rule):
+    families: ClassVar[tuple[str, ...]] = ("dust",)
+    kind: ClassVar[str]
+    severity: ClassVar[str] = "warning"
+
+    def __init__(
+        self,
+        cfg: DustRulesConfig | None,
+        sensor_site: Mapping[str, str] | None,
+        hold_s: float,
+        repeat_s: float,
+    ) -> None:
+        self.cfg = cfg or DustRulesConfig()
+        self.sensor_site = dict(sensor_site or {})
+        self.p = StreakParams(1, 1, int(hold_s * NS), int(repeat_s * NS))
+        self.seen: dict[str, _Seen] = {}
+
+    def _fresh(self, dev: str, ts: int) -> bool:
+        s = self.seen.get(dev)
+        if s is None:
+            s = self.seen[dev] = _Seen()
+        return s.fresh(ts)
+
+    def _cond(
+        self,
+        r: int,
+        target: str,
+        ttype: str,
+        ts: int,
+        district: str,
+        msg: str,
+        value: float | None,
+        off_msg: str = "back below the limit",
+    ) -> Condition:
+        on = r == EMIT_ON
+        return Condition(
+            self.kind,
+            target,
+            ttype,
+            on,
+            ts,
+            self.severity,
+            "dust",
+            district,
+            msg if on else off_msg,
+            value if on else None,
+        )
+
+    def _site_cond(
+        self, r: int, site: str, rec: Record, ts: int, msg: str, value: float, out: list[Condition]
+    ) -> None:
+        """A site-level condition for a streak step that changed something."""
+        out.append(self._cond(r, site, "site", ts, rec["district"], msg, value))
+
+
+# --- wiring (registry factories) ----------------------------------------------------------
+
+
+def common_kwargs(cfg: RulesConfig) -> dict[str, Any]:
+    return {"cfg": cfg.dust, "hold_s": cfg.alerts.clear_after_s, "repeat_s": cfg.repeat_s}
+
+
+def sites(city: Any) -> Iterable[Any]:
+    return (getattr(city, "sites", None) or {}).values()
+
+
+def model_sensor_site(city: Any) -> dict[str, str]:
+    return {sid: s.id for s in sites(city) for sid in s.sensor_ids}
