@@ -75,6 +75,13 @@ class DustRule(Rule):
             s = self.seen[dev] = _Seen()
         return s.fresh(ts)
 
+    def _fresh_site(self, rec: Record, dev: str, ts: int) -> str | None:
+        """The reading's site; None when it has none, or repeats a reading already seen."""
+        site: str | None = rec.get("site_id") or self.sensor_site.get(dev)
+        if site is None or not self._fresh(dev, ts):
+            return None
+        return site
+
     def _cond(
         self,
         r: int,

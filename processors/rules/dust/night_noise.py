@@ -70,11 +70,9 @@ class NightNoise(DustRule):
         if v is None:
             return
         dev = rec["device_id"]
-        site = rec.get("site_id") or self.sensor_site.get(dev)
-        if site is None:
-            return
         ts = rec["ts"]
-        if not self._fresh(dev, ts):
+        site = self._fresh_site(rec, dev, ts)
+        if site is None:
             return
         st = self.sites.get(site)
         if st is None:
