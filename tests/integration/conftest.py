@@ -10,7 +10,7 @@ import pytest
 from citywatch import stack
 from citywatch.settings import Settings
 
-from .helpers import Proc, run_id
+from .helpers import Proc, run_id, stop_all
 
 
 @pytest.fixture(scope="session")
@@ -51,5 +51,4 @@ def spawn(tmp_path: Path, stack_settings: Settings, rid: str) -> Iterator[object
         return p
 
     yield _spawn
-    for p in procs:
-        p.stop(timeout=20)
+    stop_all(stack_settings, procs)

@@ -35,7 +35,7 @@ from ingest.simulator.downlink import SimDownlink
 from ingest.simulator.engine import Simulation
 from ingest.simulator.publisher import publish
 
-from .helpers import Proc, end_offsets, read_topic, run_id, wait_for, wait_log
+from .helpers import Proc, end_offsets, read_topic, run_id, stop_all, wait_for, wait_log
 
 pytestmark = pytest.mark.integration
 
@@ -252,8 +252,7 @@ def world(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
         stop.set()
         if thread is not None:
             thread.join(20)
-        for p in reversed(procs):
-            p.stop(20)
+        stop_all(s, reversed(procs))
 
 
 def test_switch_is_delivered_acknowledged_and_confirmed_by_the_next_reading(w: World) -> None:

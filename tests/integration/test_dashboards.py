@@ -30,7 +30,7 @@ from dashboards.build import render
 from dashboards.kpis import expand
 from dashboards.report import build_report
 
-from .helpers import Proc, run_id, start_group_at_end
+from .helpers import Proc, run_id, start_group_at_end, stop_all
 
 pytestmark = pytest.mark.integration
 
@@ -141,8 +141,7 @@ def city_run(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
         write_assets(s, city)
         yield s, city, out, sim_window, wall_start
     finally:
-        for p in procs:
-            p.stop(timeout=20)
+        stop_all(s, procs)
 
 
 FMT = "%Y-%m-%dT%H:%M:%SZ"
