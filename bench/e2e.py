@@ -42,7 +42,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from bench.common import forget_session, influx_query
 from citywatch.demo import _metric
 from citywatch.kafkautil import client_kwargs
-from citywatch.settings import Settings
+from citywatch.settings import Settings, gateway_client_id
 from citywatch.stack.mosquitto import Mosquitto
 
 REPO = Path(__file__).resolve().parents[1]
@@ -235,7 +235,7 @@ class Pipeline:
             except subprocess.TimeoutExpired:
                 p.kill()
         for instance in self.gateways:
-            forget_session(self.s, f"citywatch-{instance}")
+            forget_session(self.s, gateway_client_id(instance))
         asyncio.run(self.delete_topics())
 
 

@@ -33,7 +33,7 @@ from rich.table import Table
 from citywatch import influxql, stack
 from citywatch.kafkautil import client_kwargs, commit_group_at, end_offsets
 from citywatch.mqtt import end_session
-from citywatch.settings import Settings
+from citywatch.settings import Settings, gateway_client_id
 from ingest.readings import FAMILIES
 
 NS = 1_000_000_000
@@ -411,7 +411,7 @@ def run_demo(
         demo.stop_all()
         # The run-scoped gateway never returns: drop its session now rather than let it queue
         # copies of later uplinks until its expiry (a demo or benchmark right after would pay).
-        asyncio.run(end_session(s, "gateway", f"citywatch-demo-{run}"))
+        asyncio.run(end_session(s, "gateway", gateway_client_id(f"demo-{run}")))
     console.rule("scorecard and loss ledger")
     from processors.evaluate import run_evaluation
 

@@ -94,6 +94,16 @@ class InfluxSettings(BaseModel):
         return f"{self.database}/{self.retention_policy}"
 
 
+def gateway_client_id(instance: str) -> str:
+    """A gateway instance's MQTT client id, which names its persistent session on the broker
+    (and its Kafka client): whoever ends a departed gateway's session names it from here.
+
+    >>> gateway_client_id("gw1")
+    'citywatch-gw1'
+    """
+    return f"citywatch-{instance}"
+
+
 class GatewaySettings(BaseModel):
     """The MQTT -> Kafka gateway (``citywatch gateway``)."""
 

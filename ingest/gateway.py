@@ -30,7 +30,7 @@ from enum import Enum
 from citywatch.mqttlean import LeanSubscriber
 from citywatch.security.devices import DevicePolicy
 from citywatch.security.endpoint import mqtt_kwargs
-from citywatch.settings import Settings
+from citywatch.settings import Settings, gateway_client_id
 from ingest import broker_health
 from ingest.broker_health import BrokerHealth
 from ingest.decode import decode_message
@@ -74,6 +74,7 @@ class Gateway:
         self.s = settings
         g = settings.gateway
         self.instance = instance or g.instance
+        self.client_id = gateway_client_id(self.instance)
         self.metrics = GatewayMetrics()
         self.metrics.inflight = lambda: len(self._pending)
         self.metrics.messages = lambda: self.stats["messages"]
@@ -81,7 +82,7 @@ class Gateway:
         self.registry = DeviceRegistry.load(g.device_registry)
         # security.unknown_devices: accept (and remember) or dead-letter unregistered ids.
         self.devices = DevicePolicy(settings)
-        self.sink = KafkaSink(settings, client_id=f"citywatch-{self.instance}")
+        self.sink = KafkaSink(settings, client_id=self.client_id)
         self.spool = Spool(
             settings.state_dir / "spool" / self.instance, g.spool_segment_bytes, g.spool_max_bytes
         )
@@ -97,7 +98,7 @@ class Gateway:
         self._kafka_task: asyncio.Task[None] | None = None
         self.mqtt = LeanSubscriber(
             **mqtt_kwargs(settings, "gateway"),
-            client_id=f"citywatch-{self.instance}",
+            client_id=self.client_id,
             on_message=self._on_message,
             clean_start=False,  # persistent session: the broker keeps what we did not ack
             session_expiry_s=g.session_expiry_s,
@@ -338,7 +339,7 @@ class Gateway:
         for pend in stranded.values():
             self._spool(pend.item)
         old = self.sink
-        self.sink = KafkaSink(self.s, client_id=f"citywatch-{self.instance}")
+        self.sink = KafkaSink(self.s, client_id=self.client_id)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(old.stop(), 5)
         self._kafka_task = asyncio.create_task(self._start_kafka(stop))
@@ -354,7 +355,7 @@ class Gateway:
                 log.warning("Kafka not reachable yet (%r); spooling", exc)
                 with contextlib.suppress(Exception):
                     await self.sink.stop()
-                self.sink = KafkaSink(self.s, client_id=f"citywatch-{self.instance}")
+                self.sink = KafkaSink(self.s, client_id=self.client_id)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 

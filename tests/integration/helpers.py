@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from citywatch import influxql, kafkautil
 from citywatch.mqtt import AsyncMqtt, end_session
 from citywatch.security.endpoint import mqtt_kwargs
-from citywatch.settings import Settings
+from citywatch.settings import Settings, gateway_client_id
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -179,7 +179,7 @@ class Proc:
         a = self.args
         instance = a[a.index("--instance") + 1] if "--instance" in a else None
         instance = instance or self.env.get("CITYWATCH_GATEWAY__INSTANCE")
-        return f"citywatch-{instance}" if instance else None
+        return gateway_client_id(instance) if instance else None
 
 
 def stop_all(s: Settings, procs: Iterable[Proc], timeout: float = 20) -> None:
