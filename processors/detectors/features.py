@@ -22,11 +22,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from processors.config import RulesConfig
+from processors.rules.streetlight.schedule import MIN_JUDGED_LEVEL_PCT
 
 Feature = Callable[[Mapping[str, Any]], float | None]
-
-#: Below this dimming level a lamp's power is too small a signal to scale up to full output.
-MIN_LEVEL_PCT = 10.0
 
 
 class LampPowerAtFull:
@@ -44,7 +42,7 @@ class LampPowerAtFull:
         lvl = rec.get("dimming_pct")
         if lvl is None:  # formats without a level report lamps on at full output
             return float(p)
-        if lvl < MIN_LEVEL_PCT:
+        if lvl < MIN_JUDGED_LEVEL_PCT:
             return None
         return float(p) * 100.0 / float(lvl)
 

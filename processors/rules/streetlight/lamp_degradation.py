@@ -28,7 +28,7 @@ from processors.config import RulesConfig, StreetlightRulesConfig
 from processors.rules.base import Condition, Record, Rule
 from processors.rules.streak import Streak
 from processors.rules.streetlight.base import LampRule, common_kwargs
-from processors.rules.streetlight.schedule import LampSchedule, schedule_for
+from processors.rules.streetlight.schedule import MIN_JUDGED_LEVEL_PCT, LampSchedule, schedule_for
 
 
 class _Baseline:
@@ -80,7 +80,7 @@ class LampDegradation(LampRule):
             return  # supply trouble changes the draw; not the lamp's fault
         dev = rec["device_id"]
         lvl = self._level(rec, dev)
-        if lvl is None or lvl < 10.0:
+        if lvl is None or lvl < MIN_JUDGED_LEVEL_PCT:
             return
         bucket = round(lvl / 5.0) * 5
         per = self.baselines.get(dev)

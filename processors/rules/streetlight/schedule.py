@@ -37,6 +37,9 @@ from processors.rules.solar import (
 )
 
 ON_UNKNOWN_LEVEL = -1.0  # expected lit, level uncertain (next to a profile step)
+#: Below this dimming level a lamp's power is too small a signal to judge (lamp_degradation)
+#: or to scale up to full output (the detectors' lamp power feature).
+MIN_JUDGED_LEVEL_PCT = 10.0
 Steps = Iterable[tuple[str | int, str | int, float]]
 
 
