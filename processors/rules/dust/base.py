@@ -69,18 +69,15 @@ class DustRule(Rule):
         self.p = StreakParams(1, 1, int(hold_s * NS), int(repeat_s * NS))
         self.seen: dict[str, _Seen] = {}
 
-    def _fresh(self, dev: str, ts: int) -> bool:
-        s = self.seen.get(dev)
-        if s is None:
-            s = self.seen[dev] = _Seen()
-        return s.fresh(ts)
-
     def _fresh_site(self, rec: Record, dev: str, ts: int) -> str | None:
         """The reading's site; None when it has none, or repeats a reading already seen."""
         site: str | None = rec.get("site_id") or self.sensor_site.get(dev)
-        if site is None or not self._fresh(dev, ts):
+        if site is None:
             return None
-        return site
+        seen = self.seen.get(dev)
+        if seen is None:
+            seen = self.seen[dev] = _Seen()
+        return site if seen.fresh(ts) else None
 
     def _cond(
         self,
