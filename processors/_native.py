@@ -34,34 +34,28 @@ ROOT = Path(__file__).resolve().parents[1]
 #: one is compiled without being listed here); their registries stay interpreted.
 _PER_READING_DIRS = ("processors/rules", "processors/detectors")
 _INTERPRETED = ("__init__.py", "registry.py")
-
-
-def _per_reading_modules() -> tuple[str, ...]:
-    found = (
-        p.relative_to(ROOT).as_posix()
+# One walk of those directories (this runs at every import of processors).
+_FOUND: tuple[Path, ...] = tuple(
+    sorted(
+        p.relative_to(ROOT)
         for d in _PER_READING_DIRS
         for p in (ROOT / d).rglob("*.py")
-        if p.name not in _INTERPRETED and not p.name.startswith(".")
+        if not p.name.startswith(".")
     )
-    return tuple(sorted(found))
-
+)
 
 #: The per-reading path (not the registries, the configuration or anything doing I/O).
 MODULES: tuple[str, ...] = (
     "processors/engine.py",
     "processors/alerts.py",
     "processors/sinks/lines.py",
-    *_per_reading_modules(),
+    *(p.as_posix() for p in _FOUND if p.name not in _INTERPRETED),
 )
 #: Packages whose search path gets the compiled directory in front.
 PACKAGES: tuple[str, ...] = (
     "processors",
     "processors.sinks",
-    *sorted(
-        p.parent.relative_to(ROOT).as_posix().replace("/", ".")
-        for d in _PER_READING_DIRS
-        for p in (ROOT / d).rglob("__init__.py")
-    ),
+    *(".".join(p.parent.parts) for p in _FOUND if p.name == "__init__.py"),
 )
 
 
