@@ -36,10 +36,10 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.common import influx_query, payload
+from bench.common import payload
 from bench.gateway import _last_json, _spawn
 from bench.processor import raw_consume, records
-from citywatch import credentials
+from citywatch import credentials, influxql
 from citywatch.kafkautil import client_kwargs, java_client_properties
 from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings
@@ -276,11 +276,11 @@ async def _write_batches(s: Settings, batches: list[bytes], writers: int) -> flo
 def influx(s: Settings, n: int, batch: int = 10_000, writers: int = 2) -> dict[str, float]:
     lines = line_protocol(n)
     batches = [b"\n".join(lines[i : i + batch]) for i in range(0, n, batch)]
-    influx_query(s, f'CREATE DATABASE "{SCRATCH_DB}"')
+    influxql.execute(s, f'CREATE DATABASE "{SCRATCH_DB}"')
     try:
         elapsed = asyncio.run(_write_batches(s, batches, writers))
     finally:
-        influx_query(s, f'DROP DATABASE "{SCRATCH_DB}"')
+        influxql.execute(s, f'DROP DATABASE "{SCRATCH_DB}"')
     return {"per_s": n / elapsed, "batch": batch, "writers": writers}
 
 

@@ -16,7 +16,6 @@ import sys
 import time
 from datetime import UTC, datetime
 
-import httpx
 import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -132,24 +131,6 @@ def _gateway_client(s: Settings, client_id: str) -> mqtt.Client:
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     c.username_pw_set("gateway", credentials.password(s, "gateway"))
     return c
-
-
-def influx_query(s: Settings, q: str) -> None:
-    """Run one InfluxQL statement as the admin (CREATE, DROP, DELETE); raise if refused."""
-    r = httpx.post(
-        f"{s.influx.url}/query",
-        params={
-            "u": s.influx.admin_user,
-            "p": credentials.password(s, "influx"),
-            "db": s.influx.database,
-            "q": q,
-        },
-        timeout=120.0,
-    )
-    r.raise_for_status()
-    for result in r.json().get("results", []):
-        if "error" in result:
-            raise RuntimeError(f"InfluxDB: {result['error']} ({q})")
 
 
 def forget_session(s: Settings, client_id: str) -> None:

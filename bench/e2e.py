@@ -39,7 +39,8 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.common import forget_session, influx_query
+from bench.common import forget_session
+from citywatch import influxql
 from citywatch.demo import _metric
 from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings, gateway_client_id
@@ -351,7 +352,7 @@ def clear_window(s: Settings, start: float, span_s: float) -> None:
     """
     t0 = start - 3600
     t1 = t0 + span_s + 2 * 3600
-    influx_query(
+    influxql.execute(
         s,
         f'DELETE FROM /.*/ WHERE "district" =~ /^x[0-9]+$/ '
         f"AND time >= {int(t0 * NS)} AND time <= {int(t1 * NS)}",
