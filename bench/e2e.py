@@ -27,7 +27,6 @@ import json
 import math
 import os
 import resource
-import socket
 import subprocess
 import sys
 import threading
@@ -45,17 +44,12 @@ from citywatch.demo import _metric
 from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings, gateway_client_id
 from citywatch.stack.mosquitto import Mosquitto
+from citywatch.stack.ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 NS = 1_000_000_000
 #: Devices per simulated district (citygen lays out ~300-600; 457 on average).
 DEVICES_PER_DISTRICT = 457
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def memory_kib(pid: int) -> dict[str, int]:

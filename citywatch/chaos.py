@@ -43,7 +43,6 @@ import functools
 import http.server
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -65,18 +64,13 @@ from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings
 from citywatch.stack import services
 from citywatch.stack import up as stack_up
-from citywatch.stack.process import ManagedProcess
+from citywatch.stack.ports import free_port
+from citywatch.stack.process import ManagedProcess, StackError
 
 COMPONENTS = ("gateway", "processor", "kafka", "influxdb", "mosquitto", "notifier")
 FAULTS = ("kill9", "stall")
 REPO = Path(__file__).resolve().parent.parent
 WORKERS = ("gateway", "processor", "notifier")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def private_settings(state_dir: Path, base: Settings) -> Settings:
@@ -363,8 +357,23 @@ class Chaos:
         self.receiver: Receiver | None = None
 
     # -- stack ------------------------------------------------------------------------
-    def up(self) -> None:
-        stack_up(self.s, log=lambda m: self.log(f"  {m}"))
+    def up(self, attempts: int = 3) -> None:
+        """Start the private stack; stop what started if it fails, so nothing is left behind.
+
+        A port taken by another program between choosing and binding it gets a fresh state
+        dir and fresh ports, up to ``attempts`` times.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                stack_up(self.s, log=lambda m: self.log(f"  {m}"))
+                return
+            except StackError as e:
+                self.down()
+                if "in use" not in str(e) or attempt == attempts:
+                    raise
+                self.log(f"  a port was taken, trying new ones: {str(e).splitlines()[-1]}")
+                self.s = private_settings(self.dir / f"state-{attempt + 1}", self.s)
+                self.env = settings_env(self.s)
 
     def down(self) -> None:
         for w in self.workers.values():

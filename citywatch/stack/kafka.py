@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from typing import Any, Literal
 from citywatch import credentials
 from citywatch.kafkautil import PASSWORD_ROLE, SCRAM_MECHANISM, client_kwargs
 from citywatch.settings import Settings
+from citywatch.stack.ports import free_port
 from citywatch.stack.process import (
     ManagedProcess,
     StackError,
@@ -306,7 +306,7 @@ num.io.threads=4
         then restarts Kafka with the normal configuration.
         """
         host, _ = self.host_port
-        setup_port = _free_port(host)
+        setup_port = free_port(host)
         self.proc.stop()
         try:
             self.proc.start(self._java("kafka.Kafka", str(self.write_config(setup_port))))
@@ -398,12 +398,6 @@ async def _sasl_probe(s: Settings) -> Literal["ok", "denied", "down"]:
         return "down"
     conn.close()
     return "ok"
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def _write_private(path: Path, text: str) -> None:

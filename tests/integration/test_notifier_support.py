@@ -4,7 +4,6 @@ server, an MQTT subscriber (user ``crews``), plus config writing and alert produ
 from __future__ import annotations
 
 import email
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,14 +20,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from citywatch import credentials
 from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
+from citywatch.stack.ports import free_port
 
 SECRET = "test-webhook-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

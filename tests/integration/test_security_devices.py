@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import queue
-import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -23,16 +22,11 @@ from citywatch.security.devices import DeviceRegister, apply
 from citywatch.security.tls import BrokerTls
 from citywatch.settings import Settings
 from citywatch.stack.mosquitto import Mosquitto
+from citywatch.stack.ports import free_port
 
 from .helpers import end_offsets, read_topic, wait_log
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def private_settings(state: Path, **security: Any) -> Settings:
