@@ -21,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -32,6 +33,8 @@ from citywatch.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
+#: The count stops after this long without a new reading (the burst itself takes seconds).
+IDLE_S = 60.0
 
 
 def _spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -50,6 +53,38 @@ def _last_json(out: str) -> dict[str, float]:
         if line.startswith("{"):
             return json.loads(line)  # type: ignore[no-any-return]
     raise RuntimeError(out[-2000:])
+
+
+class _Tail:
+    """Reads a child's output in a thread, so its pipe never fills and blocks it."""
+
+    def __init__(self, p: subprocess.Popen[str]) -> None:
+        self.p = p
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.p.stdout is not None
+        for line in self.p.stdout:
+            self.lines.append(line)
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.lines):
+                return
+            if self.p.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.p.kill()
+        self.reader.join(5)  # its last lines, which say why
+        raise RuntimeError(
+            f"no {text!r} from the gateway in {timeout_s:.0f}s:\n{self.text()[-3000:]}"
+        )
 
 
 def cpu_s(pid: int) -> float:
@@ -91,11 +126,14 @@ async def _count_kafka(
     ready.set()
     n, first, last = 0, 0.0, 0.0
     marker = prefix.split("/")[1].encode()
-    deadline = time.monotonic() + timeout_s
+    start = time.monotonic()
+    deadline = start + timeout_s
     try:
         while n < expect and time.monotonic() < deadline:
             batch = await c.getmany(timeout_ms=200, max_records=20000)
             now = time.monotonic()
+            if now - (last or start) > IDLE_S:
+                break  # nothing more is coming: report what arrived instead of waiting on
             for msgs in batch.values():
                 got = sum(1 for m in msgs if marker in m.value)
                 if got:
@@ -119,7 +157,10 @@ def gateway(n: int, batch: int) -> tuple[float, float, float]:
         "CITYWATCH_GATEWAY__SESSION_EXPIRY_S": "60",
     }
     gw = _spawn(["-m", "citywatch", "gateway"], env)
-    time.sleep(4)
+    log = _Tail(gw)
+    # Not a fixed sleep: a gateway that subscribes after the burst is published gets none of
+    # it (one harness run measured 0/s that way, its Kafka producer slow to start).
+    log.wait_for("up (mode", 90)
 
     async def run() -> dict[str, float]:
         ready = asyncio.Event()
@@ -146,9 +187,14 @@ def gateway(n: int, batch: int) -> tuple[float, float, float]:
         return got
 
     marks: dict[str, float] = {}
-    st = asyncio.run(run())
-    gw.terminate()
-    gw.communicate(timeout=60)
+    try:
+        st = asyncio.run(run())
+    finally:
+        gw.terminate()
+        gw.wait(60)
+    if st["n"] == 0:
+        log.reader.join(5)
+        raise RuntimeError(f"the gateway forwarded none of {n} readings:\n{log.text()[-3000:]}")
     span = max(st["last"] - st["first"], 1e-9)
     return st["n"] / span, st["n"], st["n"] / max(marks["cpu1"] - marks["cpu0"], 1e-9)
 

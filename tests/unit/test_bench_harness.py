@@ -234,3 +234,25 @@ def test_a_clean_first_e2e_attempt_is_the_result(
     monkeypatch.setattr(e2e, "_run_once", lambda s, **kw: _attempt(kw["rate"], 5_000))
     out = e2e.run(None, devices=10, rate=6_000, duration=1, workdir=tmp_path)  # type: ignore[arg-type]
     assert len(out["attempts"]) == 1 and "overloaded" not in out
+
+
+def test_the_gateway_bench_waits_for_the_gateway_and_reports_one_that_never_came_up() -> None:
+    import subprocess
+    import sys
+
+    from bench.gateway import _Tail
+
+    def child(code: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    up = child("import time; time.sleep(0.3); print('gateway g up (mode direct)', flush=True)")
+    _Tail(up).wait_for("up (mode", 30)  # returns only once the line is there
+    assert up.wait(30) == 0
+    down = child("print('Kafka refused the password'); raise SystemExit(2)")
+    with pytest.raises(RuntimeError, match=r"(?s)up \(mode.*Kafka refused the password"):
+        _Tail(down).wait_for("up (mode", 30)
