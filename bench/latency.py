@@ -188,17 +188,21 @@ def stages(
     >>> stages({"p": (1_000_000_000, 1_050)}, {"p": (1_000_000_000, 1_250)})["processor"]["p50_ms"]
     200.0
     """
-    gw, proc = [], []
+    gw, proc = {}, {}
     for dev, (ts_ns, read_ms) in readings.items():
-        gw.append(read_ms / 1e3 - ts_ns / 1e9)
+        gw[dev] = read_ms / 1e3 - ts_ns / 1e9
         if dev in alerts:
-            proc.append((alerts[dev][1] - read_ms) / 1e3)
-    # Probes are numbered in publish order: is the tail a start-up effect or spread out?
-    worst = sorted(readings, key=lambda d: readings[d][1] / 1e3 - readings[d][0] / 1e9)[-5:]
+            proc[dev] = (alerts[dev][1] - read_ms) / 1e3
+
+    def slowest(delays: dict[str, float]) -> list[str]:
+        # Probes are numbered in publish order: is the tail a start-up effect or spread out?
+        return [d.removeprefix("binp") for d in sorted(delays, key=delays.__getitem__)[:-6:-1]]
+
     return {
-        "mqtt_gateway": summary(gw),
-        "processor": summary(proc),
-        "slowest_to_kafka": [d.removeprefix("binp") for d in reversed(worst)],
+        "mqtt_gateway": summary(list(gw.values())),
+        "processor": summary(list(proc.values())),
+        "slowest_to_kafka": slowest(gw),
+        "slowest_in_processor": slowest(proc),
     }
 
 

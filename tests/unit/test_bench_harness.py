@@ -256,3 +256,16 @@ def test_the_gateway_bench_waits_for_the_gateway_and_reports_one_that_never_came
     down = child("print('Kafka refused the password'); raise SystemExit(2)")
     with pytest.raises(RuntimeError, match=r"(?s)up \(mode.*Kafka refused the password"):
         _Tail(down).wait_for("up (mode", 30)
+
+
+def test_latency_stages_name_the_slowest_probes_of_each_stage() -> None:
+    from bench.latency import stages
+
+    s = 1_000_000_000
+    # (device ts ns, appended to readings at ms) and (_, alert sent at ms), per probe
+    readings = {f"binp{i}": (i * s, i * 1000 + 10 * i) for i in range(1, 8)}
+    alerts = {f"binp{i}": (0, i * 1000 + 10 * i + (900 if i == 2 else 100)) for i in range(1, 8)}
+    st = stages(readings, alerts)
+    assert st["slowest_to_kafka"] == ["7", "6", "5", "4", "3"]  # 70 ms, 60 ms, ...
+    assert st["slowest_in_processor"][0] == "2"  # its alert took 900 ms, the others 100
+    assert st["processor"]["max_ms"] == 900.0
