@@ -220,7 +220,10 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
                 " · ".join(
                     f"{p} {_n(_get(lat, f'{key}.{p}_ms'), ' ms')}" for p in ("p50", "p95", "p99")
                 ),
-                "target p99 < 500 ms" if key == "alert" else f"n={_n(_get(lat, key + '.n'))}",
+                "target p99 < 500 ms"
+                if key == "alert"
+                else f"n={_n(_get(lat, key + '.n'))}, after {_n(lat.get('warmup_s'), ' s', 1)} "
+                "of warm-up",
             )
     if "memory" in r:
         m = r["memory"]
