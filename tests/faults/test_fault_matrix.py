@@ -28,8 +28,10 @@ NOTIFIER_RSS_MB = 300.0
 
 
 @pytest.fixture(scope="module")
-def chaos() -> Iterator[Chaos]:
-    c = Chaos(Settings())
+def chaos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chaos]:
+    # pytest's temp dir, not mkdtemp: pytest keeps the last three runs' logs and deletes older
+    # ones (each run left ~7 MB of private stack state in /tmp).
+    c = Chaos(Settings(), workdir=tmp_path_factory.mktemp("chaos"))
     c.up()
     yield c
     c.down()
