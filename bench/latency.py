@@ -233,6 +233,7 @@ async def _measure(
         asyncio.create_task(_follow_alerts(s, pipe.topics["alerts"], alerted, alert_sent, stop)),
         asyncio.create_task(_follow_probe_readings(s, pipe.topics["readings"], in_kafka, stop)),
     ]
+    warmup = warmup_s(rate, devices)
     pub = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -242,7 +243,7 @@ async def _measure(
         f"--duration={duration}",
         f"--prefix={prefix}",
         f"--devices={devices}",
-        f"--warmup={warmup_s(rate, devices)}",
+        f"--warmup={warmup}",
         cwd=REPO,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -261,7 +262,7 @@ async def _measure(
     await asyncio.gather(*tasks, return_exceptions=True)
     return {
         "offered_per_s": rate,
-        "warmup_s": warmup_s(rate, devices),
+        "warmup_s": warmup,
         "published": stats,
         "influx": summary(list(stored.values())),
         "alert": summary(list(alerted.values())),
