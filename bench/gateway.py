@@ -21,13 +21,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
+from citywatch.chaos import Worker
 from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
 
@@ -53,38 +53,6 @@ def _last_json(out: str) -> dict[str, float]:
         if line.startswith("{"):
             return json.loads(line)  # type: ignore[no-any-return]
     raise RuntimeError(out[-2000:])
-
-
-class _Tail:
-    """Reads a child's output in a thread, so its pipe never fills and blocks it."""
-
-    def __init__(self, p: subprocess.Popen[str]) -> None:
-        self.p = p
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.p.stdout is not None
-        for line in self.p.stdout:
-            self.lines.append(line)
-
-    def text(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for(self, text: str, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if any(text in line for line in self.lines):
-                return
-            if self.p.poll() is not None:
-                break
-            time.sleep(0.1)
-        self.p.kill()
-        self.reader.join(5)  # its last lines, which say why
-        raise RuntimeError(
-            f"no {text!r} from the gateway in {timeout_s:.0f}s:\n{self.text()[-3000:]}"
-        )
 
 
 def cpu_s(pid: int) -> float:
@@ -156,17 +124,20 @@ def gateway(n: int, batch: int) -> tuple[float, float, float]:
         "CITYWATCH_GATEWAY__METRICS_PORT": "0",
         "CITYWATCH_GATEWAY__SESSION_EXPIRY_S": "60",
     }
-    gw = _spawn(["-m", "citywatch", "gateway"], env)
-    log = _Tail(gw)
-    # Not a fixed sleep: a gateway that subscribes after the burst is published gets none of
-    # it (one harness run measured 0/s that way, its Kafka producer slow to start).
-    log.wait_for("up (mode", 90)
+    # Logged to a file, not a pipe nobody reads: a chatty gateway cannot block on it, and the
+    # log of a failed run is kept.
+    log = s.state_dir / "bench" / f"gateway-{rid}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    gw = Worker("gateway", ["gateway"], env, log)
+    gw.start()
+    assert gw.p is not None
+    pid = gw.p.pid
 
     async def run() -> dict[str, float]:
         ready = asyncio.Event()
         counter = asyncio.create_task(_count_kafka(s, prefix, n * batch, 600, ready))
         await ready.wait()
-        marks["cpu0"] = cpu_s(gw.pid)
+        marks["cpu0"] = cpu_s(pid)
         pub = await asyncio.create_subprocess_exec(
             PY,
             "-m",
@@ -183,18 +154,19 @@ def gateway(n: int, batch: int) -> tuple[float, float, float]:
         )
         await pub.communicate()
         got = await counter
-        marks["cpu1"] = cpu_s(gw.pid)
+        marks["cpu1"] = cpu_s(pid)
         return got
 
     marks: dict[str, float] = {}
     try:
+        # Not a fixed sleep: a gateway that subscribes after the burst is published gets none
+        # of it (one harness run measured 0/s that way, its Kafka producer slow to start).
+        gw.wait_log("up (mode", 90)
         st = asyncio.run(run())
     finally:
-        gw.terminate()
-        gw.wait(60)
+        gw.stop()
     if st["n"] == 0:
-        log.reader.join(5)
-        raise RuntimeError(f"the gateway forwarded none of {n} readings:\n{log.text()[-3000:]}")
+        raise RuntimeError(f"the gateway forwarded none of {n} readings ({log}):\n{gw.log_tail()}")
     span = max(st["last"] - st["first"], 1e-9)
     return st["n"] / span, st["n"], st["n"] / max(marks["cpu1"] - marks["cpu0"], 1e-9)
 

@@ -236,26 +236,21 @@ def test_a_clean_first_e2e_attempt_is_the_result(
     assert len(out["attempts"]) == 1 and "overloaded" not in out
 
 
-def test_the_gateway_bench_waits_for_the_gateway_and_reports_one_that_never_came_up() -> None:
-    import subprocess
-    import sys
+def test_the_gateway_bench_waits_for_a_log_line_and_reports_a_process_that_exits_first(
+    tmp_path: Path,
+) -> None:
+    # bench.gateway starts its gateway as a chaos Worker: output to a file, wait for a line.
+    from citywatch.chaos import Worker
 
-    from bench.gateway import _Tail
-
-    def child(code: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-c", code],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-
-    up = child("import time; time.sleep(0.3); print('gateway g up (mode direct)', flush=True)")
-    _Tail(up).wait_for("up (mode", 30)  # returns only once the line is there
-    assert up.wait(30) == 0
-    down = child("print('Kafka refused the password'); raise SystemExit(2)")
-    with pytest.raises(RuntimeError, match=r"(?s)up \(mode.*Kafka refused the password"):
-        _Tail(down).wait_for("up (mode", 30)
+    up = Worker("cli", ["--help"], {}, tmp_path / "up.log")
+    up.start()
+    up.wait_log("Usage", 60)  # returns only once the line is there
+    assert "Usage" in (tmp_path / "up.log").read_text()
+    up.stop()
+    down = Worker("cli", ["no-such-command"], {}, tmp_path / "down.log")
+    down.start()
+    with pytest.raises(RuntimeError, match=r"(?s)cli exited.*No such command"):
+        down.wait_log("up (mode", 60)
 
 
 def test_latency_stages_name_the_slowest_probes_of_each_stage() -> None:
