@@ -23,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 import uuid
@@ -112,6 +113,9 @@ def ratios(r: dict[str, Any]) -> dict[str, Any]:
         "processor_vs_raw_consume": _div(
             _get(r, "pipeline.processor_per_s"), _get(r, "pipeline.raw_consume_per_s")
         ),
+        "processor_floor_vs_raw_consume": _div(
+            _get(r, "pipeline.processor_floor_per_s"), _get(r, "pipeline.raw_consume_per_s")
+        ),
     }
 
 
@@ -165,6 +169,13 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"{_n(q['processor_vs_raw_consume'], ' × raw consume', 3)} (target ≥ 0.5 ×, "
             "≥ 50,000/s)",
         )
+        if p.get("processor_floor_per_s") is not None:
+            add(
+                "  same process, every rule off, pass-through detector",
+                _n(p.get("processor_floor_per_s"), " readings/s"),
+                f"{_n(q['processor_floor_vs_raw_consume'], ' × raw consume', 3)}: the most any "
+                "rule set could reach (fetch, parse, lines, write, commit)",
+            )
     if "e2e" in r:
         from bench import e2e  # its retry factors; imported here, as the phases are
 
@@ -283,7 +294,7 @@ def _ensure_stack(s: Settings) -> None:
 
 def phase_pipeline(s: Settings, z: dict[str, float]) -> dict[str, Any]:
     from bench.gateway import gateway
-    from bench.processor import _delete, fill, processor, raw_consume
+    from bench.processor import _delete, fill, floor_rules, processor, raw_consume
 
     # (rate, readings, rate per gateway CPU-second); older versions lack the last one.
     gw = gateway(int(z["gateway_n"]), 1)
@@ -293,12 +304,16 @@ def phase_pipeline(s: Settings, z: dict[str, float]) -> dict[str, Any]:
     try:
         raw = asyncio.run(raw_consume(s, topic, n))
         proc = processor(s, topic, n)
+        # After the real one, so that the figure the target is about never runs second.
+        with tempfile.TemporaryDirectory() as tmp:
+            floor = processor(s, topic, n, rules_file=floor_rules(Path(tmp) / "floor.toml"))
     finally:
         asyncio.run(_delete(s, topic))
     return {
         **dict(zip(("gateway_per_s", "gateway_readings", "gateway_per_cpu_s"), gw, strict=False)),
         "raw_consume_per_s": raw,
         "processor_per_s": proc,
+        "processor_floor_per_s": floor,
     }
 
 

@@ -4,8 +4,10 @@ Fills a benchmark topic with N canonical readings of all four families (100 per 
 ``devices_for``), then measures
 (1) a bare aiokafka consumer reading it end to end, and (2) one ``citywatch process`` with all
 rules and the default detector, consuming it with a fresh group and writing to InfluxDB —
-timed until its committed offsets reach the log end. Targets: >= 50,000 readings/s and >= 0.5
-x the raw consumer.
+timed until its committed offsets reach the log end, and (3) the same process with every rule
+disabled and the pass-through detector (``floor_rules``): what fetching, parsing, line protocol,
+the InfluxDB write and the commit cost on their own, the most any rule set could reach. Targets:
+>= 50,000 readings/s and >= 0.5 x the raw consumer.
 
 Example:
     $ .venv/bin/python -m bench.processor --n 1000000
@@ -20,6 +22,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -148,6 +151,24 @@ async def raw_consume(
     return rate
 
 
+def floor_rules(path: Path) -> Path:
+    """Write a rules file that disables every rule and scores with the pass-through detector.
+
+    Example:
+        >>> import tempfile
+        >>> from processors.config import RulesConfig
+        >>> from processors.rules.registry import RULES
+        >>> cfg = RulesConfig.load(floor_rules(Path(tempfile.mkdtemp()) / "floor.toml"))
+        >>> sorted(cfg.disabled_rules) == sorted(RULES), cfg.detectors.name
+        (True, 'passthrough')
+    """
+    from processors.rules.registry import RULES
+
+    names = ", ".join(json.dumps(name) for name in RULES)
+    path.write_text(f'disabled_rules = [{names}]\n\n[detectors]\nname = "passthrough"\n')
+    return path
+
+
 async def committed_total(s: Settings, group: str) -> int:
     admin = AIOKafkaAdminClient(**client_kwargs(s))
     await admin.start()
@@ -158,8 +179,16 @@ async def committed_total(s: Settings, group: str) -> int:
         await admin.close()
 
 
-def processor(s: Settings, topic: str, n: int, cpu: dict[str, float] | None = None) -> float:
-    """Readings/s of one ``citywatch process``; ``cpu`` gets its readings per CPU-second."""
+def processor(
+    s: Settings,
+    topic: str,
+    n: int,
+    cpu: dict[str, float] | None = None,
+    rules_file: Path | None = None,
+) -> float:
+    """Readings/s of one ``citywatch process``; ``cpu`` gets its readings per CPU-second.
+
+    ``rules_file`` replaces the settings' rules (``floor_rules`` for the floor)."""
     group = f"bench-proc-{uuid.uuid4().hex[:6]}"
     env = {
         **os.environ,
@@ -168,6 +197,8 @@ def processor(s: Settings, topic: str, n: int, cpu: dict[str, float] | None = No
         "CITYWATCH_PROCESSOR__METRICS_PORT": "0",
         "CITYWATCH_PROCESSOR__WARMUP_S": "0",
     }
+    if rules_file is not None:
+        env["CITYWATCH_PROCESSOR__RULES_FILE"] = str(rules_file)
     p = subprocess.Popen(
         [sys.executable, "-m", "citywatch", "process"],
         cwd=REPO,
@@ -204,16 +235,33 @@ def main() -> None:
     cpu: dict[str, float] = {}
     raw = asyncio.run(raw_consume(s, topic, a.n, cpu))
     proc = processor(s, topic, a.n, cpu)
+    floor_cpu: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        floor = processor(s, topic, a.n, floor_cpu, floor_rules(Path(tmp) / "floor.toml"))
     print(f"raw aiokafka consumer (+ JSON parse): {raw:10,.0f} readings/s")
     print(f"citywatch process (rules, detector, InfluxDB, commit): {proc:10,.0f} readings/s")
-    print(f"ratio processor/raw: {proc / raw:.2f}   (load average {os.getloadavg()[0]:.1f})")
+    print(f"same, no rules, pass-through detector (floor): {floor:10,.0f} readings/s")
+    print(
+        f"ratio processor/raw: {proc / raw:.2f}; floor/raw: {floor / raw:.2f}   "
+        f"(load average {os.getloadavg()[0]:.1f})"
+    )
     print(
         f"per CPU-second: raw {cpu.get('raw_per_cpu_s', 0):,.0f}, "
-        f"processor {cpu.get('processor_per_cpu_s', 0):,.0f} readings"
+        f"processor {cpu.get('processor_per_cpu_s', 0):,.0f}, "
+        f"floor {floor_cpu.get('processor_per_cpu_s', 0):,.0f} readings"
     )
     print(
         json.dumps(
-            {"raw_per_s": raw, "processor_per_s": proc, "ratio": proc / raw, "n": a.n, **cpu}
+            {
+                "raw_per_s": raw,
+                "processor_per_s": proc,
+                "ratio": proc / raw,
+                "floor_per_s": floor,
+                "floor_ratio": floor / raw,
+                "floor_per_cpu_s": floor_cpu.get("processor_per_cpu_s", 0.0),
+                "n": a.n,
+                **cpu,
+            }
         )
     )
     asyncio.run(_delete(s, topic))

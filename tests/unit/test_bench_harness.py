@@ -93,6 +93,19 @@ def test_ratios_pick_the_slowest_ceiling_on_the_readings_path() -> None:
     assert q["processor_vs_raw_consume"] == pytest.approx(0.03)
 
 
+def test_the_processor_floor_is_a_row_beside_the_processor_only_when_measured() -> None:
+    with_floor = {"pipeline": {**RESULTS["pipeline"], "processor_floor_per_s": 60_000.0}}
+    assert harness.ratios(with_floor)["processor_floor_vs_raw_consume"] == pytest.approx(0.2)
+    rows = harness.table_rows(with_floor)
+    names = [r[0] for r in rows]
+    floor = names.index("  same process, every rule off, pass-through detector")
+    assert names[floor - 1] == "processor (1 process) → InfluxDB"
+    assert rows[floor][1] == "60,000 readings/s" and "0.200 × raw consume" in rows[floor][2]
+    # Results written before the floor existed still render, without the row.
+    assert not any("every rule off" in n for n in (r[0] for r in harness.table_rows(RESULTS)))
+    assert harness.ratios(RESULTS)["processor_floor_vs_raw_consume"] is None
+
+
 def test_ratios_survive_missing_phases() -> None:
     q = harness.ratios({"e2e": {"e2e_per_s": 10.0}})
     assert q["slowest_ceiling"] is None
