@@ -35,3 +35,19 @@ def test_harness_quick_e2e_and_latency(stack_settings: Settings, tmp_path: Path)
     assert any("0 missing" in row[2] for row in rows)
     harness.plot(r, tmp_path / "plot.png")
     assert json.loads(json.dumps(r, default=str))["e2e"]["loss"]["missing"] == 0
+
+
+def test_harness_pipeline_phase_measures_gateway_processor_and_floor(
+    stack_settings: Settings, tmp_path: Path
+) -> None:
+    # 200,000 readings: enough batches (20,000 each) that the 0.5 s commit polling sees the
+    # processor's progress twice, so each of its two runs yields a rate.
+    sizes = {**harness.SIZES["quick"], "processor_n": 200_000}
+    r = harness.run_all(stack_settings, ["pipeline"], "quick", tmp_path, sizes=sizes)
+    assert r["errors"] == {}, r["errors"]
+    p = r["pipeline"]
+    assert p["gateway_readings"] == sizes["gateway_n"]  # every published reading forwarded
+    assert p["raw_consume_per_s"] > 0
+    assert p["processor_per_s"] > 0 and p["processor_floor_per_s"] > 0
+    floor = next(row for row in harness.table_rows(r) if "every rule off" in row[0])
+    assert "× raw consume" in floor[2]
