@@ -306,7 +306,8 @@ def phase_pipeline(s: Settings, z: dict[str, float]) -> dict[str, Any]:
     try:
         raw = asyncio.run(raw_consume(s, topic, n))
         proc = processor(s, topic, n)
-        # After the real one, so that the figure the target is about never runs second.
+        # Second, into series the first run created: that can only flatter the floor, and a
+        # floor that is still far below 0.5 x raw consume is then the stronger finding.
         with tempfile.TemporaryDirectory() as tmp:
             floor = processor(s, topic, n, rules_file=floor_rules(Path(tmp) / "floor.toml"))
     finally:
