@@ -23,7 +23,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 import uuid
@@ -296,7 +295,7 @@ def _ensure_stack(s: Settings) -> None:
 
 def phase_pipeline(s: Settings, z: dict[str, float]) -> dict[str, Any]:
     from bench.gateway import gateway
-    from bench.processor import _delete, fill, floor_rules, processor, raw_consume
+    from bench.processor import _delete, fill, processor, processor_floor, raw_consume
 
     # (rate, readings, rate per gateway CPU-second); older versions lack the last one.
     gw = gateway(int(z["gateway_n"]), 1)
@@ -308,8 +307,7 @@ def phase_pipeline(s: Settings, z: dict[str, float]) -> dict[str, Any]:
         proc = processor(s, topic, n)
         # Second, into series the first run created: that can only flatter the floor, and a
         # floor that is still far below 0.5 x raw consume is then the stronger finding.
-        with tempfile.TemporaryDirectory() as tmp:
-            floor = processor(s, topic, n, rules_file=floor_rules(Path(tmp) / "floor.toml"))
+        floor = processor_floor(s, topic, n)
     finally:
         asyncio.run(_delete(s, topic))
     return {

@@ -225,6 +225,12 @@ def processor(
     return (done - first) / max(elapsed, 1e-9) if t0 else 0.0
 
 
+def processor_floor(s: Settings, topic: str, n: int, cpu: dict[str, float] | None = None) -> float:
+    """``processor`` with ``floor_rules``: every rule off, the pass-through detector."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return processor(s, topic, n, cpu, floor_rules(Path(tmp) / "floor.toml"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -236,8 +242,7 @@ def main() -> None:
     raw = asyncio.run(raw_consume(s, topic, a.n, cpu))
     proc = processor(s, topic, a.n, cpu)
     floor_cpu: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        floor = processor(s, topic, a.n, floor_cpu, floor_rules(Path(tmp) / "floor.toml"))
+    floor = processor_floor(s, topic, a.n, floor_cpu)
     print(f"raw aiokafka consumer (+ JSON parse): {raw:10,.0f} readings/s")
     print(f"citywatch process (rules, detector, InfluxDB, commit): {proc:10,.0f} readings/s")
     print(f"same, no rules, pass-through detector (floor): {floor:10,.0f} readings/s")
