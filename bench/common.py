@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -25,6 +27,20 @@ from citywatch.mqtt import end_session
 from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings
 from ingest.simulator.mqttpub import FastPublisher
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far, all its threads (from /proc).
+
+    Raises OSError once the process is gone: a benchmark must not divide by a stale figure.
+
+    Example:
+        >>> cpu_s(os.getpid()) > 0.0
+        True
+    """
+    # Fields after the ")" that ends the command name: utime and stime are the 12th/13th.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def payload(i: int, batch: int) -> bytes:

@@ -38,7 +38,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.common import forget_session
+from bench.common import cpu_s, forget_session
 from citywatch import influxql
 from citywatch.demo import _metric
 from citywatch.kafkautil import client_kwargs
@@ -73,11 +73,9 @@ def cpu_seconds(pid: int | None) -> float:
     if pid is None:
         return 0.0
     try:
-        # Fields after the ")" that ends the command name: utime and stime are the 12th/13th.
-        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return cpu_s(pid)
     except OSError:
         return 0.0
-    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stack_pids(s: Settings) -> dict[str, int | None]:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
+from bench.common import cpu_s
 from citywatch.chaos import Worker
 from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
@@ -53,12 +54,6 @@ def _last_json(out: str) -> dict[str, float]:
         if line.startswith("{"):
             return json.loads(line)  # type: ignore[no-any-return]
     raise RuntimeError(out[-2000:])
-
-
-def cpu_s(pid: int) -> float:
-    """user + system CPU seconds of a process so far (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def raw(n: int, batch: int) -> tuple[float, float]:

@@ -31,7 +31,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.gateway import cpu_s
+from bench.common import cpu_s
 from citywatch.kafkautil import client_kwargs, end_offsets
 from citywatch.settings import Settings
 
