@@ -95,14 +95,14 @@ async def _count_kafka(
         while n < expect and time.monotonic() < deadline:
             batch = await c.getmany(timeout_ms=200, max_records=20000)
             now = time.monotonic()
-            if now - (last or start) > IDLE_S:
-                break  # nothing more is coming: report what arrived instead of waiting on
             for msgs in batch.values():
                 got = sum(1 for m in msgs if marker in m.value)
                 if got:
                     first = first or now
                     n += got
                     last = now
+            if now - (last or start) > IDLE_S:
+                break  # nothing more is coming: report what arrived instead of waiting on
     finally:
         await c.stop()
     return {"n": n, "first": first, "last": last}
