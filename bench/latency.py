@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
 import json
 import sys
 import time
@@ -210,7 +211,8 @@ def stages(
 
     def slowest(delays: dict[str, float]) -> list[str]:
         # Probes are numbered in publish order: is the tail a start-up effect or spread out?
-        return [d.removeprefix("binp") for d in sorted(delays, key=delays.__getitem__)[:-6:-1]]
+        worst = heapq.nlargest(5, delays, key=delays.__getitem__)
+        return [d.removeprefix("binp") for d in worst]
 
     return {
         "mqtt_gateway": summary(list(gw.values())),
