@@ -29,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from citywatch import influxql, stack
 from citywatch.kafkautil import client_kwargs, commit_group_at, end_offsets
@@ -221,20 +222,24 @@ class Demo:
         return out
 
     def view(self, phase: str, t0: float) -> Group:
-        head = Table.grid(padding=(0, 2))
-        head.add_row(
-            f"[bold]citywatch demo[/] — {phase}",
-            f"{time.monotonic() - t0:5.0f} s",
-            f"logs: {self.out}",
+        """The live view: phase and logs, pipeline flow beside the KPIs, alerts by kind.
+
+        The flow and KPI tables stand side by side when the console is wide enough for both,
+        one above the other otherwise, so nothing is cut at 80 columns.
+        """
+        head = Text.assemble(
+            ("citywatch demo", "bold"), f" — {phase}, {time.monotonic() - t0:.0f} s\n"
         )
+        head.append(f"logs: {self.out}", style="dim")
+        head.overflow = "fold"
         flow = Table("flow", "per second", "total", title="pipeline")
         flow.add_row(
-            "readings in (gateway → Kafka)",
+            "in: gateway → Kafka",
             f"{self.rates.get('in', 0):,.0f}",
             f"{self.rates.get('in_total', 0):,.0f}",
         )
         flow.add_row(
-            "readings out (processor → InfluxDB)",
+            "out: processor → InfluxDB",
             f"{self.rates.get('out', 0):,.0f}",
             f"{self.rates.get('out_total', 0):,.0f}",
         )
@@ -252,9 +257,13 @@ class Demo:
         kp = Table("KPI", "now", title="KPIs")
         for k, v in self.kpis.items():
             kp.add_row(k, v)
-        grid = Table.grid(padding=(0, 3))
-        grid.add_row(flow, kp)
-        return Group(head, grid, al)
+        gap = 3
+        need = sum(console.measure(t).maximum for t in (flow, kp)) + gap
+        if need <= console.width:
+            grid = Table.grid(padding=(0, gap))
+            grid.add_row(flow, kp)
+            return Group(head, grid, al)
+        return Group(head, flow, kp, al)
 
 
 def _ledger_readings(truth: Path) -> int:
@@ -279,7 +288,8 @@ def _print_work_orders(db: Path) -> None:
         sent = sum(1 for d in store.deliveries() if d["state"] == "sent")
     finally:
         store.close()
-    table = Table(title=f"work orders ({len(orders)}) and notifications ({sent} sent)")
+    console.print(f"crews: {len(orders)} work orders, {sent} notifications sent")
+    table = Table(title="work orders by crew and status")
     table.add_column("crew")
     statuses = sorted({o["status"] for o in orders})
     for st in statuses:
@@ -402,6 +412,10 @@ def run_demo(
             # Let the last alerts reach the topic.
             await asyncio.sleep(3)
             live.update(demo.view("done", t0))
+        # rich's Live ends its last frame with a newline only on a terminal
+        # (Textualize/rich#4192): in a log the next rule would continue the table's last line.
+        if not console.is_terminal:
+            console.line()
         for t in tasks:
             t.cancel()
 
@@ -439,6 +453,8 @@ def run_demo(
         f"  Orders:    CITYWATCH_NOTIFIER__DB_URL=sqlite:///{orders_db} "
         ".venv/bin/citywatch orders list\n"
         f"  Logs:      {out}\n"
-        "  Stop it:   .venv/bin/citywatch stack down"
+        "  Stop it:   .venv/bin/citywatch stack down",
+        # Long commands stay on one line (the terminal wraps them) so they can be copied.
+        soft_wrap=True,
     )
     return ok
