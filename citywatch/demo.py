@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,9 @@ from citywatch import influxql, stack
 from citywatch.kafkautil import client_kwargs, commit_group_at, end_offsets
 from citywatch.mqtt import end_session
 from citywatch.settings import Settings, gateway_client_id
+from dashboards.kpis import lighting_subquery
 from ingest.readings import FAMILIES
+from processors.config import RulesConfig
 
 NS = 1_000_000_000
 
@@ -94,7 +97,12 @@ class Demo:
         self.s, self.run, self.out = s, run, out
         self.group = f"citywatch-demo-{run}"
         self.alerts: Counter[tuple[str, str]] = Counter()
-        self.open_alerts: set[str] = set()
+        # alert id -> (kind, target type, target) of every alert raised and not yet cleared
+        self.open_alerts: dict[str, tuple[str, str, str]] = {}
+        # InfluxQL condition for this run's own devices and window (set by ``scope``): the
+        # database also holds what tests, benchmarks and earlier runs wrote.
+        self.window = self.where = "false"
+        self.overflow_fill = RulesConfig.load(s.processor.rules_file).bin.overflow_fill
         self.rates: dict[str, float] = {}
         self.kpis: dict[str, str] = {}
         self.lag = 0
@@ -140,9 +148,13 @@ class Demo:
                         ev = orjson.loads(m.value)
                         if ev["state"] == "raised":
                             self.alerts[(ev["kind"], ev["severity"])] += 1
-                            self.open_alerts.add(ev["alert_id"])
+                            self.open_alerts[ev["alert_id"]] = (
+                                ev["kind"],
+                                ev.get("target_type", ""),
+                                ev.get("target", ""),
+                            )
                         elif ev["state"] == "cleared":
-                            self.open_alerts.discard(ev["alert_id"])
+                            self.open_alerts.pop(ev["alert_id"], None)
         finally:
             await c.stop()
 
@@ -189,36 +201,54 @@ class Demo:
         finally:
             await admin.close()
 
+    def scope(self, devices: Iterable[str], t0: float, t1: float) -> None:
+        """Limit the KPIs to these devices between t0 and t1 (epoch seconds)."""
+        self.window = f"time >= {int(t0) * NS} AND time <= {int(t1) * NS}"
+        self.where = f"device_id =~ {influxql.id_regex(sorted(devices))} AND {self.window}"
+
     def compute_kpis(self) -> dict[str, str]:
-        s = self.s
+        """The bureau's figures for this run so far, from what the processor wrote.
+
+        The lighting rate is the dashboards' (lamp readings lit while their circuit is
+        switched on, dashboards/kpis.py); the rest are counts over each device's last reading
+        and the open alerts.
+        """
+        s, where = self.s, self.where
         out: dict[str, str] = {}
-        lamps = _influx(
+        rate = _influx(
             s,
-            "SELECT last(power_state) AS st FROM streetlight WHERE time > now() - 30d "
-            "GROUP BY device_id",
+            f"SELECT sum(lit_n) / sum(n) FROM ({lighting_subquery(where)}) "
+            f"WHERE {self.window} AND cmd > 0.5",
         )
-        lit = sum(1 for r in lamps if r[1] in ("on", "dim"))
+        if rate and rate[0][1] is not None:
+            out["lighting rate (run so far)"] = f"{rate[0][1]:.2%}"
+
+        def last(field: str, measurement: str) -> list[float]:
+            rows = _influx(
+                s, f"SELECT last({field}) FROM {measurement} WHERE {where} GROUP BY device_id"
+            )
+            return [float(r[1]) for r in rows if r[1] is not None]
+
+        lamps = last("power_w", "streetlight")
         if lamps:
-            out["lamps lit / reporting"] = f"{lit} / {len(lamps)}"
-        bins = _influx(
-            s, "SELECT last(fill_ratio) FROM bin WHERE time > now() - 30d GROUP BY device_id"
-        )
+            out["lamps lit / reporting"] = f"{sum(1 for w in lamps if w > 0):,} / {len(lamps):,}"
+        bins = last("fill_ratio", "bin")
         if bins:
-            out["bins ≥ 90% full"] = f"{sum(1 for r in bins if r[1] >= 0.9)} / {len(bins)}"
-        veh = _influx(
-            s, "SELECT last(speed_kmh) FROM vehicle WHERE time > now() - 30d GROUP BY device_id"
-        )
+            full = sum(1 for f in bins if f >= self.overflow_fill)
+            out[f"bins ≥ {self.overflow_fill:.0%} full"] = f"{full:,} / {len(bins):,}"
+        veh = last("speed_kmh", "vehicle")
         if veh:
-            out["vehicles moving"] = f"{sum(1 for r in veh if r[1] > 3)} / {len(veh)}"
-        dust = _influx(
-            s, "SELECT mean(pm10_ugm3) FROM dust WHERE time > now() - 30d GROUP BY site_id"
-        )
+            out["vehicles moving"] = f"{sum(1 for v in veh if v > 3):,} / {len(veh):,}"
+        dust = last("pm10_ugm3", "dust")
+        open_alerts = list(self.open_alerts.values())
         if dust:
-            out["sites, mean PM10 > 150"] = f"{sum(1 for r in dust if r[1] > 150)} / {len(dust)}"
-        devices = len(lamps) + len(bins) + len(veh)
+            sites = sum(1 for kind, _, _ in open_alerts if kind == "dust_exceedance")
+            out["sites over the dust limit"] = f"{sites:,}"
+        devices = len(lamps) + len(bins) + len(veh) + len(dust)
         if devices:
-            healthy = max(0, devices - len(self.open_alerts))
-            out["facility integrity (no open alert)"] = f"{100 * healthy / devices:.1f}%"
+            faulty = {target for _, ttype, target in open_alerts if ttype == "device"}
+            healthy = max(0, devices - len(faulty))
+            out["facility integrity"] = f"{healthy / devices:.2%}"
         return out
 
     def view(self, phase: str, t0: float) -> Group:
@@ -334,6 +364,7 @@ def run_demo(
     start = default_start(city, time.time(), sim_seconds)
     # An hour either side: skewed device clocks stamp readings outside the simulated span.
     n = clear_window(s, city, start - 3600, start + sim_seconds + 3600)
+    demo.scope(city.devices, start - 3600, start + sim_seconds + 3600)
     console.print(f"  cleared earlier demo points of {n} devices, circuits and sites")
     sim_args = [
         "--seed",

@@ -1,16 +1,17 @@
-"""``citywatch.demo.clear_window``: a demo run deletes what earlier runs left in its window,
-and nothing else (other devices, other times)."""
+"""``citywatch.demo``: a demo run deletes what earlier runs left in its window, and nothing else
+(other devices, other times); its KPIs count only its own devices and window."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
 import pytest
 
 from citywatch import credentials
-from citywatch.demo import NS, clear_window
+from citywatch.demo import NS, Demo, clear_window
 from citywatch.settings import Settings
 
 from .helpers import influx_query
@@ -68,3 +69,34 @@ def test_clear_window_deletes_the_demo_targets_points_in_the_window_only(
     assert _count(s, "bin", "fill_ratio", "device_id", other) == 1  # not a demo device: untouched
     assert _count(s, "anomalies", "score", "device_id", mine) == 0
     assert _count(s, "alerts", "alert_id", "target", circuit) == 0
+
+
+def test_demo_kpis_count_only_the_runs_devices_and_window(
+    stack_settings: Settings, rid: str
+) -> None:
+    s = stack_settings
+    lit, out, full, other = (f"{k}-{rid}" for k in ("lamp-a", "lamp-b", "bin-a", "bin-b"))
+    t0 = int(time.time()) - 2 * 86_400
+    at, later = t0 + 600, t0 + 7200
+    lamp = f"streetlight,device_id={{}},circuit_id=c-{rid},district=d power_w={{}},dimming_pct=80.0"
+    _write(
+        s,
+        [
+            lamp.format(lit, 60.0) + f" {at * NS}",
+            lamp.format(out, 0.0) + f" {at * NS}",  # switched on, dark: a lamp out
+            f"bin,device_id={full},district=d fill_ratio=0.95 {at * NS}",
+            f"bin,device_id={full},district=d fill_ratio=0.1 {later * NS}",  # after the run
+            f"bin,device_id={other},district=d fill_ratio=0.99 {at * NS}",  # not the run's
+        ],
+    )
+    d = Demo(s, rid, Path("/nonexistent"))
+    d.scope([lit, out, full], t0, t0 + 3600)
+    d.open_alerts["x"] = ("lamp_out", "device", out)
+
+    kpis = d.compute_kpis()
+
+    assert kpis["lighting rate (run so far)"] == "50.00%"
+    assert kpis["lamps lit / reporting"] == "1 / 2"
+    assert kpis["bins ≥ 90% full"] == "1 / 1"
+    assert kpis["facility integrity"] == "66.67%"  # 3 devices, one with an open device alert
+    assert "vehicles moving" not in kpis
