@@ -74,3 +74,22 @@ def test_scorecard_shows_every_kind_whole_at_80_columns() -> None:
     assert rows[first] == ["1", "1", "0", "100.0%", "100.0%", "12345", "/", "12345", "s"]
     assert rows[last][:4] == ["1", "0", "0", "0.0%"]
     assert f"below target: {last}" in text
+
+
+def test_demo_view_shows_the_runs_mean_rate_once_done(monkeypatch: pytest.MonkeyPatch) -> None:
+    console = Console(width=120, record=True)
+    monkeypatch.setattr(demo, "console", console)
+    d = demo.Demo(Settings(), "r", Path("/tmp/r"))
+    d.rates = {"in": 0.0, "in_total": 96_000.0, "out": 0.0, "out_total": 90_000.0}
+    # in: 1,000 already counted at the poll before it grew, then 95,000 more in 190 s
+    d.busy = {"in": (10.0, 1_000.0, 200.0), "out": (12.0, 0.0, 162.0)}
+    console.print(d.view("done", time.monotonic()))
+    text = console.export_text()
+    assert "mean /s" in text and "per second" not in text
+    rows = {ln.split("│")[1].strip(): ln.split("│")[2].strip() for ln in text.splitlines()
+            if ln.count("│") >= 3}  # fmt: skip
+    assert rows["in: gateway → Kafka"] == "500"  # (96,000 - 1,000) / 190 s
+    assert rows["out: processor → InfluxDB"] == "600"  # 90,000 / 150 s
+    assert rows["dead-lettered"] == "0.0"  # never grew
+    console.print(d.view("simulating", time.monotonic()))
+    assert "per second" in console.export_text()
