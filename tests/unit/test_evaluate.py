@@ -16,7 +16,6 @@ from processors.evaluate import (
     NS,
     AlertRec,
     TruthFault,
-    _influx_chunk,
     alerts_from_events,
     compare,
     faults_from_truth,
@@ -25,6 +24,7 @@ from processors.evaluate import (
     run_evaluation,
     score,
 )
+from processors.evaluate.collect import _influx_chunk
 
 T0 = 1_700_000_000.0
 END = T0 + 16 * 3600
