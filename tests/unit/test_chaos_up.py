@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from citywatch import chaos
+from citywatch.chaos import harness
 from citywatch.settings import Settings
 from citywatch.stack.process import StackError
 
@@ -29,8 +29,8 @@ class FakeStack:
 
 def make(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, errors: list[str]) -> tuple[Any, Any]:
     fake = FakeStack(errors)
-    monkeypatch.setattr(chaos, "stack_up", fake)
-    c = chaos.Chaos(Settings(), workdir=tmp_path, log=lambda m: None)
+    monkeypatch.setattr(harness, "stack_up", fake)
+    c = harness.Chaos(Settings(), workdir=tmp_path, log=lambda m: None)
     downs: list[Path] = []
     monkeypatch.setattr(c, "down", lambda: downs.append(c.s.state_dir))
     return c, (fake, downs)
