@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("ingest", "processors", "citywatch", "dashboards", "bench")
+PACKAGES = ("ingest", "processors", "citywatch", "dashboards", "bench", "notifier", "commands")
 
 
 def _modules_with_examples() -> list[str]:
