@@ -61,12 +61,13 @@ def lighting_subquery(where: str = f"$timeFilter AND {DISTRICT}") -> str:
 
     A circuit counts as switched on (lamps *should* be lit) when most of its lamps report a
     commanded dimming level > 0; a lamp that is out reports 0 % and 0 W, a dead feeder (cable
-    theft) reports its commanded level with 0 W, so both count against the rate.
+    theft) reports its commanded level with 0 W, so both count against the rate. ``lit`` and
+    ``switched_on`` are the 1/0 indicators the processor stores with every lamp reading
+    (``processors.sinks.lines.lamp_indicators``): plain aggregates over stored fields.
     """
     return (
-        "SELECT sum(lit) AS lit_n, count(lit) AS n, mean(cmd) AS cmd FROM ("
-        f"SELECT {indicator('power_w', 0)} AS lit, {indicator('dimming_pct', 0)} AS cmd "
-        f"FROM streetlight WHERE {where}) GROUP BY time(5m), circuit_id, district"
+        "SELECT sum(lit) AS lit_n, count(lit) AS n, mean(switched_on) AS cmd "
+        f"FROM streetlight WHERE {where} GROUP BY time(5m), circuit_id, district"
     )
 
 

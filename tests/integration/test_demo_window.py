@@ -13,6 +13,7 @@ import pytest
 from citywatch import credentials
 from citywatch.demo import NS, Demo, clear_window
 from citywatch.settings import Settings
+from processors.sinks.lines import reading_line
 
 from .helpers import influx_query
 
@@ -78,12 +79,18 @@ def test_demo_kpis_count_only_the_runs_devices_and_window(
     lit, out, full, other = (f"{k}-{rid}" for k in ("lamp-a", "lamp-b", "bin-a", "bin-b"))
     t0 = int(time.time()) - 2 * 86_400
     at, later = t0 + 600, t0 + 7200
-    lamp = f"streetlight,device_id={{}},circuit_id=c-{rid},district=d power_w={{}},dimming_pct=80.0"
+
+    def lamp(device: str, power_w: float) -> str:  # as the processor writes it
+        return reading_line(
+            {"family": "streetlight", "device_id": device, "district": "d",
+             "circuit_id": f"c-{rid}", "power_w": power_w, "dimming_pct": 80.0, "ts": at * NS}
+        )  # fmt: skip
+
     _write(
         s,
         [
-            lamp.format(lit, 60.0) + f" {at * NS}",
-            lamp.format(out, 0.0) + f" {at * NS}",  # switched on, dark: a lamp out
+            lamp(lit, 60.0),
+            lamp(out, 0.0),  # switched on, dark: a lamp out
             f"bin,device_id={full},district=d fill_ratio=0.95 {at * NS}",
             f"bin,device_id={full},district=d fill_ratio=0.1 {later * NS}",  # after the run
             f"bin,device_id={other},district=d fill_ratio=0.99 {at * NS}",  # not the run's

@@ -74,7 +74,21 @@ def test_streetlight_tags_and_typed_fields() -> None:
     line = reading_line(rec)
     assert line.startswith("streetlight,circuit_id=c\\ 1,device_id=lamp-1,district=c ")
     assert "power_w=85," in line and 'power_state="on"' in line and "seq=3i" in line
+    assert "lit=1i" in line and "switched_on" not in line  # no dimming level reported
     assert line.endswith(" 10")
+
+
+@given(power=st.floats(0, 300), dim=st.floats(0, 100))
+def test_lamp_line_carries_its_indicators_as_the_client_writes_them(
+    power: float, dim: float
+) -> None:
+    rec = {"device_id": "lamp-1", "family": "streetlight", "district": "c", "circuit_id": "c1",
+           "ts": 10, "power_w": power, "dimming_pct": dim, "seq": 1}  # fmt: skip
+    fields = {"power_w": power, "dimming_pct": dim, "seq": 1,
+              "lit": int(power > 0), "switched_on": int(dim > 0)}  # fmt: skip
+    tags = {"circuit_id": "c1", "device_id": "lamp-1", "district": "c"}
+    assert reading_line(rec) == _point("streetlight", tags, fields, 10)
+    assert "lit" not in rec  # the caller's record is left as it was
 
 
 FIELD_VALUES = st.one_of(
