@@ -36,7 +36,7 @@ from citywatch import influxql, stack
 from citywatch.kafkautil import client_kwargs, commit_group_at, end_offsets
 from citywatch.mqtt import end_session
 from citywatch.settings import Settings, gateway_client_id
-from dashboards.kpis import lighting_subquery
+from dashboards.kpis import lighting_rate_query
 from ingest.readings import FAMILIES
 from processors.config import RulesConfig
 
@@ -220,11 +220,7 @@ class Demo:
         """
         s, where = self.s, self.where
         out: dict[str, str] = {}
-        rate = _influx(
-            s,
-            f"SELECT sum(lit_n) / sum(n) FROM ({lighting_subquery(where)}) "
-            f"WHERE {self.window} AND cmd > 0.5",
-        )
+        rate = _influx(s, lighting_rate_query(where, window=self.window))
         if rate and rate[0][1] is not None:
             out["lighting rate (run so far)"] = f"{rate[0][1]:.2%}"
 

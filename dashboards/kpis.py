@@ -71,6 +71,20 @@ def lighting_subquery(where: str = f"$timeFilter AND {DISTRICT}") -> str:
     )
 
 
+def lighting_rate_query(
+    where: str = f"$timeFilter AND {DISTRICT}", window: str = "$timeFilter", tail: str = ""
+) -> str:
+    """Lit lamp readings / lamp readings over the 5-min circuit slots that were switched on.
+
+    ``where`` selects the lamp readings, ``window`` is the outer query's time range and
+    ``tail`` its GROUP BY (or nothing, for one figure).
+    """
+    return (
+        f"SELECT sum(lit_n) / sum(n) AS lighting_rate FROM ({lighting_subquery(where)}) "
+        f"WHERE {window} AND cmd > 0.5{tail}"
+    )
+
+
 def open_alerts_subquery(where: str) -> str:
     """The latest event of each (target, kind) episode chain in range; open = not cleared."""
     return (
@@ -91,8 +105,7 @@ def kpis(s: Settings, rules: RulesConfig | None = None) -> dict[str, Kpi]:
             "lighting_rate",
             "Lighting rate",
             "percentunit",
-            f"SELECT sum(lit_n) / sum(n) AS lighting_rate FROM ({lighting_subquery()}) "
-            "WHERE $timeFilter AND cmd > 0.5 GROUP BY district",
+            lighting_rate_query(tail=" GROUP BY district"),
             ("lighting_rate",),
             doc="lamp readings with power > 0 / lamp readings while their circuit is "
             "switched on (night hours), by district",
@@ -102,8 +115,7 @@ def kpis(s: Settings, rules: RulesConfig | None = None) -> dict[str, Kpi]:
             "lighting_rate_city",
             "Lighting rate (city)",
             "percentunit",
-            f"SELECT sum(lit_n) / sum(n) AS lighting_rate FROM ({lighting_subquery()}) "
-            "WHERE $timeFilter AND cmd > 0.5",
+            lighting_rate_query(),
             ("lighting_rate",),
             doc="as lighting_rate, all selected districts together",
         ),
@@ -111,8 +123,7 @@ def kpis(s: Settings, rules: RulesConfig | None = None) -> dict[str, Kpi]:
             "lighting_rate_hourly",
             "Lighting rate per hour",
             "percentunit",
-            f"SELECT sum(lit_n) / sum(n) AS lighting_rate FROM ({lighting_subquery()}) "
-            f"WHERE $timeFilter AND cmd > 0.5 GROUP BY time(1h), district fill(none) tz('{tz}')",
+            lighting_rate_query(tail=f" GROUP BY time(1h), district fill(none) tz('{tz}')"),
             ("lighting_rate",),
             fmt="time_series",
             tags=("district",),
