@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Self
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -26,7 +27,7 @@ class Worker:
         self.name, self.args, self.env, self.log = name, args, env, log
         self.p: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self) -> Self:
         with self.log.open("ab") as fh:
             self.p = subprocess.Popen(
                 [sys.executable, "-m", "citywatch.cli", *self.args],
@@ -35,6 +36,7 @@ class Worker:
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
             )
+        return self
 
     @property
     def pid(self) -> int | None:
@@ -53,15 +55,16 @@ class Worker:
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-2000:]
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, then SIGKILL after ``timeout`` s; the exit status (0 if never started)."""
         if self.p is None or self.p.poll() is not None:
-            return
+            return self.p.returncode if self.p else 0
         self.p.send_signal(signal.SIGTERM)
         try:
-            self.p.wait(30)
+            return self.p.wait(timeout)
         except subprocess.TimeoutExpired:
             self.p.kill()
-            self.p.wait(10)
+            return self.p.wait(10)
 
 
 def rss_mb(pid: int | None) -> float:

@@ -6,10 +6,7 @@ Everything talks to the real servers on 127.0.0.1 started by ``citywatch stack u
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterable
@@ -21,6 +18,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from citywatch import influxql, kafkautil
+from citywatch.chaos import Worker
 from citywatch.mqtt import AsyncMqtt, end_session
 from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings, gateway_client_id
@@ -133,38 +131,16 @@ def seqs_for(records: list[Any], prefix: str) -> list[tuple[str, int]]:
     return out
 
 
-class Proc:
+class Proc(Worker):
     """A citywatch command run as a real process (so tests can kill -9 it)."""
 
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.args, self.env, self.log = args, env, log
-        self.p: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Proc:
-        fh = self.log.open("ab")
-        self.p = subprocess.Popen(
-            [sys.executable, "-m", "citywatch.cli", *self.args],
-            env={**os.environ, **self.env},
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
-        return self
+        super().__init__(args[0] if args else "citywatch", args, env, log)
 
     def kill9(self) -> None:
         assert self.p is not None
         self.p.send_signal(signal.SIGKILL)
         self.p.wait(10)
-
-    def stop(self, timeout: float = 30) -> int:
-        if self.p is None or self.p.poll() is not None:
-            return self.p.returncode if self.p else 0
-        self.p.send_signal(signal.SIGTERM)
-        try:
-            return self.p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            return self.p.wait(10)
 
     def alive(self) -> bool:
         return self.p is not None and self.p.poll() is None
