@@ -252,10 +252,8 @@ def kpis(s: Settings, rules: RulesConfig | None = None) -> dict[str, Kpi]:
             "PM10 / PM2.5 / noise now",
             "short",
             "SELECT mean(pm10_ugm3) AS pm10_ugm3, mean(pm25_ugm3) AS pm25_ugm3, "
-            "10 * log10(mean(noise_e)) AS noise_dba FROM ("
-            "SELECT pm10_ugm3, pm25_ugm3, pow(10, noise_dba / 10) AS noise_e FROM dust "
-            "WHERE $timeFilter AND "
-            f"{DISTRICT}) WHERE $timeFilter GROUP BY time(15m), site_id fill(none) "
+            "10 * log10(mean(noise_energy)) AS noise_dba FROM dust "
+            f"WHERE $timeFilter AND {DISTRICT} GROUP BY time(15m), site_id fill(none) "
             "ORDER BY time DESC LIMIT 1",
             ("pm10_ugm3", "pm25_ugm3", "noise_dba"),
             doc="each site's last 15-min mean (noise: energetic mean, Leq)",

@@ -97,6 +97,15 @@ def _num(x: float | None, fmt: str = "{:,.0f}") -> str:
     return "—" if x is None else fmt.format(x)
 
 
+def _dust_now(pm10: float | None, pm25: float | None, noise: float | None) -> str:
+    """A site's last 15 min; a sensor without a noise (or PM2.5) channel shows a dash.
+
+    >>> _dust_now(152.4, 61.0, None)
+    'PM10 152 µg/m³, PM2.5 61, noise — dBA'
+    """
+    return f"PM10 {_num(pm10)} µg/m³, PM2.5 {_num(pm25)}, noise {_num(noise)} dBA"
+
+
 def _first(rows: Sequence[Sequence[Any]], col: int = 1) -> float | None:
     for r in rows:
         if len(r) > col and r[col] is not None:
@@ -220,11 +229,7 @@ def build_report(s: Settings, day: date, out_dir: Path) -> Path:
     # The sites nearest their limit (a city has hundreds of sites; one page shows 8).
     latest = sorted(((rows[0], site) for site, rows in now.items()), key=lambda x: -(x[0][1] or 0))
     for r, site in latest[:8]:
-        rep.add(
-            "Dust and noise",
-            f"{site} last 15 min",
-            f"PM10 {r[1]:.0f} µg/m³, PM2.5 {r[2]:.0f}, noise {r[3]:.0f} dBA",
-        )
+        rep.add("Dust and noise", f"{site} last 15 min", _dust_now(r[1], r[2], r[3]))
     if hours_over:
         name = f"{stem}-dust.png"
         sites = sorted(hours_over)

@@ -27,7 +27,7 @@ from citywatch.settings import Settings
 from dashboards.assets import write_assets
 from dashboards.boards import all_queries
 from dashboards.build import render
-from dashboards.kpis import expand
+from dashboards.kpis import expand, kpis
 from dashboards.report import build_report
 
 from .helpers import Proc, run_id, start_group_at_end, stop_all
@@ -203,6 +203,26 @@ def test_every_panel_query_returns_series_with_its_columns(city_run: Any) -> Non
                     failures.append(f"{board['title']} / {panel['title']}: no series at all")
     assert not failures, "\n".join(failures)
     assert checked >= 35
+
+
+def test_dust_now_gives_every_site_of_the_run_its_noise_level(city_run: Any) -> None:
+    """The Leq comes from ``noise_energy``, which the processor stores with each dust reading."""
+    s, city, _, sim, _ = city_run
+    sites = {d.site_id for d in city.devices.values() if d.family == "dust"}
+    assert sites
+    q = expand(
+        kpis(s)["dust_now"].query,
+        start=sim[0],
+        end=sim[1],
+        variables={"district": sorted(city.districts)},
+    )
+    now = {}
+    for ser in _influx(s, q):
+        now[ser["tags"]["site_id"]] = dict(zip(ser["columns"], ser["values"][0], strict=True))
+    for site in sites:
+        row = now[site]
+        assert row["noise_dba"] is not None and 20 < row["noise_dba"] < 130, (site, row)
+        assert row["pm10_ugm3"] is not None and row["pm10_ugm3"] >= 0, (site, row)
 
 
 def test_variable_queries_return_values(city_run: Any) -> None:

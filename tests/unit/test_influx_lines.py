@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from hypothesis import given
 from hypothesis import strategies as st
 from influxdb_client import Point
@@ -89,6 +91,26 @@ def test_lamp_line_carries_its_indicators_as_the_client_writes_them(
     tags = {"circuit_id": "c1", "device_id": "lamp-1", "district": "c"}
     assert reading_line(rec) == _point("streetlight", tags, fields, 10)
     assert "lit" not in rec  # the caller's record is left as it was
+
+
+@given(levels=st.lists(st.floats(20, 130), min_size=1, max_size=20))
+def test_dust_line_carries_noise_energy_whose_mean_is_the_leq(levels: list[float]) -> None:
+    lines = [
+        reading_line({"device_id": "d-1", "family": "dust", "district": "c", "site_id": "s1",
+                      "ts": 10, "noise_dba": level, "pm10_ugm3": 40.0})
+        for level in levels
+    ]  # fmt: skip
+    energies = [float(line.split("noise_energy=")[1].split(",")[0]) for line in lines]
+    # The dust KPIs' 10 * log10(mean(noise_energy)): the energetic mean of the levels,
+    # never below the arithmetic one (loud minutes dominate a Leq).
+    leq = 10 * math.log10(sum(energies) / len(energies))
+    assert min(levels) - 1e-9 <= leq <= max(levels) + 1e-9
+    assert leq >= sum(levels) / len(levels) - 1e-9
+    fields = {"noise_dba": levels[0], "pm10_ugm3": 40.0, "noise_energy": 10 ** (levels[0] / 10)}
+    tags = {"device_id": "d-1", "district": "c", "site_id": "s1"}
+    assert lines[0] == _point("dust", tags, fields, 10)
+    no_noise = {"device_id": "d-1", "family": "dust", "district": "c", "ts": 10, "pm10_ugm3": 1.0}
+    assert "noise_energy" not in reading_line(no_noise)
 
 
 FIELD_VALUES = st.one_of(
