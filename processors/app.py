@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -32,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from citywatch.gctune import tune_gc
 from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
 from processors import _native
@@ -482,4 +484,6 @@ async def serve(settings: Settings, instance: str | None = None) -> dict[str, in
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    frozen = tune_gc(settings.processor.gc_threshold)
+    log.debug("gc: %d startup objects frozen, thresholds %s", frozen, gc.get_threshold())
     return await proc.run(stop)
