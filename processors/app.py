@@ -29,8 +29,8 @@ import time
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from citywatch.gctune import tune_gc
@@ -40,8 +40,8 @@ from processors import _native
 from processors.commands_feed import CommandsFeed
 from processors.config import RulesConfig
 from processors.engine import Engine, Output
-from processors.published import GROUP_HEADER, PublishedAlerts
 from processors.sinks.influx import InfluxSink
+from processors.sinks.kafka import KafkaSink
 
 log = logging.getLogger("citywatch.processor")
 
@@ -71,7 +71,7 @@ class _Warmup(ConsumerRebalanceListener):  # type: ignore[misc]
         # group replays nothing. Bounded: this runs inside the group's rebalance.
         committed = {tp: await c.committed(tp) for tp in assigned}
         if any(committed.values()):
-            n = await self.proc.published.load(
+            n = await self.proc.kafka_sink.published.load(
                 self.proc.s, ps.group_id, since_s=max(ps.warmup_s, 300.0), timeout_s=10.0
             )
             log.info("%d recent alert events on the alerts topic", n)
@@ -124,13 +124,7 @@ class Processor:
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
-        self.producer = AIOKafkaProducer(
-            **client_kwargs(settings),
-            client_id=f"citywatch-{self.instance}-alerts",
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=5,
-        )
+        self.kafka_sink = KafkaSink(settings, self.instance)
         reg = self.registry = CollectorRegistry()
         self.m_records = Counter("citywatch_processor_records", "Readings processed", registry=reg)
         self.m_written = Counter(
@@ -144,7 +138,6 @@ class Processor:
             "citywatch_processor_write_seconds", "InfluxDB batch write", registry=reg
         )
         self._inflight: asyncio.Task[None] | None = None
-        self.published = PublishedAlerts()
         self.stats = {
             "records": 0,
             "warmup": 0,
@@ -293,7 +286,9 @@ class Processor:
         a crew's alert does not queue behind a 20,000-point write.
         """
         t0 = time.monotonic()
-        events = asyncio.create_task(self._publish_events(out, stop)) if out.events else None
+        events = (
+            asyncio.create_task(self.kafka_sink.publish(out.events, stop)) if out.events else None
+        )
         try:
             await self._write_lines(out, stop)
         except BaseException:
@@ -301,7 +296,7 @@ class Processor:
                 events.cancel()  # the batch will replay: its events are re-sent then
             raise
         if events is not None:
-            await events
+            self.stats["alert_events_skipped"] += await events
             for ev in out.events:
                 self.m_alerts.labels(ev.state).inc()
             self.stats["alert_events"] += len(out.events)
@@ -315,66 +310,10 @@ class Processor:
                 out.kpi_lines, stop, bucket=f"{i.database}/{i.kpi_retention_policy}"
             )
         if rejected:
-            await self._dead_letter(rejected, stop)
+            await self.kafka_sink.dead_letter(rejected, stop)
+            self.stats["rejected_lines"] += len(rejected)
         self.m_written.inc(len(out.lines) + len(out.kpi_lines))
         self.stats["points"] += len(out.lines) + len(out.kpi_lines)
-
-    async def _dead_letter(self, rejected: list[tuple[str, str]], stop: asyncio.Event) -> None:
-        """Lines InfluxDB will never accept: to the dead-letter topic, with why, not dropped."""
-        log.error("InfluxDB rejected %d lines; dead-lettered: %s", len(rejected), rejected[0][1])
-        await self._retry_kafka(
-            stop,
-            [
-                (
-                    self.s.kafka.deadletter_topic,
-                    line.encode(),
-                    b"influx",
-                    [
-                        ("reason", b"influx_rejected"),
-                        ("detail", why.encode()[:2000]),
-                        ("origin", b"processor"),
-                    ],
-                )
-                for line, why in rejected
-            ],
-        )
-        self.stats["rejected_lines"] += len(rejected)
-
-    async def _publish_events(self, out: Output, stop: asyncio.Event) -> None:
-        """Alert events to Kafka, except those a replay raises again after they were
-        published (see processors.published); consumers dedupe on the same key anyway."""
-        topic = self.s.kafka.alerts_topic
-        headers = [(GROUP_HEADER, self.s.processor.group_id.encode())]
-        seen = self.published
-        fresh = [ev for ev in out.events if (ev.alert_id, ev.state, ev.ts) not in seen]
-        self.stats["alert_events_skipped"] += len(out.events) - len(fresh)
-        if not fresh:
-            return
-        await self._retry_kafka(
-            stop, [(topic, ev.to_json(), ev.alert_id.encode(), headers) for ev in fresh]
-        )
-        for ev in fresh:
-            seen.add((ev.alert_id, ev.state, ev.ts))
-
-    async def _retry_kafka(
-        self, stop: asyncio.Event, records: list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]]
-    ) -> None:
-        """Send and wait for acks=all, retried with backoff while Kafka is away."""
-        delay = 0.2
-        while True:
-            try:
-                futs = [
-                    await self.producer.send(topic, value, key=key, headers=headers)
-                    for topic, value, key, headers in records
-                ]
-                await asyncio.gather(*futs)
-                return
-            except KafkaError as exc:
-                if stop.is_set():
-                    raise
-                log.warning("Kafka send failed (%r); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
 
     def watermark(self) -> int:
         """Event time every active partition has reached.
@@ -406,7 +345,7 @@ class Processor:
         return 1 if hw else 0
 
     async def run(self, stop: asyncio.Event) -> dict[str, int]:
-        await self.producer.start()
+        await self.kafka_sink.start()
         # Operators' commands first, so no lamp they switched off is judged "out" meanwhile.
         feed = CommandsFeed(self.s, self.engine.command)
         await feed.start()
@@ -441,7 +380,7 @@ class Processor:
             with contextlib.suppress(Exception):
                 await self.consumer.stop()
             with contextlib.suppress(Exception):
-                await self.producer.stop()
+                await self.kafka_sink.stop()
             await self.sink.close()
         return dict(self.stats)
 
