@@ -4,8 +4,8 @@ Call :func:`tune_gc` once startup is done (settings, rules, city model and cache
 before the hot loop. It collects once, moves every object that survived startup into the
 permanent generation (``gc.freeze``), so later full collections no longer walk them, and
 raises the collection thresholds: with CPython's defaults (700, 10, 10) a processor reading
-500,000 readings ran 1,770 young and 13 full collections, the full ones 1.15-1.35 s of its
-~10-11 s of CPU. Most objects on the hot path (records, lines, futures) are freed by
+500,000 readings ran 1,770 young and 13 full collections, the full ones 1.15-1.44 s of its
+10-13 s of CPU. Most objects on the hot path (records, lines, futures) are freed by
 reference counting, so collecting less often costs little memory; the cycles that do occur
 (an exception's traceback, a cancelled task) are still collected, just later.
 
