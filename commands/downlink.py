@@ -40,6 +40,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 from paho.mqtt.client import MQTTMessage
 
+from citywatch.backoff import retry
 from citywatch.kafkautil import client_kwargs
 from citywatch.mqtt import AsyncMqtt
 from citywatch.security.endpoint import mqtt_kwargs
@@ -414,17 +415,9 @@ async def _either(a: asyncio.Event, b: asyncio.Event) -> None:
 
 async def _start(c: AIOKafkaConsumer, stop: asyncio.Event) -> None:
     """Start a consumer, waiting for Kafka (with backoff) rather than exiting."""
-    delay = 0.5
-    while True:
-        try:
-            await c.start()
-            return
-        except KafkaConnectionError as exc:
-            if stop.is_set():
-                raise
-            log.warning("Kafka not reachable (%s); retrying in %.0f s", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+    await retry(
+        c.start, KafkaConnectionError, what="Kafka connect", log=log, stop=stop, first_s=0.5
+    )
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> DownlinkStats:
@@ -450,15 +443,10 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> Downli
         on_message=dl.on_ack,
     )
     dl.mqtt = mq
-    delay = 0.5
-    while True:
-        try:
-            await mq.connect()
-            break
-        except (ConnectionError, TimeoutError) as exc:  # MqttRefused too: a broker restart
-            log.warning("MQTT broker not reachable (%s); retrying in %.0f s", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+    # MqttRefused is a ConnectionError too: a broker restarting refuses for a moment.
+    await retry(
+        mq.connect, (ConnectionError, TimeoutError), what="MQTT connect", log=log, first_s=0.5
+    )
     await mq.subscribe([("city/+/+/+/ack", 1)])
 
     k = settings.kafka

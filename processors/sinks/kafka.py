@@ -20,6 +20,7 @@ import logging
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from citywatch.backoff import retry
 from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
 from processors.alerts import AlertEvent
@@ -87,18 +88,12 @@ class KafkaSink:
     async def send(self, stop: asyncio.Event, records: list[Record]) -> None:
         """Send and wait for acks=all, retried with backoff while Kafka is away (until
         ``stop`` is set, when the error is raised and the batch replays later)."""
-        delay = 0.2
-        while True:
-            try:
-                futs = [
-                    await self.producer.send(topic, value, key=key, headers=headers)
-                    for topic, value, key, headers in records
-                ]
-                await asyncio.gather(*futs)
-                return
-            except KafkaError as exc:
-                if stop.is_set():
-                    raise
-                log.warning("Kafka send failed (%r); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+
+        async def attempt() -> None:
+            futs = [
+                await self.producer.send(topic, value, key=key, headers=headers)
+                for topic, value, key, headers in records
+            ]
+            await asyncio.gather(*futs)
+
+        await retry(attempt, KafkaError, what="Kafka send", log=log, stop=stop)
