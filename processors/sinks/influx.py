@@ -20,6 +20,7 @@ from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.domain.write_precision import WritePrecision
 
 from citywatch import credentials
+from citywatch.backoff import retry
 from citywatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,8 @@ class InfluxSink:
         write keeps the good points, so rewriting them is harmless) and returned with the
         reason, for the dead-letter topic, instead of blocking the stream forever.
         """
-        delay = 0.2
-        while True:
+
+        async def attempt() -> list[tuple[str, str]]:
             try:
                 await self.write(lines, bucket=bucket)
                 return []
@@ -86,12 +87,10 @@ class InfluxSink:
                 half = len(lines) // 2
                 bad = await self.write_until_done(lines[:half], stop, bucket=bucket)
                 return bad + await self.write_until_done(lines[half:], stop, bucket=bucket)
-            except InfluxWriteError as exc:
-                if stop is not None and stop.is_set():
-                    raise
-                log.warning("%s; retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+
+        # A rejection is handled inside the attempt; any other write error means InfluxDB is
+        # away or overloaded: wait and write the same lines again.
+        return await retry(attempt, InfluxWriteError, what="InfluxDB write", log=log, stop=stop)
 
     async def close(self) -> None:
         await self.client.close()  # type: ignore[no-untyped-call]

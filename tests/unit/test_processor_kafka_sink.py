@@ -75,7 +75,7 @@ async def test_send_retries_while_kafka_is_away_and_gives_up_once_stopping(
     async def no_wait(_: float) -> None:
         return None
 
-    monkeypatch.setattr("processors.sinks.kafka.asyncio.sleep", no_wait)
+    monkeypatch.setattr("citywatch.backoff.asyncio.sleep", no_wait)  # the retry waits
     fake = FakeProducer(fail=3)
     await _sink(fake).publish([_event("a1")], asyncio.Event())
     assert [k for _, _, k, _ in fake.sent] == [b"a1"] and fake.fail == 0
