@@ -362,8 +362,9 @@ def run_demo(
     sim_seconds = duration * speed
     start = default_start(city, time.time(), sim_seconds)
     # An hour either side: skewed device clocks stamp readings outside the simulated span.
-    n = clear_window(s, city, start - 3600, start + sim_seconds + 3600)
-    demo.scope(city.devices, start - 3600, start + sim_seconds + 3600)
+    lo, hi = start - 3600, start + sim_seconds + 3600
+    n = clear_window(s, city, lo, hi)
+    demo.scope(city.devices, lo, hi)
     console.print(f"  cleared earlier demo points of {n} devices, circuits and sites")
     sim_args = [
         "--seed",
