@@ -1,10 +1,14 @@
-"""Retry an async step with exponential backoff while a server (Kafka, MQTT) is away.
+"""Retry an async step with exponential backoff while a server (Kafka, MQTT, a database) is away.
 
 Services wait for their servers rather than exit: a broker restart must not take the
-processor or the downlink service down with it. Each failure with one of ``errors`` is
-logged with the wait before the next attempt (``first_s``, doubled up to ``max_s``); once
-``stop`` is set, the error is raised instead, so a shutdown is never held up by a server that
-will not come back.
+processor, the gateway or the notifier down with it. Each failure with one of ``errors`` is
+logged (at ``level``) with the wait before the next attempt (``first_s``, doubled up to
+``max_s``). The error is raised instead of waiting once ``stop`` is set, so a shutdown is never
+held up by a server that will not come back, or once the next attempt would start more than
+``give_up_s`` after the first. Any other error passes through at once.
+
+The retrying itself is tenacity's (``AsyncRetrying``); this module only fixes the one policy
+every citywatch service uses, so that its call sites read as one line.
 
 Example:
     >>> import asyncio, logging
@@ -28,7 +32,33 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_any,
+    stop_before_delay,
+    stop_never,
+    wait_exponential,
+)
+from tenacity.stop import stop_base
+
 T = TypeVar("T")
+
+
+class _StopSet(stop_base):
+    """Stop retrying once the service's stop event is set."""
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        self.stop = stop
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.stop.is_set()
+
+
+async def _sleep(seconds: float) -> None:
+    # Looked up at call time, so that tests can replace asyncio.sleep.
+    await asyncio.sleep(seconds)
 
 
 async def retry(
@@ -40,15 +70,33 @@ async def retry(
     stop: asyncio.Event | None = None,
     first_s: float = 0.2,
     max_s: float = 10.0,
+    give_up_s: float | None = None,
+    level: int = logging.WARNING,
 ) -> T:
     """``await attempt()`` until it returns; ``what`` names the step in the log."""
-    delay = first_s
-    while True:
-        try:
-            return await attempt()
-        except errors as exc:
-            if stop is not None and stop.is_set():
-                raise
-            log.warning("%s failed (%r); retrying in %.1f s", what, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max_s)
+
+    def log_wait(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        log.log(level, "%s failed (%r); retrying in %.1f s", what, exc, wait)
+
+    stops: list[stop_base] = []
+    if stop is not None:
+        stops.append(_StopSet(stop))
+    if give_up_s is not None:
+        stops.append(stop_before_delay(give_up_s))
+    retrying = AsyncRetrying(
+        sleep=_sleep,
+        stop=stop_any(*stops) if stops else stop_never,
+        wait=wait_exponential(multiplier=first_s, max=max_s),
+        retry=retry_if_exception_type(errors),
+        before_sleep=log_wait,
+        reraise=True,
+    )
+
+    async def call() -> T:
+        # tenacity awaits only what a coroutine function returns; ``attempt`` may be any
+        # callable that returns an awaitable (a lambda around asyncio.to_thread, say).
+        return await attempt()
+
+    return await retrying(call)

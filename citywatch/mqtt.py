@@ -27,6 +27,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from citywatch.backoff import retry
 from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings
 
@@ -270,16 +271,17 @@ class AsyncMqtt:
         await self._connect_once()
 
     async def _reconnect(self) -> None:
-        delay = 0.2
+        # Until connected; close() cancels this task.
         try:
-            while not self._closing:
-                await asyncio.sleep(delay)
-                try:
-                    await self._connect_once()
-                    return
-                except (ConnectionError, TimeoutError) as exc:
-                    log.warning("MQTT reconnect failed: %s", exc)
-                    delay = min(delay * 2, 5.0)
+            await asyncio.sleep(0.2)
+            await retry(
+                self._connect_once,
+                (ConnectionError, TimeoutError),
+                what="MQTT reconnect",
+                log=log,
+                first_s=0.4,
+                max_s=5.0,
+            )
         finally:
             self._reconnect_task = None
 

@@ -31,6 +31,8 @@ import struct
 from collections.abc import Callable
 from typing import Final
 
+from citywatch.backoff import retry
+
 log = logging.getLogger(__name__)
 
 OnMessage = Callable[[str, bytes, int, int], None]  # topic, payload, qos, packet id
@@ -214,17 +216,18 @@ class LeanConnection:
             self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
 
     async def _reconnect(self) -> None:
-        delay = 0.2
+        # Until connected; close() cancels this task.
         try:
-            while not self._closing:
-                await asyncio.sleep(delay)
-                try:
-                    await self.connect()
-                    self.reconnects += 1
-                    return
-                except (MqttError, TimeoutError) as exc:
-                    log.warning("MQTT reconnect failed: %s", exc)
-                    delay = min(delay * 2, 5.0)
+            await asyncio.sleep(0.2)
+            await retry(
+                self.connect,
+                (MqttError, TimeoutError),
+                what="MQTT reconnect",
+                log=log,
+                first_s=0.4,
+                max_s=5.0,
+            )
+            self.reconnects += 1
         finally:
             self._reconnect_task = None
 

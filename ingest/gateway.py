@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 
+from citywatch.backoff import retry
 from citywatch.mqttlean import LeanSubscriber
 from citywatch.security.devices import DevicePolicy
 from citywatch.security.endpoint import mqtt_kwargs
@@ -345,31 +346,43 @@ class Gateway:
         self._kafka_task = asyncio.create_task(self._start_kafka(stop))
 
     async def _start_kafka(self, stop: asyncio.Event) -> None:
-        delay = 0.5
-        while not stop.is_set():
+        """Start a producer, waiting for Kafka (readings are spooled meanwhile)."""
+
+        async def attempt() -> None:
             try:
                 await self.sink.start()
-                self._kafka_ready.set()
-                return
-            except Exception as exc:
-                log.warning("Kafka not reachable yet (%r); spooling", exc)
+            except Exception:
+                # A producer whose start failed cannot be started again: the next try
+                # gets a fresh one.
                 with contextlib.suppress(Exception):
                     await self.sink.stop()
                 self.sink = KafkaSink(self.s, client_id=self.client_id)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                raise
+            self._kafka_ready.set()
+
+        with contextlib.suppress(Exception):  # raised only once stopping: nothing to start
+            await retry(
+                attempt,
+                Exception,
+                what="Kafka start (spooling)",
+                log=log,
+                stop=stop,
+                first_s=0.5,
+                max_s=5.0,
+            )
 
     async def _connect_mqtt(self, stop: asyncio.Event) -> None:
         """Connect (subscribing on CONNACK), waiting for a broker that is not up yet."""
-        delay = 0.5
-        while not stop.is_set():
-            try:
-                await self.mqtt.connect()
-                return
-            except (ConnectionError, TimeoutError) as exc:
-                log.warning("MQTT broker not reachable yet (%s); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        with contextlib.suppress(ConnectionError, TimeoutError):  # raised only once stopping
+            await retry(
+                self.mqtt.connect,
+                (ConnectionError, TimeoutError),
+                what="MQTT connect",
+                log=log,
+                stop=stop,
+                first_s=0.5,
+                max_s=5.0,
+            )
 
     async def run(self, stop: asyncio.Event) -> dict[str, int]:
         g = self.s.gateway

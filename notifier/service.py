@@ -34,6 +34,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from citywatch.backoff import retry
 from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
 from notifier.channels import REGISTRY, Channel, DeliveryError
@@ -98,18 +99,16 @@ class Notifier:
     ) -> list[str]:
         # The database may be briefly away (PostgreSQL restart, SQLite lock): retry rather
         # than exit; re-applying a half-stored batch is harmless (events are deduplicated).
-        delay = 0.5
-        while True:
-            try:
-                return await asyncio.to_thread(self._apply_batch, events)
-            except Exception as exc:
-                if stop.is_set():
-                    raise
-                log.error(
-                    "storing %d alert events failed, retry in %.1fs: %s", len(events), delay, exc
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        return await retry(
+            lambda: asyncio.to_thread(self._apply_batch, events),
+            Exception,
+            what=f"storing {len(events)} alert events",
+            log=log,
+            stop=stop,
+            first_s=0.5,
+            max_s=30.0,
+            level=logging.ERROR,
+        )
 
     async def consume(self, stop: asyncio.Event) -> None:
         c = AIOKafkaConsumer(

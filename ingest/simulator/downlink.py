@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 from paho.mqtt.client import MQTTMessage
 
+from citywatch.backoff import retry
 from citywatch.mqtt import AsyncMqtt
 from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings
@@ -60,18 +61,15 @@ class SimDownlink:
 
     async def start(self, wait_s: float = 60.0) -> None:
         """Connect (retrying while the broker restarts, up to ``wait_s``) and subscribe."""
-        deadline = time.monotonic() + wait_s
-        delay = 0.5
-        while True:
-            try:
-                await self.mqtt.connect()
-                break
-            except (ConnectionError, TimeoutError) as exc:
-                if time.monotonic() + delay > deadline:
-                    raise
-                log.warning("MQTT broker not reachable (%s); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        await retry(
+            self.mqtt.connect,
+            (ConnectionError, TimeoutError),
+            what="MQTT connect",
+            log=log,
+            first_s=0.5,
+            max_s=5.0,
+            give_up_s=wait_s,
+        )
         await self.mqtt.subscribe([(self.filter, 1)])
 
     async def close(self) -> None:

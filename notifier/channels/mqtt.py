@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from citywatch.backoff import retry
 from citywatch.mqtt import AsyncMqtt
 from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings
@@ -57,16 +58,15 @@ class MqttChannel:
             self._connector = asyncio.create_task(self._connect_forever())
 
     async def _connect_forever(self) -> None:
-        delay = 0.5
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                await self.client.connect()
-                log.info("MQTT connected")
-                return
-            except (ConnectionError, TimeoutError) as exc:
-                log.warning("MQTT connect failed: %s", exc)
-                delay = min(delay * 2, 10.0)
+        await asyncio.sleep(0.5)  # the first attempt, in start(), has just failed
+        await retry(
+            self.client.connect,
+            (ConnectionError, TimeoutError),
+            what="MQTT connect",
+            log=log,
+            first_s=1.0,
+        )
+        log.info("MQTT connected")
 
     async def _publish(self, topic: str, payload: bytes, retain: bool) -> None:
         if self._connector is not None and not self._connector.done():

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from types import SimpleNamespace
 
 import pytest
+import tenacity
 
 from citywatch import backoff
 
@@ -52,3 +54,72 @@ async def test_a_set_stop_raises_the_error_instead_of_waiting() -> None:
     log = logging.getLogger("test")
     with pytest.raises(TimeoutError):
         await backoff.retry(away, (ConnectionError, TimeoutError), what="x", log=log, stop=stop)
+
+
+async def test_give_up_raises_before_a_wait_would_pass_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [0.0]
+    waits: list[float] = []
+
+    async def fake_sleep(s: float) -> None:
+        waits.append(s)
+        clock[0] += s
+
+    monkeypatch.setattr(backoff.asyncio, "sleep", fake_sleep)
+    # tenacity's own clock only (the event loop keeps the real one).
+    monkeypatch.setattr(tenacity, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+
+    async def away() -> None:
+        raise ConnectionError("down for good")
+
+    log = logging.getLogger("test")
+    with pytest.raises(ConnectionError):
+        await backoff.retry(
+            away, ConnectionError, what="x", log=log, first_s=0.5, max_s=5.0, give_up_s=4.0
+        )
+    # 0.5 + 1 + 2 = 3.5 s waited; the next wait (4 s) would end past 4 s: raised instead.
+    assert waits == [0.5, 1.0, 2.0]
+
+
+async def test_each_failure_is_logged_at_the_level_given_with_the_wait(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def no_wait(s: float) -> None:
+        return None
+
+    monkeypatch.setattr(backoff.asyncio, "sleep", no_wait)
+    calls = 0
+
+    async def twice_away() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise OSError("refused")
+        return "ok"
+
+    caplog.set_level(logging.ERROR, logger="test.level")
+    log = logging.getLogger("test.level")
+    got = await backoff.retry(twice_away, OSError, what="storing", log=log, level=logging.ERROR)
+    assert got == "ok"
+    msgs = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert msgs == [
+        (logging.ERROR, "storing failed (OSError('refused')); retrying in 0.2 s"),
+        (logging.ERROR, "storing failed (OSError('refused')); retrying in 0.4 s"),
+    ]
+
+
+async def test_an_attempt_that_only_returns_an_awaitable_is_awaited() -> None:
+    calls: list[int] = []
+
+    def store() -> list[int]:
+        calls.append(1)
+        if len(calls) < 2:
+            raise OSError("locked")
+        return [len(calls)]
+
+    log = logging.getLogger("test")
+    got = await backoff.retry(
+        lambda: asyncio.to_thread(store), OSError, what="x", log=log, first_s=0.001
+    )
+    assert got == [2]
