@@ -41,7 +41,7 @@ from citywatch.settings import Settings, get_settings
 from commands.model import STATES, Command, CommandError, CommandRequest, Delivery
 from commands.policy import PrincipalLike, Refused, may_act_in
 from commands.service import KafkaUnavailable, Submitter
-from commands.store import Store, db_url
+from commands.store import Store, Suggestion, db_url
 from commands.targets import UnknownTarget
 from notifier.auth import Principal, current_principal
 
@@ -72,19 +72,6 @@ class AuditOut(BaseModel):
 class CommandDetail(Command):
     deliveries: list[Delivery]
     audit: list[AuditOut]
-
-
-class SuggestionOut(BaseModel):
-    alert_id: str
-    text: str
-    alert_kind: str
-    target: str
-    district: str
-    severity: str
-    raised_at: float
-    state: str
-    cmd_id: str | None
-    decided_by: str | None
 
 
 class ConfirmIn(BaseModel):
@@ -144,7 +131,8 @@ async def list_commands(
     )
 
 
-@router.get("/suggestions", response_model=list[SuggestionOut])
+# The store's frozen dataclass is the response model: FastAPI serialises dataclasses.
+@router.get("/suggestions", response_model=list[Suggestion])
 async def list_suggestions(
     request: Request,
     p: Principal = Depends(current_principal),
@@ -174,7 +162,7 @@ async def confirm_suggestion(
         raise _http(exc) from exc
 
 
-@router.post("/suggestions/{alert_id}/dismiss", response_model=SuggestionOut)
+@router.post("/suggestions/{alert_id}/dismiss", response_model=Suggestion)
 async def dismiss_suggestion(
     alert_id: str, request: Request, p: Principal = Depends(current_principal)
 ) -> Any:
