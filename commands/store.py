@@ -24,7 +24,6 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -34,16 +33,13 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    create_engine,
-    event,
     func,
     select,
 )
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
-from sqlalchemy.pool import StaticPool
 
 from citywatch.settings import Settings
+from citywatch.sqldb import make_engine
 from commands.model import Command, Delivery, aggregate, can_move
 
 
@@ -184,14 +180,9 @@ def _to_suggestion(r: SuggestionRow) -> Suggestion:
     )
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    # Several processes (API, CLI, downlink) share the file: WAL lets readers run beside
-    # the writer, and a busy timeout makes a second writer wait instead of failing.
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=10000")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.close()
+# Several processes (API, CLI, downlink) share the file: WAL lets readers run beside the
+# writer, and a busy timeout makes a second writer wait instead of failing.
+_SQLITE_PRAGMAS = ("journal_mode=WAL", "busy_timeout=10000", "synchronous=NORMAL")
 
 
 def db_url(settings: Settings) -> str:
@@ -199,22 +190,11 @@ def db_url(settings: Settings) -> str:
     return settings.commands.db_url or f"sqlite:///{settings.state_dir / 'commands.db'}"
 
 
-def make_engine(url: str) -> Engine:
-    if url in ("sqlite://", "sqlite:///:memory:"):
-        # One shared in-memory database for every thread (tests, doctests).
-        return create_engine(url, connect_args={"check_same_thread": False}, poolclass=StaticPool)
-    if url.startswith("sqlite"):
-        eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
-        event.listen(eng, "connect", _sqlite_pragmas)
-        return eng
-    return create_engine(url, pool_pre_ping=True)
-
-
 class Store:
     """Commands, deliveries, suggestions and the audit trail in one database."""
 
     def __init__(self, url: str) -> None:
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, timeout_s=10, pragmas=_SQLITE_PRAGMAS)
         Base.metadata.create_all(self.engine)
 
     @contextmanager

@@ -30,12 +30,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import create_engine, event, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import StaticPool
 
 from citywatch.settings import Settings
+from citywatch.sqldb import make_engine
 
 # Re-exported ("as"): the tables lived here before notifier.tables, and importers still
 # take them from notifier.store.
@@ -93,16 +93,14 @@ def idempotency_key(scope: str, event: str, channel: str, recipient: str) -> str
     return f"cw-{digest[:32]}"
 
 
+# WAL lets the API read while the notifier writes (two processes on one file); FULL: a
+# committed work order survives power loss too, since offsets follow it.
+_SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON")
+
+
 class Store:
     def __init__(self, url: str) -> None:
-        kw: dict[str, Any] = {}
-        if url.startswith("sqlite"):
-            kw["connect_args"] = {"check_same_thread": False, "timeout": 30}
-            if url in ("sqlite://", "sqlite:///:memory:"):
-                kw["poolclass"] = StaticPool
-        self.engine: Engine = create_engine(url, **kw)
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.engine: Engine = make_engine(url, timeout_s=30, pragmas=_SQLITE_PRAGMAS)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     def create_schema(self) -> None:
@@ -499,16 +497,6 @@ class Store:
                 or_(WorkOrder.created_at >= since, WorkOrder.status.in_(ACTIVE))
             )
             return [o.as_dict() for o in s.scalars(q)]
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _rec: Any) -> None:
-    # WAL lets the API read while the notifier writes (two processes on one file).
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    # FULL: a committed work order survives power loss too, since offsets follow it.
-    cur.execute("PRAGMA synchronous=FULL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
 
 
 def db_url(settings: Settings) -> str:
