@@ -14,3 +14,6 @@ def setup(level: str = "INFO") -> None:
     # While Kafka is down aiokafka logs the same connection error hundreds of times a
     # second; our own components log each availability change once, so keep only its worst.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    # httpx logs every request's full URL at INFO, and InfluxDB 1.x queries may carry the
+    # password as a URL parameter (``p``): never let it reach a log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
