@@ -8,6 +8,8 @@ processors' consumer-group offsets against the log end of ``citywatch.readings``
 broker_dropped, broker_stored) and
 ``pipeline_deadletter`` (tag reason; fields total, per_s) at wall-clock time. Rates are
 deltas between scrapes; a counter that went down (a restarted process) restarts its rate.
+Every ``grafana.rollup_interval_s`` it also redoes the hourly lighting-rate roll-up of the
+last ``grafana.rollup_lookback_h`` hours (dashboards/rollup.py).
 
 Why scrape rather than have each process write its own health: the counters already exist
 for Prometheus users, and one small job keeps InfluxDB writes out of the hot paths.
@@ -23,6 +25,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
@@ -141,11 +144,26 @@ class Monitor:
             lines.append(point_line(f"{m}_deadletter", {"reason": reason}, dl, ts))
         return lines
 
+    async def roll_up(self, client: httpx.AsyncClient, stop: asyncio.Event) -> None:
+        """Redo the lighting roll-up of the last hours now and then (dashboards/rollup.py)."""
+        from dashboards.rollup import roll_up
+
+        g = self.s.grafana
+        while g.rollup_interval_s > 0 and not stop.is_set():
+            now = datetime.now(UTC)
+            try:
+                await roll_up(self.s, now - timedelta(hours=g.rollup_lookback_h), now, client)
+            except Exception as exc:  # InfluxDB down or slow: the next round redoes the hours
+                log.warning("lighting roll-up not written: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), g.rollup_interval_s)
+
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
         sink = InfluxSink(self.s)
         try:
             async with httpx.AsyncClient() as client:
+                rollups = asyncio.create_task(self.roll_up(client, stop))
                 while not stop.is_set():
                     lines = await self.sample(client)
                     try:
@@ -154,5 +172,8 @@ class Monitor:
                         log.warning("pipeline sample not written: %s", exc)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), self.s.grafana.monitor_interval_s)
+                rollups.cancel()  # a roll-up in progress is redone by the next monitor
+                with contextlib.suppress(asyncio.CancelledError):
+                    await rollups
         finally:
             await sink.close()

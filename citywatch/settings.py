@@ -317,6 +317,11 @@ class GrafanaSettings(BaseModel):
     # `citywatch dashboards monitor`: scrape period and what it writes (measurement in `raw`).
     monitor_interval_s: float = 10.0
     monitor_measurement: str = "pipeline"
+    # ...and the hourly lighting-rate roll-up (dashboards/rollup.py): the last
+    # rollup_lookback_h hours of device time are rolled up again every rollup_interval_s
+    # (0: never; `citywatch dashboards rollup` does past days).
+    rollup_interval_s: float = 900.0
+    rollup_lookback_h: float = 26.0
     report_dir: Path = Path("out/reports")
 
 

@@ -243,6 +243,9 @@ def streetlights(s: Settings, k: dict[str, Kpi], v: dict[str, Kpi]) -> db.Dashbo
         .with_panel(P.kpi_stat(k["lighting_rate_city"], ds, span=6, steps=ok_rate))
         .with_panel(P.bars("Lighting rate by district", k["lighting_rate"], ds, span=18))
         .with_panel(P.series("Lighting rate per hour", [k["lighting_rate_hourly"]], ds))
+        # From the hourly roll-up: a month of these is one quick query (dashboards/rollup.py).
+        .with_panel(P.kpi_stat(k["lighting_rate_rollup"], ds, span=6, steps=ok_rate))
+        .with_panel(P.series("Lighting rate per day", [k["lighting_rate_daily"]], ds, span=18))
         .with_panel(P.series("Lamps lit", [v["lamps_lit"]], ds))
         .with_panel(P.series("Lighting load", [v["lamp_power"]], ds))
         .with_panel(

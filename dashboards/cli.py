@@ -1,4 +1,4 @@
-"""``citywatch dashboards build|push|assets|monitor`` and ``citywatch report``.
+"""``citywatch dashboards build|push|assets|monitor|rollup`` and ``citywatch report``.
 
 Example:
     $ citywatch dashboards build && citywatch report --date 2026-11-22
@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from datetime import date
+from datetime import UTC, date, datetime, time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import typer
 
-from citywatch.settings import get_settings
+from citywatch.settings import Settings, get_settings
 
 app = typer.Typer(help="Grafana dashboards as code, the asset register, pipeline health.")
 
@@ -84,6 +85,40 @@ def monitor() -> None:
         await Monitor(get_settings()).run(stop)
 
     asyncio.run(main())
+
+
+@app.command()
+def rollup(
+    since: str = typer.Option(
+        ..., help="start: a local day (YYYY-MM-DD) or an ISO 8601 time with its offset"
+    ),
+    until: str = typer.Option(None, help="end, as --since [default: now]"),
+) -> None:
+    """Roll the lighting rate up per hour and district over a range (month-long views)."""
+    from citywatch.logs import setup as setup_logging
+    from dashboards.rollup import roll_up
+
+    setup_logging("INFO")  # a line per day rolled up
+    s = get_settings()
+    lo = _when(s, since, "--since")
+    hi = _when(s, until, "--until") if until else datetime.now(UTC)
+    if hi <= lo:
+        raise typer.BadParameter("must be after --since", param_hint="--until")
+    n = asyncio.run(roll_up(s, lo, hi))
+    typer.echo(f"lighting roll-up {lo.isoformat()} .. {hi.isoformat()}: {n} hourly points")
+
+
+def _when(s: Settings, text: str, hint: str) -> datetime:
+    """A local day's midnight in the city's time zone, or an ISO 8601 time with an offset."""
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), time(0), ZoneInfo(s.grafana.timezone))
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise typer.BadParameter(f"not a day or a time: {text!r}", param_hint=hint) from exc
+    if t.tzinfo is None:
+        raise typer.BadParameter(f"give the offset (Z or +08:00): {text!r}", param_hint=hint)
+    return t
 
 
 def report(

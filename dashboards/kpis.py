@@ -2,7 +2,8 @@
 
 Every KPI is computed at query time from what the processors already write (readings per
 family, ``alerts``, and the ``trips`` KPI points of the trip-summary rule), plus the
-``pipeline`` measurement of ``citywatch dashboards monitor``; docs/kpis.md gives the formulas
+``pipeline`` measurement and the hourly lighting roll-up (``dashboards.rollup``) of
+``citywatch dashboards monitor``; docs/kpis.md gives the formulas
 and why query time (not continuous queries: those run on wall-clock intervals and would miss
 backfilled or simulated device time).
 
@@ -71,18 +72,23 @@ def lighting_subquery(where: str = f"$timeFilter AND {DISTRICT}") -> str:
     )
 
 
+LIGHTING_RATE = "sum(lit_n) / sum(n) AS lighting_rate"
+# The two counts the rate divides, for the hourly roll-up (dashboards.rollup).
+LIGHTING_COUNTS = "sum(lit_n) AS lit, sum(n) AS n"
+
+
 def lighting_rate_query(
-    where: str = f"$timeFilter AND {DISTRICT}", window: str = "$timeFilter", tail: str = ""
+    where: str = f"$timeFilter AND {DISTRICT}",
+    window: str = "$timeFilter",
+    tail: str = "",
+    select: str = LIGHTING_RATE,
 ) -> str:
     """Lit lamp readings / lamp readings over the 5-min circuit slots that were switched on.
 
     ``where`` selects the lamp readings, ``window`` is the outer query's time range and
-    ``tail`` its GROUP BY (or nothing, for one figure).
+    ``tail`` its GROUP BY (or nothing, for one figure); ``select`` may ask for the counts.
     """
-    return (
-        f"SELECT sum(lit_n) / sum(n) AS lighting_rate FROM ({lighting_subquery(where)}) "
-        f"WHERE {window} AND cmd > 0.5{tail}"
-    )
+    return f"SELECT {select} FROM ({lighting_subquery(where)}) WHERE {window} AND cmd > 0.5{tail}"
 
 
 def open_alerts_subquery(where: str) -> str:
@@ -99,6 +105,7 @@ def kpis(s: Settings, rules: RulesConfig | None = None) -> dict[str, Kpi]:
     pm10 = r.dust.pm10_limit_ugm3
     tz = s.grafana.timezone
     trips = f'"{s.grafana.trips_rp}"."trips"'
+    rollup = f'"{s.influx.kpi_retention_policy}"."lighting_hourly"'
     pipe = s.grafana.monitor_measurement
     out = [
         Kpi(
@@ -126,6 +133,27 @@ def kpis(s: Settings, rules: RulesConfig | None = None) -> dict[str, Kpi]:
             lighting_rate_query(tail=f" GROUP BY time(1h), district fill(none) tz('{tz}')"),
             ("lighting_rate",),
             fmt="time_series",
+            tags=("district",),
+        ),
+        Kpi(
+            "lighting_rate_rollup",
+            "Lighting rate, whole range",
+            "percentunit",
+            f"SELECT sum(lit) / sum(n) AS lighting_rate FROM {rollup} "
+            f"WHERE $timeFilter AND {DISTRICT}",
+            ("lighting_rate",),
+            doc="as lighting_rate_city, from the hourly roll-up (dashboards/rollup.py): "
+            "quick over a month",
+        ),
+        Kpi(
+            "lighting_rate_daily",
+            "Lighting rate per day",
+            "percentunit",
+            f"SELECT sum(lit) / sum(n) AS lighting_rate FROM {rollup} "
+            f"WHERE $timeFilter AND {DISTRICT} GROUP BY time(1d), district fill(none) tz('{tz}')",
+            ("lighting_rate",),
+            fmt="time_series",
+            doc="per local day and district, from the hourly roll-up",
             tags=("district",),
         ),
         Kpi(

@@ -27,8 +27,9 @@ from citywatch.settings import Settings
 from dashboards.assets import write_assets
 from dashboards.boards import all_queries
 from dashboards.build import render
-from dashboards.kpis import expand, kpis
+from dashboards.kpis import LIGHTING_COUNTS, expand, kpis, lighting_rate_query
 from dashboards.report import build_report
+from dashboards.rollup import MEASUREMENT, hour_floor, roll_up
 
 from .helpers import Proc, run_id, start_group_at_end, stop_all
 
@@ -89,6 +90,8 @@ def city_run(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
         "CITYWATCH_PROCESSOR__WARMUP_S": "0",
         "CITYWATCH_PROCESSOR__METRICS_PORT": str(PROC_PORT),
         "CITYWATCH_GRAFANA__MONITOR_INTERVAL_S": "1",
+        # The roll-up is run once the run is through (below), not by the monitor midway.
+        "CITYWATCH_GRAFANA__ROLLUP_INTERVAL_S": "0",
         # The notifier turns this run's alerts into work orders and writes their KPIs.
         "CITYWATCH_NOTIFIER__GROUP_ID": f"{group}-notifier",
         "CITYWATCH_NOTIFIER__DB_URL": f"sqlite:///{out / 'orders.db'}",
@@ -139,6 +142,13 @@ def city_run(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
         assert quiet >= 3, "processor did not catch up:\n" + procs[1].log_text()[-2000:]
         time.sleep(3)  # a few more monitor samples
         write_assets(s, city)
+        # The hourly lighting roll-up of the run, as an operator backfills past days.
+        roll = Proc(
+            ["dashboards", "rollup", "--since", sim_window[0], "--until", sim_window[1]],
+            env,
+            out / "rollup.log",
+        ).start()
+        assert roll.p is not None and roll.p.wait(300) == 0, roll.log_text()[-2000:]
         yield s, city, out, sim_window, wall_start
     finally:
         stop_all(s, procs)
@@ -223,6 +233,57 @@ def test_dust_now_gives_every_site_of_the_run_its_noise_level(city_run: Any) -> 
         row = now[site]
         assert row["noise_dba"] is not None and 20 < row["noise_dba"] < 130, (site, row)
         assert row["pm10_ugm3"] is not None and row["pm10_ugm3"] >= 0, (site, row)
+
+
+def test_hourly_rollup_holds_the_lighting_counts_of_the_readings(city_run: Any) -> None:
+    """Per hour and district the roll-up has the readings' own counts, so any range's rate
+    from it equals the rate over the readings; rolling up again changes nothing."""
+    s, city, _, sim, _ = city_run
+    lo = hour_floor(datetime.fromisoformat(sim[0].replace("Z", "+00:00")))
+    hi = hour_floor(datetime.fromisoformat(sim[1].replace("Z", "+00:00"))) + timedelta(hours=1)
+    span = f"time >= '{lo.strftime(FMT)}' AND time < '{hi.strftime(FMT)}'"
+    own = f"district =~ /^({'|'.join(sorted(city.districts))})$/"
+
+    def counts(q: str) -> dict[tuple[str, str], tuple[int, int]]:
+        return {
+            (ser["tags"]["district"], row[0]): (int(row[1]), int(row[2]))
+            for ser in _influx(s, q)
+            for row in ser["values"]
+        }
+
+    direct = counts(
+        lighting_rate_query(
+            f"{span} AND {own}", span, " GROUP BY time(1h), district fill(none)", LIGHTING_COUNTS
+        )
+    )
+    rolled_q = (
+        f'SELECT lit, n FROM "{s.influx.kpi_retention_policy}"."{MEASUREMENT}" '
+        f"WHERE {span} AND {own} GROUP BY district"
+    )
+    rolled = counts(rolled_q)
+    assert len(direct) >= 10, direct  # 10 simulated hours, most of them at night
+    assert sum(n for _, n in direct.values()) > 1000
+    assert rolled == direct
+
+    def city_rate(q: str) -> float:
+        (row,) = [r for ser in _influx(s, q) for r in ser["values"]]
+        return float(row[1])
+
+    k = kpis(s)
+    one = {"district": sorted(city.districts)}
+    start, end = lo.strftime(FMT), (hi - timedelta(seconds=1)).strftime(FMT)
+    from_readings = city_rate(
+        expand(k["lighting_rate_city"].query, start=start, end=end, variables=one)
+    )
+    from_rollup = city_rate(
+        expand(k["lighting_rate_rollup"].query, start=start, end=end, variables=one)
+    )
+    assert 0.5 < from_readings <= 1.0
+    assert abs(from_rollup - from_readings) < 1e-12
+
+    n_points = len(rolled)
+    asyncio.run(roll_up(s, lo, hi))
+    assert counts(rolled_q) == rolled and len(rolled) == n_points
 
 
 def test_variable_queries_return_values(city_run: Any) -> None:
