@@ -100,3 +100,18 @@ async def retry(
         return await attempt()
 
     return await retrying(call)
+
+
+async def reconnect(
+    connect: Callable[[], Awaitable[None]],
+    errors: type[BaseException] | tuple[type[BaseException], ...],
+    *,
+    log: logging.Logger,
+) -> None:
+    """After a connection dropped: a moment's pause, then ``connect`` until it succeeds.
+
+    Waits 0.2 s (the broker is often just restarting), then retries from 0.4 s doubling to
+    5 s. No stop event: the client cancels this task when it is closed.
+    """
+    await asyncio.sleep(0.2)
+    await retry(connect, errors, what="MQTT reconnect", log=log, first_s=0.4, max_s=5.0)

@@ -27,7 +27,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from citywatch.backoff import retry
+from citywatch.backoff import reconnect
 from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings
 
@@ -273,15 +273,7 @@ class AsyncMqtt:
     async def _reconnect(self) -> None:
         # Until connected; close() cancels this task.
         try:
-            await asyncio.sleep(0.2)
-            await retry(
-                self._connect_once,
-                (ConnectionError, TimeoutError),
-                what="MQTT reconnect",
-                log=log,
-                first_s=0.4,
-                max_s=5.0,
-            )
+            await reconnect(self._connect_once, (ConnectionError, TimeoutError), log=log)
         finally:
             self._reconnect_task = None
 

@@ -31,7 +31,7 @@ import struct
 from collections.abc import Callable
 from typing import Final
 
-from citywatch.backoff import retry
+from citywatch.backoff import reconnect
 
 log = logging.getLogger(__name__)
 
@@ -218,15 +218,7 @@ class LeanConnection:
     async def _reconnect(self) -> None:
         # Until connected; close() cancels this task.
         try:
-            await asyncio.sleep(0.2)
-            await retry(
-                self.connect,
-                (MqttError, TimeoutError),
-                what="MQTT reconnect",
-                log=log,
-                first_s=0.4,
-                max_s=5.0,
-            )
+            await reconnect(self.connect, (MqttError, TimeoutError), log=log)
             self.reconnects += 1
         finally:
             self._reconnect_task = None

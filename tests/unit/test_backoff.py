@@ -123,3 +123,25 @@ async def test_an_attempt_that_only_returns_an_awaitable_is_awaited() -> None:
         lambda: asyncio.to_thread(store), OSError, what="x", log=log, first_s=0.001
     )
     assert got == [2]
+
+
+async def test_reconnect_pauses_first_then_backs_off_until_connected(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    waits: list[float] = []
+
+    async def fake_sleep(s: float) -> None:
+        waits.append(s)
+
+    monkeypatch.setattr(backoff.asyncio, "sleep", fake_sleep)
+    tries = 0
+
+    async def connect() -> None:
+        nonlocal tries
+        tries += 1
+        if tries < 4:
+            raise TimeoutError("no CONNACK")
+
+    await backoff.reconnect(connect, (ConnectionError, TimeoutError), log=logging.getLogger("t"))
+    assert tries == 4
+    assert waits == [0.2, 0.4, 0.8, 1.6]
