@@ -12,15 +12,29 @@ import tenacity
 from citywatch import backoff
 
 
-async def test_waits_double_up_to_the_cap_and_other_errors_pass(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    waits: list[float] = []
+class Clock:
+    """Stands in for asyncio.sleep and tenacity's clock: waits are recorded, not slept."""
 
-    async def fake_sleep(s: float) -> None:
-        waits.append(s)
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.waits: list[float] = []
 
-    monkeypatch.setattr(backoff.asyncio, "sleep", fake_sleep)
+    async def sleep(self, s: float) -> None:
+        self.waits.append(s)
+        self.now += s
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr(backoff.asyncio, "sleep", c.sleep)
+    # tenacity's own clock only (the event loop keeps the real one).
+    monkeypatch.setattr(tenacity, "time", SimpleNamespace(monotonic=lambda: c.now))
+    return c
+
+
+async def test_waits_double_up_to_the_cap_and_other_errors_pass(clock: Clock) -> None:
+    waits = clock.waits
     calls = 0
 
     async def attempt() -> int:
@@ -56,19 +70,8 @@ async def test_a_set_stop_raises_the_error_instead_of_waiting() -> None:
         await backoff.retry(away, (ConnectionError, TimeoutError), what="x", log=log, stop=stop)
 
 
-async def test_give_up_raises_before_a_wait_would_pass_the_limit(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    clock = [0.0]
-    waits: list[float] = []
-
-    async def fake_sleep(s: float) -> None:
-        waits.append(s)
-        clock[0] += s
-
-    monkeypatch.setattr(backoff.asyncio, "sleep", fake_sleep)
-    # tenacity's own clock only (the event loop keeps the real one).
-    monkeypatch.setattr(tenacity, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+async def test_give_up_raises_before_a_wait_would_pass_the_limit(clock: Clock) -> None:
+    waits = clock.waits
 
     async def away() -> None:
         raise ConnectionError("down for good")
@@ -83,12 +86,8 @@ async def test_give_up_raises_before_a_wait_would_pass_the_limit(
 
 
 async def test_each_failure_is_logged_at_the_level_given_with_the_wait(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def no_wait(s: float) -> None:
-        return None
-
-    monkeypatch.setattr(backoff.asyncio, "sleep", no_wait)
     calls = 0
 
     async def twice_away() -> str:
@@ -125,15 +124,7 @@ async def test_an_attempt_that_only_returns_an_awaitable_is_awaited() -> None:
     assert got == [2]
 
 
-async def test_reconnect_pauses_first_then_backs_off_until_connected(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    waits: list[float] = []
-
-    async def fake_sleep(s: float) -> None:
-        waits.append(s)
-
-    monkeypatch.setattr(backoff.asyncio, "sleep", fake_sleep)
+async def test_reconnect_pauses_first_then_backs_off_until_connected(clock: Clock) -> None:
     tries = 0
 
     async def connect() -> None:
@@ -144,4 +135,4 @@ async def test_reconnect_pauses_first_then_backs_off_until_connected(
 
     await backoff.reconnect(connect, (ConnectionError, TimeoutError), log=logging.getLogger("t"))
     assert tries == 4
-    assert waits == [0.2, 0.4, 0.8, 1.6]
+    assert clock.waits == [0.2, 0.4, 0.8, 1.6]
