@@ -10,8 +10,9 @@ measurement ``lighting_hourly`` (retention policy ``influx.kpi_retention_policy`
 ``lighting_rate`` = lit / n, at the hour's start. Any range is then Σ lit / Σ n over its
 hours, weighted exactly as one long query over the readings would weigh it.
 
-Rolling an hour up again overwrites its point (same series, same time), so readings that
-arrive late (a gateway's spool, a replay) are taken in by running it again:
+Rolling an hour up again overwrites its point (same series, same time) and deletes the
+points of hours and districts left without counts (readings deleted since), so readings that
+arrive late (a gateway's spool, a replay) or go are taken in by running it again:
 ``citywatch dashboards monitor`` redoes the last ``grafana.rollup_lookback_h`` hours every
 ``grafana.rollup_interval_s``; ``citywatch dashboards rollup --since`` fills past days. Why
 not a continuous query: a CQ runs on wall-clock intervals, and device time (a backfill, the
@@ -77,11 +78,28 @@ def hour_lines(series: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _keys(series: list[dict[str, Any]]) -> set[tuple[str, int]]:
+    """(district, hour ns) of the rows that give a point."""
+    return {
+        ((ser.get("tags") or {}).get("district", ""), int(row[0]))
+        for ser in series
+        for row in ser.get("values", [])
+        if row[-1]
+    }
+
+
+def _quoted(value: str) -> str:
+    """An InfluxQL string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 async def roll_up(
     s: Settings, lo: datetime, hi: datetime, client: httpx.AsyncClient | None = None
 ) -> int:
     """Roll up every hour that overlaps [lo, hi); returns the points written.
 
+    A point of an earlier roll-up whose hour and district no longer have counts (their
+    readings were deleted) is deleted too, so the roll-up is always the readings' own counts.
     Raises httpx.HTTPError or RuntimeError (a query InfluxDB refused) on failure.
     """
     own = client is None
@@ -89,25 +107,51 @@ async def roll_up(
     sink = InfluxSink(s)
     i = s.influx
     auth = (i.admin_user, credentials.password(s, "influx"))  # basic auth: not in the URL
+
+    async def influxql(q: str, *, post: bool = False) -> list[dict[str, Any]]:
+        params = {"db": i.database, "epoch": "ns"}
+        if post:  # statements that change data must be POSTed
+            r = await http.post(
+                f"{i.url}/query", params=params, data={"q": q}, auth=auth, timeout=QUERY_TIMEOUT_S
+            )
+        else:
+            r = await http.get(
+                f"{i.url}/query", params={**params, "q": q}, auth=auth, timeout=QUERY_TIMEOUT_S
+            )
+        r.raise_for_status()
+        res = r.json()["results"][0]
+        if "error" in res:
+            raise RuntimeError(f"InfluxDB refused {q[:60]!r}: {res['error']}")
+        return list(res.get("series") or [])
+
     written = 0
     try:
         start, end = hour_floor(lo), hour_floor(hi - timedelta(microseconds=1)) + HOUR
         while start < end:
             stop = min(start + CHUNK, end)
-            r = await http.get(
-                f"{i.url}/query",
-                params={"db": i.database, "q": rollup_query(start, stop), "epoch": "ns"},
-                auth=auth,
-                timeout=QUERY_TIMEOUT_S,
-            )
-            r.raise_for_status()
-            res = r.json()["results"][0]
-            if "error" in res:
-                raise RuntimeError(f"InfluxDB refused the roll-up query: {res['error']}")
-            lines = hour_lines(res.get("series") or [])
+            counts = await influxql(rollup_query(start, stop))
+            lines = hour_lines(counts)
             await sink.write(lines, bucket=f"{i.database}/{i.kpi_retention_policy}")
             written += len(lines)
-            log.info("lighting roll-up %s .. %s: %d points", start, stop, len(lines))
+            span = f"time >= '{_rfc3339(start)}' AND time < '{_rfc3339(stop)}'"
+            held = await influxql(
+                f'SELECT n FROM "{i.kpi_retention_policy}"."{MEASUREMENT}" '
+                f"WHERE {span} GROUP BY district"
+            )
+            gone = sorted(_keys(held) - _keys(counts))
+            for district, ts in gone:
+                await influxql(
+                    f"DELETE FROM {MEASUREMENT} WHERE district = {_quoted(district)} "
+                    f"AND time = {ts}",
+                    post=True,
+                )
+            log.info(
+                "lighting roll-up %s .. %s: %d points, %d stale ones deleted",
+                start,
+                stop,
+                len(lines),
+                len(gone),
+            )
             start = stop
     finally:
         await sink.close()

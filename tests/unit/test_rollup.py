@@ -101,3 +101,13 @@ async def test_monitor_redoes_the_lookback_each_round_and_survives_a_failure(
     spans.clear()
     await asyncio.wait_for(Monitor(s).roll_up(None, asyncio.Event()), 5)  # type: ignore[arg-type]
     assert spans == []
+
+
+def test_stale_points_are_told_by_hour_and_district_and_quoted_safely() -> None:
+    counts = [{"tags": {"district": "a"}, "values": [[1, 3, 4], [2, 0, 0]]}]
+    held = [
+        {"tags": {"district": "a"}, "values": [[1, 4], [2, 5]]},
+        {"tags": {"district": "b"}, "values": [[1, 9]]},
+    ]
+    assert rollup._keys(held) - rollup._keys(counts) == {("a", 2), ("b", 1)}
+    assert rollup._quoted("o'town \\ east") == "'o\\'town \\\\ east'"
