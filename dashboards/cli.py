@@ -111,8 +111,10 @@ def rollup(
 def _when(s: Settings, text: str, hint: str) -> datetime:
     """A local day's midnight in the city's time zone, or an ISO 8601 time with an offset."""
     try:
-        if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(0), ZoneInfo(s.grafana.timezone))
+        return datetime.combine(date.fromisoformat(text), time(0), ZoneInfo(s.grafana.timezone))
+    except ValueError:
+        pass  # not a day: a time, then
+    try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
         raise typer.BadParameter(f"not a day or a time: {text!r}", param_hint=hint) from exc

@@ -73,8 +73,9 @@ def lighting_subquery(where: str = f"$timeFilter AND {DISTRICT}") -> str:
 
 
 LIGHTING_RATE = "sum(lit_n) / sum(n) AS lighting_rate"
-# The two counts the rate divides, for the hourly roll-up (dashboards.rollup).
+# The two counts the rate divides, and where the hourly roll-up keeps them (dashboards.rollup).
 LIGHTING_COUNTS = "sum(lit_n) AS lit, sum(n) AS n"
+LIGHTING_ROLLUP = "lighting_hourly"
 
 
 def lighting_rate_query(
@@ -105,7 +106,7 @@ def kpis(s: Settings, rules: RulesConfig | None = None) -> dict[str, Kpi]:
     pm10 = r.dust.pm10_limit_ugm3
     tz = s.grafana.timezone
     trips = f'"{s.grafana.trips_rp}"."trips"'
-    rollup = f'"{s.influx.kpi_retention_policy}"."lighting_hourly"'
+    rollup = f'"{s.influx.kpi_retention_policy}"."{LIGHTING_ROLLUP}"'
     pipe = s.grafana.monitor_measurement
     out = [
         Kpi(

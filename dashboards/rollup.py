@@ -34,13 +34,13 @@ import httpx
 
 from citywatch import credentials
 from citywatch.settings import Settings
-from dashboards.kpis import LIGHTING_COUNTS, lighting_rate_query
+from dashboards.kpis import LIGHTING_COUNTS, LIGHTING_ROLLUP, lighting_rate_query
 from processors.sinks.influx import InfluxSink
 from processors.sinks.lines import point_line
 
 log = logging.getLogger("citywatch.rollup")
 
-MEASUREMENT = "lighting_hourly"
+MEASUREMENT = LIGHTING_ROLLUP
 HOUR = timedelta(hours=1)
 # One query per day of readings: a city-wide day is ~6 s, well inside the query timeout.
 CHUNK = timedelta(days=1)
