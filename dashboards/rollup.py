@@ -53,6 +53,16 @@ def hour_floor(t: datetime) -> datetime:
     return t.replace(minute=0, second=0, microsecond=0)
 
 
+def hours_of(lo: datetime, hi: datetime) -> tuple[datetime, datetime]:
+    """The whole hours that overlap [lo, hi): the span a roll-up of [lo, hi) rewrites.
+
+    >>> [t.hour for t in hours_of(datetime(2026, 1, 1, 8, 30, tzinfo=UTC),
+    ...                           datetime(2026, 1, 1, 18, tzinfo=UTC))]
+    [8, 18]
+    """
+    return hour_floor(lo), hour_floor(hi - timedelta(microseconds=1)) + HOUR
+
+
 def _rfc3339(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -126,7 +136,7 @@ async def roll_up(
 
     written = 0
     try:
-        start, end = hour_floor(lo), hour_floor(hi - timedelta(microseconds=1)) + HOUR
+        start, end = hours_of(lo, hi)
         while start < end:
             stop = min(start + CHUNK, end)
             counts = await influxql(rollup_query(start, stop))

@@ -29,7 +29,7 @@ from dashboards.boards import all_queries
 from dashboards.build import render
 from dashboards.kpis import LIGHTING_COUNTS, expand, kpis, lighting_rate_query
 from dashboards.report import build_report
-from dashboards.rollup import MEASUREMENT, hour_floor, roll_up
+from dashboards.rollup import MEASUREMENT, hours_of, roll_up
 
 from .helpers import Proc, run_id, start_group_at_end, stop_all
 
@@ -239,8 +239,8 @@ def test_hourly_rollup_holds_the_lighting_counts_of_the_readings(city_run: Any) 
     """Per hour and district the roll-up has the readings' own counts, so any range's rate
     from it equals the rate over the readings; rolling up again changes nothing."""
     s, city, _, sim, _ = city_run
-    lo = hour_floor(datetime.fromisoformat(sim[0].replace("Z", "+00:00")))
-    hi = hour_floor(datetime.fromisoformat(sim[1].replace("Z", "+00:00"))) + timedelta(hours=1)
+    # The hours the fixture's `dashboards rollup --since sim[0] --until sim[1]` rolled up.
+    lo, hi = hours_of(*(datetime.fromisoformat(t.replace("Z", "+00:00")) for t in sim))
     span = f"time >= '{lo.strftime(FMT)}' AND time < '{hi.strftime(FMT)}'"
     own = f"district =~ /^({'|'.join(sorted(city.districts))})$/"
 
