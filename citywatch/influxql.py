@@ -1,4 +1,4 @@
-"""Run an InfluxQL query against citywatch's database and get its rows, or run a statement.
+"""InfluxQL against citywatch's database: its rows or its series, or a statement that changes data.
 
 Example:
     >>> from citywatch.settings import Settings
@@ -21,17 +21,20 @@ from citywatch import credentials
 from citywatch.settings import Settings
 
 
-def _params(s: Settings) -> dict[str, str]:
-    return {
-        "db": s.influx.database,
-        "u": s.influx.admin_user,
-        "p": credentials.password(s, "influx"),
-    }
+def _auth(s: Settings) -> tuple[str, str]:
+    # Basic auth, not the ``u``/``p`` URL parameters InfluxDB 1.x also takes: a URL ends up
+    # in logs and error messages.
+    return s.influx.admin_user, credentials.password(s, "influx")
 
 
 def rows(s: Settings, q: str, timeout_s: float = 30.0) -> list[list[Any]]:
     """All rows of all series of the query's results; raises httpx.HTTPError on failure."""
-    r = httpx.get(f"{s.influx.url}/query", params={**_params(s), "q": q}, timeout=timeout_s)
+    r = httpx.get(
+        f"{s.influx.url}/query",
+        params={"db": s.influx.database, "q": q},
+        auth=_auth(s),
+        timeout=timeout_s,
+    )
     r.raise_for_status()
     out: list[list[Any]] = []
     for res in r.json().get("results", []):
@@ -40,12 +43,37 @@ def rows(s: Settings, q: str, timeout_s: float = 30.0) -> list[list[Any]]:
     return out
 
 
+def series(s: Settings, q: str, timeout_s: float = 300.0) -> list[dict[str, Any]]:
+    """The series of one query as InfluxDB returns them (``tags``, ``values``), times in ns.
+
+    Raises httpx.HTTPError on failure, RuntimeError when InfluxDB refused the query (where
+    ``rows`` would return nothing, and an empty answer could be mistaken for no data).
+    """
+    r = httpx.get(
+        f"{s.influx.url}/query",
+        params={"db": s.influx.database, "q": q, "epoch": "ns"},
+        auth=_auth(s),
+        timeout=timeout_s,
+    )
+    r.raise_for_status()
+    res = r.json()["results"][0]
+    if "error" in res:
+        raise RuntimeError(f"InfluxDB refused {q[:80]!r}: {res['error']}")
+    return list(res.get("series") or [])
+
+
 def execute(s: Settings, q: str, timeout_s: float = 120.0) -> None:
     """Run a statement that changes data (DELETE, DROP ...): InfluxDB wants those POSTed.
 
     Raises httpx.HTTPError on failure, RuntimeError when InfluxDB refused the statement.
     """
-    r = httpx.post(f"{s.influx.url}/query", params=_params(s), data={"q": q}, timeout=timeout_s)
+    r = httpx.post(
+        f"{s.influx.url}/query",
+        params={"db": s.influx.database},
+        data={"q": q},
+        auth=_auth(s),
+        timeout=timeout_s,
+    )
     r.raise_for_status()
     for res in r.json().get("results", []):
         if "error" in res:
