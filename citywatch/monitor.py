@@ -144,7 +144,7 @@ class Monitor:
             lines.append(point_line(f"{m}_deadletter", {"reason": reason}, dl, ts))
         return lines
 
-    async def roll_up(self, client: httpx.AsyncClient, stop: asyncio.Event) -> None:
+    async def roll_up(self, stop: asyncio.Event) -> None:
         """Redo the lighting roll-up of the last hours now and then (dashboards/rollup.py)."""
         from dashboards.rollup import roll_up
 
@@ -152,7 +152,7 @@ class Monitor:
         while g.rollup_interval_s > 0 and not stop.is_set():
             now = datetime.now(UTC)
             try:
-                await roll_up(self.s, now - timedelta(hours=g.rollup_lookback_h), now, client)
+                await roll_up(self.s, now - timedelta(hours=g.rollup_lookback_h), now)
             except Exception as exc:  # InfluxDB down or slow: the next round redoes the hours
                 log.warning("lighting roll-up not written: %s", exc)
             with contextlib.suppress(TimeoutError):
@@ -163,7 +163,7 @@ class Monitor:
         sink = InfluxSink(self.s)
         try:
             async with httpx.AsyncClient() as client:
-                rollups = asyncio.create_task(self.roll_up(client, stop))
+                rollups = asyncio.create_task(self.roll_up(stop))
                 while not stop.is_set():
                     lines = await self.sample(client)
                     try:

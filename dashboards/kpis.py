@@ -107,6 +107,10 @@ def kpis(s: Settings, rules: RulesConfig | None = None) -> dict[str, Kpi]:
     tz = s.grafana.timezone
     trips = f'"{s.grafana.trips_rp}"."trips"'
     rollup = f'"{s.influx.kpi_retention_policy}"."{LIGHTING_ROLLUP}"'
+    # The lighting rate over the range from the hourly counts (dashboards.rollup).
+    rollup_rate = (
+        f"SELECT sum(lit) / sum(n) AS lighting_rate FROM {rollup} WHERE $timeFilter AND {DISTRICT}"
+    )
     pipe = s.grafana.monitor_measurement
     out = [
         Kpi(
@@ -140,8 +144,7 @@ def kpis(s: Settings, rules: RulesConfig | None = None) -> dict[str, Kpi]:
             "lighting_rate_rollup",
             "Lighting rate, whole range",
             "percentunit",
-            f"SELECT sum(lit) / sum(n) AS lighting_rate FROM {rollup} "
-            f"WHERE $timeFilter AND {DISTRICT}",
+            rollup_rate,
             ("lighting_rate",),
             doc="as lighting_rate_city, from the hourly roll-up (dashboards/rollup.py): "
             "quick over a month",
@@ -150,8 +153,7 @@ def kpis(s: Settings, rules: RulesConfig | None = None) -> dict[str, Kpi]:
             "lighting_rate_daily",
             "Lighting rate per day",
             "percentunit",
-            f"SELECT sum(lit) / sum(n) AS lighting_rate FROM {rollup} "
-            f"WHERE $timeFilter AND {DISTRICT} GROUP BY time(1d), district fill(none) tz('{tz}')",
+            f"{rollup_rate} GROUP BY time(1d), district fill(none) tz('{tz}')",
             ("lighting_rate",),
             fmt="time_series",
             doc="per local day and district, from the hourly roll-up",

@@ -26,13 +26,12 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
-
-from citywatch import credentials
+from citywatch import influxql
 from citywatch.settings import Settings
 from dashboards.kpis import LIGHTING_COUNTS, LIGHTING_ROLLUP, lighting_rate_query
 from processors.sinks.influx import InfluxSink
@@ -103,57 +102,42 @@ def _quoted(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-async def roll_up(
-    s: Settings, lo: datetime, hi: datetime, client: httpx.AsyncClient | None = None
-) -> int:
+async def roll_up(s: Settings, lo: datetime, hi: datetime) -> int:
     """Roll up every hour that overlaps [lo, hi); returns the points written.
 
     A point of an earlier roll-up whose hour and district no longer have counts (their
     readings were deleted) is deleted too, so the roll-up is always the readings' own counts.
-    Raises httpx.HTTPError or RuntimeError (a query InfluxDB refused) on failure.
+    Raises httpx.HTTPError or RuntimeError (a query InfluxDB refused: never read as "no
+    readings", which would delete the hours' points) on failure.
     """
-    own = client is None
-    http = client or httpx.AsyncClient()
-    sink = InfluxSink(s)
     i = s.influx
-    auth = (i.admin_user, credentials.password(s, "influx"))  # basic auth: not in the URL
-
-    async def influxql(q: str, *, post: bool = False) -> list[dict[str, Any]]:
-        params = {"db": i.database, "epoch": "ns"}
-        if post:  # statements that change data must be POSTed
-            r = await http.post(
-                f"{i.url}/query", params=params, data={"q": q}, auth=auth, timeout=QUERY_TIMEOUT_S
-            )
-        else:
-            r = await http.get(
-                f"{i.url}/query", params={**params, "q": q}, auth=auth, timeout=QUERY_TIMEOUT_S
-            )
-        r.raise_for_status()
-        res = r.json()["results"][0]
-        if "error" in res:
-            raise RuntimeError(f"InfluxDB refused {q[:60]!r}: {res['error']}")
-        return list(res.get("series") or [])
-
+    sink = InfluxSink(s)
     written = 0
     try:
         start, end = hours_of(lo, hi)
         while start < end:
             stop = min(start + CHUNK, end)
-            counts = await influxql(rollup_query(start, stop))
+            # The queries are blocking HTTP (citywatch.influxql): off the event loop.
+            counts = await asyncio.to_thread(
+                influxql.series, s, rollup_query(start, stop), QUERY_TIMEOUT_S
+            )
             lines = hour_lines(counts)
             await sink.write(lines, bucket=f"{i.database}/{i.kpi_retention_policy}")
             written += len(lines)
             span = f"time >= '{_rfc3339(start)}' AND time < '{_rfc3339(stop)}'"
-            held = await influxql(
+            held = await asyncio.to_thread(
+                influxql.series,
+                s,
                 f'SELECT n FROM "{i.kpi_retention_policy}"."{MEASUREMENT}" '
-                f"WHERE {span} GROUP BY district"
+                f"WHERE {span} GROUP BY district",
             )
             gone = sorted(_keys(held) - _keys(counts))
             for district, ts in gone:
-                await influxql(
+                await asyncio.to_thread(
+                    influxql.execute,
+                    s,
                     f"DELETE FROM {MEASUREMENT} WHERE district = {_quoted(district)} "
                     f"AND time = {ts}",
-                    post=True,
                 )
             log.info(
                 "lighting roll-up %s .. %s: %d points, %d stale ones deleted",
@@ -165,6 +149,4 @@ async def roll_up(
             start = stop
     finally:
         await sink.close()
-        if own:
-            await http.aclose()
     return written

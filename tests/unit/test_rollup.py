@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 import typer
@@ -83,7 +82,7 @@ async def test_monitor_redoes_the_lookback_each_round_and_survives_a_failure(
     stop = asyncio.Event()
     spans: list[timedelta] = []
 
-    async def fake_roll_up(settings: Settings, lo: datetime, hi: datetime, client: Any) -> int:
+    async def fake_roll_up(settings: Settings, lo: datetime, hi: datetime) -> int:
         spans.append(hi - lo)
         if len(spans) == 1:
             raise RuntimeError("InfluxDB refused the roll-up query")
@@ -93,13 +92,13 @@ async def test_monitor_redoes_the_lookback_each_round_and_survives_a_failure(
 
     monkeypatch.setattr(rollup, "roll_up", fake_roll_up)
     with caplog.at_level(logging.WARNING, logger="citywatch.monitor"):
-        await asyncio.wait_for(Monitor(s).roll_up(None, stop), 5)  # type: ignore[arg-type]
+        await asyncio.wait_for(Monitor(s).roll_up(stop), 5)
     assert spans == [timedelta(hours=26)] * 3
     assert "lighting roll-up not written: InfluxDB refused" in caplog.text
 
     s.grafana.rollup_interval_s = 0  # off: not a single round
     spans.clear()
-    await asyncio.wait_for(Monitor(s).roll_up(None, asyncio.Event()), 5)  # type: ignore[arg-type]
+    await asyncio.wait_for(Monitor(s).roll_up(asyncio.Event()), 5)
     assert spans == []
 
 
