@@ -255,8 +255,8 @@ def line_protocol(n: int, devices: int = 10_000, t0_ns: int | None = None) -> li
 
 
 async def _write_batches(s: Settings, batches: list[bytes], writers: int) -> float:
-    auth = {"u": s.influx.admin_user, "p": credentials.password(s, "influx")}
-    params = {**auth, "db": SCRATCH_DB, "precision": "ns"}
+    auth = (s.influx.admin_user, credentials.password(s, "influx"))
+    params = {"db": SCRATCH_DB, "precision": "ns"}
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for b in batches:
         queue.put_nowait(b)
@@ -264,7 +264,7 @@ async def _write_batches(s: Settings, batches: list[bytes], writers: int) -> flo
     async def writer(client: httpx.AsyncClient) -> None:
         while not queue.empty():
             body = queue.get_nowait()
-            r = await client.post(f"{s.influx.url}/write", params=params, content=body)
+            r = await client.post(f"{s.influx.url}/write", params=params, content=body, auth=auth)
             r.raise_for_status()
 
     async with httpx.AsyncClient(timeout=120.0) as client:

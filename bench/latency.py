@@ -121,8 +121,8 @@ async def _poll_influx(
     district scanned 10,000 series every 50 ms and kept InfluxDB at ~90 % of a core, which
     starved the pipeline being measured.
     """
-    auth = {"u": s.influx.admin_user, "p": credentials.password(s, "influx")}
-    async with httpx.AsyncClient(timeout=10.0) as client:
+    auth = (s.influx.admin_user, credentials.password(s, "influx"))
+    async with httpx.AsyncClient(timeout=10.0, auth=auth) as client:
         while not stop.is_set():
             waiting = [d for d in list(expect) if d not in seen][:200]
             if not waiting:
@@ -134,7 +134,7 @@ async def _poll_influx(
                 f'SELECT "temperature_c", "device_id" FROM "{s.influx.retention_policy}"."bin" '
                 f"WHERE ({ids}) AND time > {since}"
             )
-            params = {**auth, "db": s.influx.database, "q": q, "epoch": "ns"}
+            params = {"db": s.influx.database, "q": q, "epoch": "ns"}
             try:
                 r = await client.get(f"{s.influx.url}/query", params=params)
                 now = time.time_ns()

@@ -72,12 +72,8 @@ class Runner:
         q = q.replace("$district", ".*").replace("$family", ".*")
         r = httpx.get(
             f"{self.s.influx.url}/query",
-            params={
-                "db": self.s.influx.database,
-                "u": self.s.influx.admin_user,
-                "p": credentials.password(self.s, "influx"),
-                "q": q,
-            },
+            params={"db": self.s.influx.database, "q": q},
+            auth=(self.s.influx.admin_user, credentials.password(self.s, "influx")),
             timeout=QUERY_TIMEOUT_S,
         )
         r.raise_for_status()

@@ -105,14 +105,13 @@ bind-address = "{i.host}:{i.rpc_port}"
 
     def query(self, q: str, *, db: str | None = None, method: str = "GET") -> dict[str, object]:
         """Run InfluxQL as the admin user; raises StackError with the server's message."""
-        params = {
-            "q": q,
-            "u": self.s.influx.admin_user,
-            "p": credentials.password(self.s, "influx"),
-        }
+        params = {"q": q}
         if db:
             params["db"] = db
-        r = httpx.request(method, f"{self.s.influx.url}/query", params=params, timeout=10.0)
+        auth = (self.s.influx.admin_user, credentials.password(self.s, "influx"))
+        r = httpx.request(
+            method, f"{self.s.influx.url}/query", params=params, auth=auth, timeout=10.0
+        )
         body: dict[str, object] = r.json()
         errors = [res.get("error") for res in body.get("results", []) if isinstance(res, dict)]  # type: ignore[attr-defined]
         if r.status_code >= 400 or any(errors):
