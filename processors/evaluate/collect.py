@@ -34,9 +34,18 @@ class Collected:
     notes: list[str] = field(default_factory=list)
 
 
-async def _read_topic(settings: Any, topic: str, handle: Any, limit_s: float) -> bool:
-    """Feed every record of ``topic`` (beginning to current end) to ``handle``; False if
-    ``limit_s`` ran out first."""
+async def _read_topic(
+    settings: Any, topic: str, handle: Any, limit_s: float, since_ns: int
+) -> bool:
+    """Feed ``handle`` every record of ``topic`` appended since ``since_ns`` (to the current
+    end); False if ``limit_s`` ran out first.
+
+    Records carry the producer's wall-clock time, which for everything of this run is at or
+    after ``since_ns`` (a reading is received, then sent). Reading from there rather than from
+    the beginning keeps the time independent of the topic's size: with a week's retention on a
+    busy machine, ``citywatch.readings`` held 10 million records, more than ``limit_s`` could
+    read, and this run's readings were then reported missing from Kafka.
+    """
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
@@ -51,7 +60,13 @@ async def _read_topic(settings: Any, topic: str, handle: Any, limit_s: float) ->
         if not tps:
             return True
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        # A second early: the filters in ``collect`` still decide what is this run's.
+        since_ms = max(0, since_ns // 1_000_000 - 1000)
+        found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            at = found.get(tp)
+            consumer.seek(tp, at.offset if at is not None else ends[tp])
         return await read_to_end(consumer, handle, limit_s, max_records=20_000)
     finally:
         await consumer.stop()
@@ -66,8 +81,8 @@ async def _influx_readings(
 
     s = settings.influx
     found: dict[str, RangeSet] = {}
-    auth = {"u": s.admin_user, "p": password(settings, "influx")}
-    async with httpx.AsyncClient(timeout=120.0) as client:
+    auth = (s.admin_user, password(settings, "influx"))
+    async with httpx.AsyncClient(timeout=120.0, auth=auth) as client:
         for family in DEFAULT_INTERVALS_S:
             query = (
                 f'SELECT "seq", "device_id", "received_at" FROM "{s.database}".'
@@ -76,7 +91,7 @@ async def _influx_readings(
             )
             params = {"q": query, "db": s.database, "epoch": "ns", "chunked": "true"}
             params["chunk_size"] = "20000"
-            async with client.stream("GET", f"{s.url}/query", params={**params, **auth}) as resp:
+            async with client.stream("GET", f"{s.url}/query", params=params) as resp:
                 resp.raise_for_status()
                 async for line in resp.aiter_lines():
                     if line.strip():
@@ -131,9 +146,9 @@ async def collect(
                 out.dead[headers.get("reason", b"?").decode(errors="replace")] += 1
 
         if alerts_from_kafka:
-            out.complete &= await _read_topic(settings, k.alerts_topic, on_alert, limit_s)
-        out.complete &= await _read_topic(settings, k.readings_topic, on_reading, limit_s)
-        out.complete &= await _read_topic(settings, k.deadletter_topic, on_dead, limit_s)
+            out.complete &= await _read_topic(settings, k.alerts_topic, on_alert, limit_s, since_ns)
+        out.complete &= await _read_topic(settings, k.readings_topic, on_reading, limit_s, since_ns)
+        out.complete &= await _read_topic(settings, k.deadletter_topic, on_dead, limit_s, since_ns)
     if use_influx:
         try:
             out.influx = await _influx_readings(settings, t0, t1, since_ns)
