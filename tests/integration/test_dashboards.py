@@ -54,12 +54,8 @@ def _metric(port: int, name: str) -> float:
 def _influx(s: Settings, q: str) -> list[dict[str, Any]]:
     r = httpx.get(
         f"{s.influx.url}/query",
-        params={
-            "db": s.influx.database,
-            "u": s.influx.admin_user,
-            "p": credentials.password(s, "influx"),
-            "q": q,
-        },
+        params={"db": s.influx.database, "q": q},
+        auth=(s.influx.admin_user, credentials.password(s, "influx")),
         timeout=180,
     )
     r.raise_for_status()

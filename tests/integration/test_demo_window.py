@@ -23,12 +23,8 @@ pytestmark = pytest.mark.integration
 def _write(s: Settings, lines: list[str]) -> None:
     r = httpx.post(
         f"{s.influx.url}/write",
-        params={
-            "db": s.influx.database,
-            "rp": s.influx.retention_policy,
-            "u": s.influx.admin_user,
-            "p": credentials.password(s, "influx"),
-        },
+        params={"db": s.influx.database, "rp": s.influx.retention_policy},
+        auth=(s.influx.admin_user, credentials.password(s, "influx")),
         content="\n".join(lines),
         timeout=30,
     )
