@@ -27,39 +27,42 @@ def _auth(s: Settings) -> tuple[str, str]:
     return s.influx.admin_user, credentials.password(s, "influx")
 
 
-def rows(s: Settings, q: str, timeout_s: float = 30.0) -> list[list[Any]]:
-    """All rows of all series of the query's results; raises httpx.HTTPError on failure."""
-    r = httpx.get(
-        f"{s.influx.url}/query",
-        params={"db": s.influx.database, "q": q},
-        auth=_auth(s),
-        timeout=timeout_s,
-    )
+def _results(s: Settings, q: str, timeout_s: float, epoch: str | None) -> list[dict[str, Any]]:
+    params = {"db": s.influx.database, "q": q}
+    if epoch:
+        params["epoch"] = epoch
+    r = httpx.get(f"{s.influx.url}/query", params=params, auth=_auth(s), timeout=timeout_s)
     r.raise_for_status()
+    results: list[dict[str, Any]] = r.json().get("results", [])
+    for res in results:
+        # A refused query answers 200 with an error inside: never read it as "no data".
+        if "error" in res:
+            raise RuntimeError(f"InfluxDB refused {q[:80]!r}: {res['error']}")
+    return results
+
+
+def rows(s: Settings, q: str, timeout_s: float = 30.0) -> list[list[Any]]:
+    """All rows of all series of the query's results, times as RFC 3339 strings.
+
+    Raises httpx.HTTPError on failure, RuntimeError when InfluxDB refused the query.
+    """
     out: list[list[Any]] = []
-    for res in r.json().get("results", []):
-        for series in res.get("series", []) or []:
-            out.extend(series.get("values", []))
+    for res in _results(s, q, timeout_s, None):
+        for ser in res.get("series", []) or []:
+            out.extend(ser.get("values", []))
     return out
 
 
-def series(s: Settings, q: str, timeout_s: float = 300.0) -> list[dict[str, Any]]:
-    """The series of one query as InfluxDB returns them (``tags``, ``values``), times in ns.
+def series(
+    s: Settings, q: str, timeout_s: float = 300.0, epoch: str | None = "ns"
+) -> list[dict[str, Any]]:
+    """The series of one query as InfluxDB returns them (``tags``, ``values``), times in
+    ``epoch`` units (``None``: RFC 3339 strings).
 
-    Raises httpx.HTTPError on failure, RuntimeError when InfluxDB refused the query (where
-    ``rows`` would return nothing, and an empty answer could be mistaken for no data).
+    Raises httpx.HTTPError on failure, RuntimeError when InfluxDB refused the query.
     """
-    r = httpx.get(
-        f"{s.influx.url}/query",
-        params={"db": s.influx.database, "q": q, "epoch": "ns"},
-        auth=_auth(s),
-        timeout=timeout_s,
-    )
-    r.raise_for_status()
-    res = r.json()["results"][0]
-    if "error" in res:
-        raise RuntimeError(f"InfluxDB refused {q[:80]!r}: {res['error']}")
-    return list(res.get("series") or [])
+    results = _results(s, q, timeout_s, epoch)
+    return list(results[0].get("series") or []) if results else []
 
 
 def execute(s: Settings, q: str, timeout_s: float = 120.0) -> None:

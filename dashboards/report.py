@@ -63,25 +63,13 @@ class Runner:
         return influxql.rows(self.s, q, timeout_s=QUERY_TIMEOUT_S)
 
     def series(self, k: Kpi, tag: str, interval: str = "1h") -> dict[str, list[list[Any]]]:
-        """Rows per value of one GROUP BY tag (influxql.rows flattens series, so ask raw)."""
-        import httpx
-
-        from citywatch import credentials
-
+        """Rows per value of one GROUP BY tag (times as RFC 3339 strings)."""
         q = expand(k.query, start=self.start, end=self.end, interval=interval)
         q = q.replace("$district", ".*").replace("$family", ".*")
-        r = httpx.get(
-            f"{self.s.influx.url}/query",
-            params={"db": self.s.influx.database, "q": q},
-            auth=(self.s.influx.admin_user, credentials.password(self.s, "influx")),
-            timeout=QUERY_TIMEOUT_S,
-        )
-        r.raise_for_status()
         out: dict[str, list[list[Any]]] = {}
-        for res in r.json().get("results", []):
-            for ser in res.get("series", []) or []:
-                key = (ser.get("tags") or {}).get(tag, "")
-                out.setdefault(key, []).extend(ser.get("values", []))
+        for ser in influxql.series(self.s, q, QUERY_TIMEOUT_S, epoch=None):
+            key = (ser.get("tags") or {}).get(tag, "")
+            out.setdefault(key, []).extend(ser.get("values", []))
         return out
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from citywatch import credentials
+from citywatch import credentials, influxql
 from citywatch.citymodel import CityModel
 from citywatch.monitor import scrape_text
 from citywatch.settings import Settings
@@ -52,16 +52,7 @@ def _metric(port: int, name: str) -> float:
 
 
 def _influx(s: Settings, q: str) -> list[dict[str, Any]]:
-    r = httpx.get(
-        f"{s.influx.url}/query",
-        params={"db": s.influx.database, "q": q},
-        auth=(s.influx.admin_user, credentials.password(s, "influx")),
-        timeout=180,
-    )
-    r.raise_for_status()
-    res = r.json()["results"][0]
-    assert "error" not in res, f"{res['error']}\n{q}"
-    return list(res.get("series", []) or [])
+    return influxql.series(s, q, timeout_s=180, epoch=None)
 
 
 @pytest.fixture(scope="module")
