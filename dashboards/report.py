@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import statistics
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from citywatch import influxql
 from citywatch.settings import Settings
+from dashboards import rollup
 from dashboards.kpis import Kpi, expand, kpis
 
 FAMILIES = ("streetlight", "bin", "vehicle", "dust")
@@ -62,13 +64,17 @@ class Runner:
         q = q.replace("$district", ".*").replace("$family", family)
         return influxql.rows(self.s, q, timeout_s=QUERY_TIMEOUT_S)
 
-    def series(self, k: Kpi, tag: str, interval: str = "1h") -> dict[str, list[list[Any]]]:
-        """Rows per value of one GROUP BY tag (times as RFC 3339 strings)."""
-        q = expand(k.query, start=self.start, end=self.end, interval=interval)
+    def series(
+        self, k: Kpi, tag: str | tuple[str, ...], interval: str = "1h", tail: str = ""
+    ) -> dict[str, list[list[Any]]]:
+        """Rows per value of a GROUP BY tag (several: values joined by " / "), times as
+        RFC 3339 strings; ``tail`` is appended to the query (a GROUP BY the KPI lacks)."""
+        tags = (tag,) if isinstance(tag, str) else tag
+        q = expand(k.query, start=self.start, end=self.end, interval=interval) + tail
         q = q.replace("$district", ".*").replace("$family", ".*")
         out: dict[str, list[list[Any]]] = {}
         for ser in influxql.series(self.s, q, QUERY_TIMEOUT_S, epoch=None):
-            key = (ser.get("tags") or {}).get(tag, "")
+            key = " / ".join((ser.get("tags") or {}).get(t, "") for t in tags)
             out.setdefault(key, []).extend(ser.get("values", []))
         return out
 
@@ -126,6 +132,59 @@ def _lines(path: Path, title: str, data: dict[str, list[list[Any]]], unit: str) 
     plt.close(fig)
 
 
+def _month_to_date(s: Settings, rep: Report, k: dict[str, Kpi], day: date, tz: ZoneInfo) -> None:
+    """The lighting rate over the month's nights up to the report's, from the hourly roll-up
+    (the month from the readings would take minutes); the report rolls up its own night
+    afresh, and any earlier night of the month the roll-up lacks."""
+    first = datetime.combine(day.replace(day=1), time(12), tz)
+    night_lo = datetime.combine(day, time(12), tz)
+    night_hi = night_lo + timedelta(days=1)
+
+    async def refresh() -> tuple[int, list[datetime]]:
+        await rollup.roll_up(s, night_lo, night_hi)
+        return await rollup.fill_nights(s, first, night_hi)
+
+    nights, filled = asyncio.run(refresh())
+    month = Runner(s, first, night_hi)
+    label = f"Lighting rate, month to date ({nights} nights)"
+    rep.add("Streetlights", f"{label}, city", _pct(_first(month.rows(k["lighting_rate_rollup"]))))
+    by_d = month.series(k["lighting_rate_rollup"], "district", tail=" GROUP BY district")
+    for d, rows in sorted(by_d.items()):
+        rep.add("Streetlights", f"{label}, {d}", _pct(_first(rows)))
+    if filled:
+        rep.notes.append(
+            f"The hourly lighting roll-up lacked {len(filled)} earlier night(s) of the month "
+            f"(from {filled[0].astimezone(tz):%Y-%m-%d}); the report rolled them up."
+        )
+
+
+def _minutes(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds / 60:,.0f} min"
+
+
+def _work_orders(rep: Report, series: dict[str, list[list[Any]]], out_dir: Path, stem: str) -> None:
+    """The notifier's work-order KPIs (notifier/kpis.py) as they stood at the end of the day:
+    each over the orders created in the notifier's window (30 days) before it."""
+    last = {key: rows[-1] for key, rows in series.items() if rows}
+    city = last.pop("all / all", None)
+    if city is None:
+        rep.notes.append("No work-order figures for this day (written by `citywatch notify`).")
+        return
+    _, created, active, closure, ack_s, resolve_s = city[:6]
+    sec = "Work orders (30 days to the end of the day)"
+    rep.add(sec, "Created", _num(created))
+    rep.add(sec, "Active (open or acknowledged) at end of day", _num(active))
+    rep.add(sec, "Closure rate (resolved or closed / created)", _pct(closure))
+    rep.add(sec, "Time to acknowledge, median", _minutes(ack_s))
+    rep.add(sec, "Time to resolve, median", _minutes(resolve_s))
+    groups = sorted(g for g, row in last.items() if row[1] and row[3] is not None)
+    if groups:
+        name = f"{stem}-workorders.png"
+        values = [100 * float(last[g][3]) for g in groups]
+        _bar(out_dir / name, "Work-order closure rate by district / family", groups, values, "%")
+        rep.charts.append(("Work-order closure rate", name))
+
+
 def build_report(s: Settings, day: date, out_dir: Path) -> Path:
     """Query, draw and write ``report-<day>.html`` (+ PNGs) under out_dir; returns the HTML."""
     tz = ZoneInfo(s.grafana.timezone)
@@ -147,6 +206,7 @@ def build_report(s: Settings, day: date, out_dir: Path) -> Path:
     by_d = night.series(k["lighting_rate"], "district")
     for d, rows in sorted(by_d.items()):
         rep.add("Streetlights", f"Lighting rate, {d}", _pct(_first(rows)))
+    _month_to_date(s, rep, k, day, tz)
     hourly = night.series(k["lighting_rate_hourly"], "district")
     if hourly:
         name = f"{stem}-lighting.png"
@@ -254,7 +314,7 @@ def build_report(s: Settings, day: date, out_dir: Path) -> Path:
             "alerts",
         )
         rep.charts.append(("Open alerts", name))
-    rep.notes.append("Work orders: closure rate and time arrive with issue #9.")
+    _work_orders(rep, dayq.series(k["workorders"], ("district", "family")), out_dir, stem)
 
     # Pipeline (wall-clock day)
     rates = dayq.rows(k["pipeline_rates"])

@@ -150,3 +150,57 @@ async def roll_up(s: Settings, lo: datetime, hi: datetime) -> int:
     finally:
         await sink.close()
     return written
+
+
+NIGHT = timedelta(days=1)
+
+
+def nights_query(source: str, field: str, lo: datetime, hi: datetime, tz: str, cond: str) -> str:
+    """Per local night (12:00 to 12:00 in ``tz``) in [lo, hi): the count of ``field`` in
+    ``source`` where ``cond`` holds; a night without points gives no row.
+
+    >>> q = nights_query("streetlight", "switched_on", datetime(2026, 1, 1, 4, tzinfo=UTC),
+    ...                  datetime(2026, 1, 2, 4, tzinfo=UTC), "Asia/Shanghai", "switched_on = 1")
+    >>> for part in q.split(" AND "):
+    ...     print(part)
+    SELECT count(switched_on) FROM streetlight WHERE switched_on = 1
+    time >= '2026-01-01T04:00:00Z'
+    time < '2026-01-02T04:00:00Z' GROUP BY time(1d, 12h) fill(none) tz('Asia/Shanghai')
+    """
+    return (
+        f"SELECT count({field}) FROM {source} WHERE {cond + ' AND ' if cond else ''}"
+        f"time >= '{_rfc3339(lo)}' AND time < '{_rfc3339(hi)}' "
+        f"GROUP BY time(1d, 12h) fill(none) tz('{tz}')"
+    )
+
+
+def _night_starts(series: list[dict[str, Any]]) -> set[int]:
+    return {int(row[0]) for ser in series for row in ser.get("values", []) if row[1]}
+
+
+async def fill_nights(s: Settings, lo: datetime, hi: datetime) -> tuple[int, list[datetime]]:
+    """Roll up each local night in [lo, hi) that has switched-on lamp readings but not one
+    roll-up point (no monitor ran then); returns the nights with readings and those filled.
+
+    A night rolled up only in part is not found here: the monitor redoes its last hours.
+    """
+    tz = s.grafana.timezone
+    rollup = f'"{s.influx.kpi_retention_policy}"."{MEASUREMENT}"'
+    lamps, held = await asyncio.gather(
+        asyncio.to_thread(
+            influxql.series,
+            s,
+            nights_query("streetlight", "switched_on", lo, hi, tz, "switched_on = 1"),
+            QUERY_TIMEOUT_S,
+        ),
+        asyncio.to_thread(
+            influxql.series, s, nights_query(rollup, "n", lo, hi, tz, ""), QUERY_TIMEOUT_S
+        ),
+    )
+    with_readings = _night_starts(lamps)
+    filled = [
+        datetime.fromtimestamp(ns / 1e9, UTC) for ns in sorted(with_readings - _night_starts(held))
+    ]
+    for start in filled:
+        await roll_up(s, start, start + NIGHT)
+    return len(with_readings), filled

@@ -14,8 +14,10 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -29,7 +31,7 @@ from dashboards.boards import all_queries
 from dashboards.build import render
 from dashboards.kpis import LIGHTING_COUNTS, expand, kpis, lighting_rate_query
 from dashboards.report import build_report
-from dashboards.rollup import MEASUREMENT, hours_of, roll_up
+from dashboards.rollup import MEASUREMENT, fill_nights, hours_of, roll_up
 
 from .helpers import Proc, run_id, start_group_at_end, stop_all
 
@@ -284,6 +286,33 @@ def test_hourly_rollup_holds_the_lighting_counts_of_the_readings(city_run: Any) 
     assert not _influx(s, ghost_q)
 
 
+def test_the_report_rolls_up_a_night_the_rollup_lacks(city_run: Any) -> None:
+    """A night with lamp readings but no roll-up point (no monitor ran) is found and rolled
+    up by fill_nights, which the daily report runs for its month to date."""
+    s, city, _, sim, _ = city_run
+    tz = ZoneInfo(s.grafana.timezone)
+    start = datetime.fromisoformat(sim[0].replace("Z", "+00:00")).astimezone(tz)
+    # The run is 16:00 -> 02:00 local: all of it in the night that starts at 12:00.
+    lo = datetime.combine(start.date(), dtime(12), tz)
+    hi = lo + timedelta(days=1)
+    a, b = (t.astimezone(UTC).strftime(FMT) for t in (lo, hi))
+    span = f"time >= '{a}' AND time < '{b}'"
+    own = f"district =~ /^({'|'.join(sorted(city.districts))})$/"
+    q = (
+        f'SELECT lit, n FROM "{s.influx.kpi_retention_policy}"."{MEASUREMENT}" '
+        f"WHERE {span} AND {own} GROUP BY district"
+    )
+    before = _influx(s, q)
+    assert sum(len(ser["values"]) for ser in before) >= 10
+    influxql.execute(s, f"DELETE FROM {MEASUREMENT} WHERE {span}")
+    assert not _influx(s, q)
+    nights, filled = asyncio.run(fill_nights(s, lo, hi))
+    assert (nights, filled) == (1, [lo.astimezone(UTC)])
+    assert _influx(s, q) == before
+    # Held now: nothing more to fill.
+    assert asyncio.run(fill_nights(s, lo, hi)) == (1, [])
+
+
 def test_variable_queries_return_values(city_run: Any) -> None:
     s = city_run[0]
     for text in render(s).values():
@@ -294,7 +323,6 @@ def test_variable_queries_return_values(city_run: Any) -> None:
 
 def test_daily_report_has_real_numbers_and_charts(city_run: Any, tmp_path: Path) -> None:
     s, sim = city_run[0], city_run[3]
-    from zoneinfo import ZoneInfo
 
     # The run starts at 16:00 local: that evening's night and that day's trip summaries
     # (closed an hour after midnight) are in it.
@@ -305,8 +333,22 @@ def test_daily_report_has_real_numbers_and_charts(city_run: Any, tmp_path: Path)
     assert "Lighting rate, city (night)" in text
     assert 'Lighting rate, city (night)</td><td class="v">—' not in text
     assert " %" in text and "Mileage" in text
+    # The month to date, from the roll-up (the report rolled up its own night afresh).
+    assert re.search(r"month to date \(\d+ nights\), city</td><td class=\"v\">\d", text), text
     pngs = sorted(tmp_path.glob("*.png"))
     assert len(pngs) >= 4
     for p in pngs:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
         assert p.name in text
+
+
+def test_daily_report_has_the_days_work_orders(city_run: Any, tmp_path: Path) -> None:
+    """The notifier's work-order KPIs carry wall-clock time: today's report shows the run's."""
+    s = city_run[0]
+    day = datetime.now(ZoneInfo(s.grafana.timezone)).date()
+    text = build_report(s, day, tmp_path).read_text()
+    m = re.search(r"Created</td><td class=\"v\">([\d,]+)<", text)
+    assert m and int(m.group(1).replace(",", "")) > 0, text
+    assert re.search(r"Closure rate \(resolved or closed / created\)</td><td class=\"v\">\d", text)
+    assert f"report-{day.isoformat()}-workorders.png" in text
+    assert (tmp_path / f"report-{day.isoformat()}-workorders.png").stat().st_size > 5000
