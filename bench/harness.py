@@ -117,6 +117,12 @@ def ratios(r: dict[str, Any]) -> dict[str, Any]:
         "processor_floor_vs_raw_consume": _div(
             _get(r, "pipeline.processor_floor_per_s"), _get(r, "pipeline.raw_consume_per_s")
         ),
+        "bare_pipeline_vs_raw_consume": _div(
+            _get(r, "pipeline.bare_pipeline_per_s"), _get(r, "pipeline.raw_consume_per_s")
+        ),
+        "processor_vs_bare_pipeline": _div(
+            _get(r, "pipeline.processor_per_s"), _get(r, "pipeline.bare_pipeline_per_s")
+        ),
     }
 
 
@@ -176,6 +182,14 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
                 _n(p.get("processor_floor_per_s"), " readings/s"),
                 f"{_n(q['processor_floor_vs_raw_consume'], ' × raw consume', 3)}: the most any "
                 "rule set could reach (fetch, parse, lines, write, commit)",
+            )
+        if p.get("bare_pipeline_per_s") is not None:
+            add(
+                "  bare consumer → InfluxDB, pre-built lines, 2 writes in flight",
+                _n(p.get("bare_pipeline_per_s"), " readings/s"),
+                f"{_n(q['bare_pipeline_vs_raw_consume'], ' × raw consume', 3)}: the most any "
+                f"processor could reach here (fetch, write, commit); processor "
+                f"{_n(q['processor_vs_bare_pipeline'], ' × this', 2)}",
             )
     if "e2e" in r:
         from bench import e2e  # its retry factors; imported here, as the phases are
@@ -295,7 +309,7 @@ def _ensure_stack(s: Settings) -> None:
 
 def phase_pipeline(s: Settings, z: dict[str, float]) -> dict[str, Any]:
     from bench.gateway import gateway
-    from bench.processor import _delete, fill, processor, processor_floor, raw_consume
+    from bench.processor import _delete, bare, fill, processor, processor_floor, raw_consume
 
     # (rate, readings, rate per gateway CPU-second); older versions lack the last one.
     gw = gateway(int(z["gateway_n"]), 1)
@@ -310,11 +324,13 @@ def phase_pipeline(s: Settings, z: dict[str, float]) -> dict[str, Any]:
         floor = processor_floor(s, topic, n)
     finally:
         asyncio.run(_delete(s, topic))
+    bare_rate = bare(s, n)
     return {
         **dict(zip(("gateway_per_s", "gateway_readings", "gateway_per_cpu_s"), gw, strict=False)),
         "raw_consume_per_s": raw,
         "processor_per_s": proc,
         "processor_floor_per_s": floor,
+        "bare_pipeline_per_s": bare_rate,
     }
 
 

@@ -6,7 +6,9 @@ Fills a benchmark topic with N canonical readings of all four families (100 per 
 rules and the default detector, consuming it with a fresh group and writing to InfluxDB —
 timed until its committed offsets reach the log end, and (3) the same process with every rule
 disabled and the pass-through detector (``floor_rules``): what fetching, parsing, line protocol,
-the InfluxDB write and the commit cost on their own, the most any rule set could reach. Targets:
+the InfluxDB write and the commit cost on their own, the most any rule set could reach, and
+(4) ``bare_pipeline``: a bare consumer of the same readings' pre-built lines that only writes
+them to InfluxDB and commits: the most any processor could reach on this machine. Targets:
 >= 50,000 readings/s and >= 0.5 x the raw consumer.
 
 Example:
@@ -26,6 +28,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -103,7 +106,10 @@ def devices_for(n: int) -> int:
     return max(1, min(10_000, n // 100))
 
 
-async def fill(s: Settings, topic: str, n: int) -> None:
+async def fill(
+    s: Settings, topic: str, n: int, recs: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Create ``topic`` and produce ``recs`` (by default ``records(n)``) into it."""
     admin = AIOKafkaAdminClient(**client_kwargs(s))
     await admin.start()
     await admin.create_topics([NewTopic(topic, s.kafka.readings_partitions, 1)])
@@ -116,7 +122,8 @@ async def fill(s: Settings, topic: str, n: int) -> None:
         compression_type="lz4",
     )
     await p.start()
-    futs = [await p.send(topic, v, key=k) for k, v in records(n, devices_for(n))]
+    recs = recs if recs is not None else records(n, devices_for(n))
+    futs = [await p.send(topic, v, key=k) for k, v in recs]
     await asyncio.gather(*futs)
     await p.stop()
 
@@ -149,6 +156,121 @@ async def raw_consume(
         cpu["raw_per_cpu_s"] = got / max(time.process_time() - c0, 1e-9)
     await c.stop()
     return rate
+
+
+async def fill_lines(s: Settings, topic: str, n: int) -> None:
+    """``fill``, but each value is the reading's line protocol as the processor writes it
+    (``processors.sinks.lines.reading_line``): the input of ``bare_pipeline``."""
+    from processors.sinks.lines import reading_line
+
+    recs = [(k, reading_line(orjson.loads(v)).encode()) for k, v in records(n, devices_for(n))]
+    await fill(s, topic, n, recs)
+
+
+async def bare_pipeline(
+    s: Settings, topic: str, n: int, db: str, batch: int = 20_000, writers: int = 2
+) -> float:
+    """Readings/s of a bare consumer that writes each record's pre-built line to InfluxDB
+    (database ``db``) in batches like the processor's (its ``max_batch``), fetching the
+    next batch while ``writers`` writes are in flight, and commits each batch's offsets once
+    InfluxDB confirmed it.
+
+    No parsing, no rules, no line protocol: only what every processor of this design must
+    do (fetch, write, commit), so its rate is the most any processor reaches on this
+    machine, with the InfluxDB server sharing its cores as it does in the pipeline.
+    """
+    import httpx
+
+    from citywatch import credentials
+
+    c = AIOKafkaConsumer(
+        topic,
+        **client_kwargs(s),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=f"bench-bare-{uuid.uuid4().hex[:6]}",
+        fetch_max_bytes=16 * 1024 * 1024,
+        max_partition_fetch_bytes=4 * 1024**2,
+    )
+    auth = (s.influx.admin_user, credentials.password(s, "influx"))
+    params = {"db": db, "precision": "ns"}
+    # Writes in flight while the next batch is fetched; the bounded queue holds one more.
+    # Each item: lines, the offsets to commit, its readings, and the events that order the
+    # commits (a batch commits once written and once the batch before it has committed).
+    Item = tuple[bytes, dict[Any, int], int, asyncio.Event, asyncio.Event]
+    queue: asyncio.Queue[Item | None] = asyncio.Queue(1)
+    written = 0
+
+    async def writer(client: httpx.AsyncClient) -> None:
+        nonlocal written
+        while (item := await queue.get()) is not None:
+            body, offsets, count, before, mine = item
+            r = await client.post(f"{s.influx.url}/write", params=params, content=body, auth=auth)
+            r.raise_for_status()
+            await before.wait()
+            await c.commit(offsets)
+            written += count
+            mine.set()
+
+    async def put(item: Item | None) -> None:
+        # A writer that failed (InfluxDB refused a batch) raises here instead of leaving the
+        # queue full for ever.
+        putting = asyncio.create_task(queue.put(item))
+        while not putting.done():
+            running = {task for task in tasks if not task.done()}
+            done, _ = await asyncio.wait({putting, *running}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done - {putting}:
+                if task.exception() is not None:
+                    putting.cancel()
+                    task.result()
+
+    await c.start()
+    try:
+        async with httpx.AsyncClient(timeout=120.0) as client:
+            tasks = [asyncio.create_task(writer(client)) for _ in range(writers)]
+            try:
+                got, t0 = 0, 0.0
+                last = asyncio.Event()
+                last.set()
+                while got < n:
+                    fetched = await c.getmany(timeout_ms=500, max_records=batch)
+                    if not fetched:
+                        continue
+                    t0 = t0 or time.monotonic()
+                    values = [m.value for msgs in fetched.values() for m in msgs]
+                    offsets = {tp: msgs[-1].offset + 1 for tp, msgs in fetched.items()}
+                    mine = asyncio.Event()
+                    await put((b"\n".join(values), offsets, len(values), last, mine))
+                    last = mine
+                    got += len(values)
+                for _ in tasks:
+                    await put(None)
+                await asyncio.gather(*tasks)
+            finally:
+                # After a failure the other writers are stopped, and their errors collected.
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        await c.stop()
+    return written / (time.monotonic() - t0)
+
+
+BARE_DB = "citywatch_bench_bare"
+
+
+def bare(s: Settings, n: int, batch: int = 20_000, writers: int = 2) -> float:
+    """``bare_pipeline`` over n readings' lines, in a scratch database dropped afterwards."""
+    from citywatch import influxql
+
+    topic = f"citywatch.bench.lines.{uuid.uuid4().hex[:6]}"
+    asyncio.run(fill_lines(s, topic, n))
+    influxql.execute(s, f'CREATE DATABASE "{BARE_DB}"')
+    try:
+        return asyncio.run(bare_pipeline(s, topic, n, BARE_DB, batch, writers))
+    finally:
+        influxql.execute(s, f'DROP DATABASE "{BARE_DB}"')
+        asyncio.run(_delete(s, topic))
 
 
 def floor_rules(path: Path) -> Path:
@@ -243,9 +365,12 @@ def main() -> None:
     proc = processor(s, topic, a.n, cpu)
     floor_cpu: dict[str, float] = {}
     floor = processor_floor(s, topic, a.n, floor_cpu)
+    asyncio.run(_delete(s, topic))
+    bare_rate = bare(s, a.n)
     print(f"raw aiokafka consumer (+ JSON parse): {raw:10,.0f} readings/s")
     print(f"citywatch process (rules, detector, InfluxDB, commit): {proc:10,.0f} readings/s")
     print(f"same, no rules, pass-through detector (floor): {floor:10,.0f} readings/s")
+    print(f"bare consumer -> InfluxDB, pre-built lines, commit: {bare_rate:10,.0f} readings/s")
     print(
         f"ratio processor/raw: {proc / raw:.2f}; floor/raw: {floor / raw:.2f}   "
         f"(load average {os.getloadavg()[0]:.1f})"
@@ -264,12 +389,13 @@ def main() -> None:
                 "floor_per_s": floor,
                 "floor_ratio": floor / raw,
                 "floor_per_cpu_s": floor_cpu.get("processor_per_cpu_s", 0.0),
+                "bare_per_s": bare_rate,
+                "bare_ratio": bare_rate / raw,
                 "n": a.n,
                 **cpu,
             }
         )
     )
-    asyncio.run(_delete(s, topic))
 
 
 async def _delete(s: Settings, topic: str) -> None:

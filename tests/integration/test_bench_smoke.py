@@ -51,3 +51,32 @@ def test_harness_pipeline_phase_measures_gateway_processor_and_floor(
     assert p["processor_per_s"] > 0 and p["processor_floor_per_s"] > 0
     floor = next(row for row in harness.table_rows(r) if "every rule off" in row[0])
     assert "× raw consume" in floor[2]
+    # The bare consumer wrote every reading's line and committed it.
+    assert p["bare_pipeline_per_s"] > 0
+    bare = next(row for row in harness.table_rows(r) if "bare consumer" in row[0])
+    assert "× raw consume" in bare[2] and "× this" in bare[2]
+
+
+def test_the_bare_pipeline_stops_with_influxdbs_refusal_instead_of_hanging(
+    stack_settings: Settings,
+) -> None:
+    import asyncio
+    import uuid
+
+    import httpx
+
+    from bench.processor import _delete, bare_pipeline, fill_lines
+
+    s = stack_settings
+    topic = f"citywatch.bench.lines.{uuid.uuid4().hex[:6]}"
+    asyncio.run(fill_lines(s, topic, 3000))
+    try:
+        # Batches of 500, so the writers fail while the consumer still has batches to queue.
+        with pytest.raises(httpx.HTTPStatusError, match="404"):
+            asyncio.run(
+                asyncio.wait_for(
+                    bare_pipeline(s, topic, 3000, "citywatch_no_such_db", batch=500), 60
+                )
+            )
+    finally:
+        asyncio.run(_delete(s, topic))

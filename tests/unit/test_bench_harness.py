@@ -106,6 +106,20 @@ def test_the_processor_floor_is_a_row_beside_the_processor_only_when_measured() 
     assert harness.ratios(RESULTS)["processor_floor_vs_raw_consume"] is None
 
 
+def test_the_bare_pipeline_row_bounds_the_processor_only_when_measured() -> None:
+    r = {"pipeline": {**RESULTS["pipeline"], "bare_pipeline_per_s": 120_000.0}}
+    q = harness.ratios(r)
+    raw, proc = RESULTS["pipeline"]["raw_consume_per_s"], RESULTS["pipeline"]["processor_per_s"]
+    assert q["bare_pipeline_vs_raw_consume"] == pytest.approx(120_000 / raw)
+    assert q["processor_vs_bare_pipeline"] == pytest.approx(proc / 120_000)
+    (row,) = [x for x in harness.table_rows(r) if x[0].startswith("  bare consumer")]
+    assert row[1] == "120,000 readings/s"
+    assert f"{120_000 / raw:.3f} × raw consume" in row[2]
+    assert f"processor {proc / 120_000:.2f} × this" in row[2]
+    assert not any("bare consumer" in x[0] for x in harness.table_rows(RESULTS))
+    assert harness.ratios(RESULTS)["processor_vs_bare_pipeline"] is None
+
+
 def test_ratios_survive_missing_phases() -> None:
     q = harness.ratios({"e2e": {"e2e_per_s": 10.0}})
     assert q["slowest_ceiling"] is None
