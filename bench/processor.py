@@ -128,19 +128,24 @@ async def fill(
     await p.stop()
 
 
-async def raw_consume(
-    s: Settings, topic: str, n: int, cpu: dict[str, float] | None = None
-) -> float:
-    """Readings/s of a bare consumer; ``cpu`` (if given) gets its readings per CPU-second."""
-    c = AIOKafkaConsumer(
+def bare_consumer(s: Settings, topic: str, kind: str) -> AIOKafkaConsumer:
+    """A consumer of ``topic`` from its start, in a fresh group, with large fetches."""
+    return AIOKafkaConsumer(
         topic,
         **client_kwargs(s),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
-        group_id=f"bench-raw-{uuid.uuid4().hex[:6]}",
+        group_id=f"bench-{kind}-{uuid.uuid4().hex[:6]}",
         fetch_max_bytes=16 * 1024 * 1024,
         max_partition_fetch_bytes=4 * 1024**2,
     )
+
+
+async def raw_consume(
+    s: Settings, topic: str, n: int, cpu: dict[str, float] | None = None
+) -> float:
+    """Readings/s of a bare consumer; ``cpu`` (if given) gets its readings per CPU-second."""
+    c = bare_consumer(s, topic, "raw")
     await c.start()
     got, t0 = 0, 0.0
     while got < n:
@@ -183,15 +188,7 @@ async def bare_pipeline(
 
     from citywatch import credentials
 
-    c = AIOKafkaConsumer(
-        topic,
-        **client_kwargs(s),
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=f"bench-bare-{uuid.uuid4().hex[:6]}",
-        fetch_max_bytes=16 * 1024 * 1024,
-        max_partition_fetch_bytes=4 * 1024**2,
-    )
+    c = bare_consumer(s, topic, "bare")
     auth = (s.influx.admin_user, credentials.password(s, "influx"))
     params = {"db": db, "precision": "ns"}
     # Writes in flight while the next batch is fetched; the bounded queue holds one more.
