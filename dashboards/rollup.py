@@ -14,7 +14,9 @@ Rolling an hour up again overwrites its point (same series, same time) and delet
 points of hours and districts left without counts (readings deleted since), so readings that
 arrive late (a gateway's spool, a replay) or go are taken in by running it again:
 ``citywatch dashboards monitor`` redoes the last ``grafana.rollup_lookback_h`` hours every
-``grafana.rollup_interval_s``; ``citywatch dashboards rollup --since`` fills past days. Why
+``grafana.rollup_interval_s``; ``citywatch dashboards rollup --since`` fills past days;
+``citywatch report`` redoes its own night and fills the nights of its month that have lamp
+readings but no roll-up point (``fill_nights``). Why
 not a continuous query: a CQ runs on wall-clock intervals, and device time (a backfill, the
 simulator) may lie days behind.
 
