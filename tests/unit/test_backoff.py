@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from types import SimpleNamespace
+from typing import Generic, TypeVar
 
 import pytest
 import tenacity
 
 from citywatch import backoff
+
+T = TypeVar("T")
 
 
 class Clock:
@@ -24,6 +27,23 @@ class Clock:
         self.now += s
 
 
+class Flaky(Generic[T]):
+    """An attempt that raises ``error`` on its first ``fails`` calls, then returns ``result``
+    once; a call after that success is a bug in the retry loop."""
+
+    def __init__(self, fails: int, error: Exception, result: T) -> None:
+        self.fails, self.error, self.result = fails, error, result
+        self.calls = 0
+
+    async def __call__(self) -> T:
+        self.calls += 1
+        if self.calls <= self.fails:
+            raise self.error
+        if self.calls == self.fails + 1:
+            return self.result
+        raise AssertionError("called after success")
+
+
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock()
@@ -35,17 +55,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 async def test_waits_double_up_to_the_cap_and_other_errors_pass(clock: Clock) -> None:
     waits = clock.waits
-    calls = 0
-
-    async def attempt() -> int:
-        nonlocal calls
-        calls += 1
-        if calls <= 6:
-            raise ConnectionError("away")
-        if calls == 7:
-            return calls
-        raise AssertionError("called after success")
-
+    attempt = Flaky(6, ConnectionError("away"), 7)
     log = logging.getLogger("test")
     assert await backoff.retry(attempt, ConnectionError, what="x", log=log, max_s=1.0) == 7
     assert waits == [0.2, 0.4, 0.8, 1.0, 1.0, 1.0]
@@ -88,15 +98,7 @@ async def test_give_up_raises_before_a_wait_would_pass_the_limit(clock: Clock) -
 async def test_each_failure_is_logged_at_the_level_given_with_the_wait(
     clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    calls = 0
-
-    async def twice_away() -> str:
-        nonlocal calls
-        calls += 1
-        if calls < 3:
-            raise OSError("refused")
-        return "ok"
-
+    twice_away = Flaky(2, OSError("refused"), "ok")
     caplog.set_level(logging.ERROR, logger="test.level")
     log = logging.getLogger("test.level")
     got = await backoff.retry(twice_away, OSError, what="storing", log=log, level=logging.ERROR)
@@ -125,14 +127,7 @@ async def test_an_attempt_that_only_returns_an_awaitable_is_awaited() -> None:
 
 
 async def test_reconnect_pauses_first_then_backs_off_until_connected(clock: Clock) -> None:
-    tries = 0
-
-    async def connect() -> None:
-        nonlocal tries
-        tries += 1
-        if tries < 4:
-            raise TimeoutError("no CONNACK")
-
+    connect = Flaky(3, TimeoutError("no CONNACK"), None)
     await backoff.reconnect(connect, (ConnectionError, TimeoutError), log=logging.getLogger("t"))
-    assert tries == 4
+    assert connect.calls == 4
     assert clock.waits == [0.2, 0.4, 0.8, 1.6]
