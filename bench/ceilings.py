@@ -39,7 +39,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from bench.common import payload
 from bench.gateway import _last_json, _spawn
 from bench.processor import raw_consume, records
-from citywatch import credentials, influxql
+from citywatch import influxql
 from citywatch.kafkautil import client_kwargs, java_client_properties
 from citywatch.security.endpoint import mqtt_kwargs
 from citywatch.settings import Settings
@@ -255,7 +255,7 @@ def line_protocol(n: int, devices: int = 10_000, t0_ns: int | None = None) -> li
 
 
 async def _write_batches(s: Settings, batches: list[bytes], writers: int) -> float:
-    auth = (s.influx.admin_user, credentials.password(s, "influx"))
+    auth = influxql.auth(s)
     params = {"db": SCRATCH_DB, "precision": "ns"}
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for b in batches:

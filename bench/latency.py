@@ -33,7 +33,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.e2e import REPO, Pipeline
-from citywatch import credentials
+from citywatch import influxql
 from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
 from processors.evaluate import percentile
@@ -121,8 +121,7 @@ async def _poll_influx(
     district scanned 10,000 series every 50 ms and kept InfluxDB at ~90 % of a core, which
     starved the pipeline being measured.
     """
-    auth = (s.influx.admin_user, credentials.password(s, "influx"))
-    async with httpx.AsyncClient(timeout=10.0, auth=auth) as client:
+    async with httpx.AsyncClient(timeout=10.0, auth=influxql.auth(s)) as client:
         while not stop.is_set():
             waiting = [d for d in list(expect) if d not in seen][:200]
             if not waiting:

@@ -188,10 +188,10 @@ async def bare_pipeline(
     """
     import httpx
 
-    from citywatch import credentials
+    from citywatch import influxql
 
     c = bare_consumer(s, topic, "bare")
-    auth = (s.influx.admin_user, credentials.password(s, "influx"))
+    auth = influxql.auth(s)
     params = {"db": db, "precision": "ns"}
     # Writes in flight while the next batch is fetched; the bounded queue holds one more.
     # Each item: lines, the offsets to commit, its readings, and the events that order the
@@ -262,7 +262,7 @@ def bare(s: Settings, n: int, batch: int = 20_000, writers: int = 2) -> float:
     """``bare_pipeline`` over n readings' lines, in a scratch database dropped afterwards."""
     import httpx
 
-    from citywatch import credentials, influxql
+    from citywatch import influxql
 
     topic = f"citywatch.bench.lines.{uuid.uuid4().hex[:6]}"
     lines = asyncio.run(fill_lines(s, topic, n))
@@ -274,7 +274,7 @@ def bare(s: Settings, n: int, batch: int = 20_000, writers: int = 2) -> float:
             f"{s.influx.url}/write",
             params={"db": BARE_DB, "precision": "ns"},
             content=b"\n".join(lines[: devices_for(n)]),
-            auth=(s.influx.admin_user, credentials.password(s, "influx")),
+            auth=influxql.auth(s),
             timeout=120.0,
         ).raise_for_status()
         return asyncio.run(bare_pipeline(s, topic, n, BARE_DB, batch, writers))

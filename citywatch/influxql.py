@@ -21,9 +21,12 @@ from citywatch import credentials
 from citywatch.settings import Settings
 
 
-def _auth(s: Settings) -> tuple[str, str]:
-    # Basic auth, not the ``u``/``p`` URL parameters InfluxDB 1.x also takes: a URL ends up
-    # in logs and error messages.
+def auth(s: Settings) -> tuple[str, str]:
+    """The admin user's credentials, for HTTP basic auth on any InfluxDB request.
+
+    Basic auth, not the ``u``/``p`` URL parameters InfluxDB 1.x also takes: a URL ends up in
+    logs and error messages.
+    """
     return s.influx.admin_user, credentials.password(s, "influx")
 
 
@@ -31,7 +34,7 @@ def _results(s: Settings, q: str, timeout_s: float, epoch: str | None) -> list[d
     params = {"db": s.influx.database, "q": q}
     if epoch:
         params["epoch"] = epoch
-    r = httpx.get(f"{s.influx.url}/query", params=params, auth=_auth(s), timeout=timeout_s)
+    r = httpx.get(f"{s.influx.url}/query", params=params, auth=auth(s), timeout=timeout_s)
     r.raise_for_status()
     results: list[dict[str, Any]] = r.json().get("results", [])
     for res in results:
@@ -74,7 +77,7 @@ def execute(s: Settings, q: str, timeout_s: float = 120.0) -> None:
         f"{s.influx.url}/query",
         params={"db": s.influx.database},
         data={"q": q},
-        auth=_auth(s),
+        auth=auth(s),
         timeout=timeout_s,
     )
     r.raise_for_status()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from citywatch import credentials
+from citywatch import credentials, influxql
 from citywatch.settings import Settings
 from citywatch.stack.process import ManagedProcess, StackError, require_free_port, wait_until
 
@@ -108,9 +108,12 @@ bind-address = "{i.host}:{i.rpc_port}"
         params = {"q": q}
         if db:
             params["db"] = db
-        auth = (self.s.influx.admin_user, credentials.password(self.s, "influx"))
         r = httpx.request(
-            method, f"{self.s.influx.url}/query", params=params, auth=auth, timeout=10.0
+            method,
+            f"{self.s.influx.url}/query",
+            params=params,
+            auth=influxql.auth(self.s),
+            timeout=10.0,
         )
         body: dict[str, object] = r.json()
         errors = [res.get("error") for res in body.get("results", []) if isinstance(res, dict)]  # type: ignore[attr-defined]

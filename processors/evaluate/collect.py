@@ -77,12 +77,11 @@ async def _influx_readings(
 ) -> dict[str, RangeSet]:
     import httpx
 
-    from citywatch.credentials import password
+    from citywatch import influxql
 
     s = settings.influx
     found: dict[str, RangeSet] = {}
-    auth = (s.admin_user, password(settings, "influx"))
-    async with httpx.AsyncClient(timeout=120.0, auth=auth) as client:
+    async with httpx.AsyncClient(timeout=120.0, auth=influxql.auth(settings)) as client:
         for family in DEFAULT_INTERVALS_S:
             query = (
                 f'SELECT "seq", "device_id", "received_at" FROM "{s.database}".'

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from citywatch import credentials, influxql
+from citywatch import influxql
 from citywatch.citymodel import CityModel
 from citywatch.monitor import scrape_text
 from citywatch.settings import Settings
@@ -276,7 +276,7 @@ def test_hourly_rollup_holds_the_lighting_counts_of_the_readings(city_run: Any) 
     httpx.post(
         f"{s.influx.url}/write",
         params={"db": s.influx.database, "rp": rp, "precision": "s"},
-        auth=(s.influx.admin_user, credentials.password(s, "influx")),
+        auth=influxql.auth(s),
         content=f"{MEASUREMENT},district=ghost\\ town lit=1i,n=2i {lo.timestamp():.0f}",
         timeout=30,
     ).raise_for_status()

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from citywatch import credentials
+from citywatch import influxql
 from citywatch.demo import NS, Demo, clear_window
 from citywatch.settings import Settings
 from processors.sinks.lines import reading_line
@@ -24,7 +24,7 @@ def _write(s: Settings, lines: list[str]) -> None:
     r = httpx.post(
         f"{s.influx.url}/write",
         params={"db": s.influx.database, "rp": s.influx.retention_policy},
-        auth=(s.influx.admin_user, credentials.password(s, "influx")),
+        auth=influxql.auth(s),
         content="\n".join(lines),
         timeout=30,
     )
