@@ -132,10 +132,19 @@ def _lines(path: Path, title: str, data: dict[str, list[list[Any]]], unit: str) 
     plt.close(fig)
 
 
-def _month_to_date(s: Settings, rep: Report, k: dict[str, Kpi], day: date, tz: ZoneInfo) -> None:
-    """The lighting rate over the month's nights up to the report's, from the hourly roll-up
-    (the month from the readings would take minutes); the report rolls up its own night
-    afresh, and any earlier night of the month the roll-up lacks."""
+def _lighting(
+    s: Settings, rep: Report, k: dict[str, Kpi], day: date, out_dir: Path, stem: str
+) -> None:
+    """The Streetlights section: the lighting rate of the night that starts on ``day``
+    (12:00 to 12:00 local) and of the month's nights up to it, all from the hourly roll-up.
+
+    The report first rolls up its own night afresh, and any earlier night of the month the
+    roll-up lacks; the night's figures are then the roll-up's, which equal the ones over the
+    readings (tests/integration/test_dashboards.py) without asking the readings a second
+    time, and the month's would take minutes from the readings. The roll-up's hours are UTC
+    hours: in a zone whose offset is not whole hours, a night is taken in whole UTC hours.
+    """
+    tz = ZoneInfo(s.grafana.timezone)
     first = datetime.combine(day.replace(day=1), time(12), tz)
     night_lo = datetime.combine(day, time(12), tz)
     night_hi = night_lo + timedelta(days=1)
@@ -145,10 +154,16 @@ def _month_to_date(s: Settings, rep: Report, k: dict[str, Kpi], day: date, tz: Z
         return await rollup.fill_nights(s, first, night_hi)
 
     nights, filled = asyncio.run(refresh())
+    rate = k["lighting_rate_rollup"]
+    night = Runner(s, night_lo, night_hi)
+    rep.add("Streetlights", "Lighting rate, city (night)", _pct(_first(night.rows(rate))))
+    by_d = night.series(rate, "district", tail=" GROUP BY district")
+    for d, rows in sorted(by_d.items()):
+        rep.add("Streetlights", f"Lighting rate, {d}", _pct(_first(rows)))
     month = Runner(s, first, night_hi)
     label = f"Lighting rate, month to date ({nights} nights)"
-    rep.add("Streetlights", f"{label}, city", _pct(_first(month.rows(k["lighting_rate_rollup"]))))
-    by_d = month.series(k["lighting_rate_rollup"], "district", tail=" GROUP BY district")
+    rep.add("Streetlights", f"{label}, city", _pct(_first(month.rows(rate))))
+    by_d = month.series(rate, "district", tail=" GROUP BY district")
     for d, rows in sorted(by_d.items()):
         rep.add("Streetlights", f"{label}, {d}", _pct(_first(rows)))
     if filled:
@@ -156,6 +171,13 @@ def _month_to_date(s: Settings, rep: Report, k: dict[str, Kpi], day: date, tz: Z
             f"The hourly lighting roll-up lacked {len(filled)} earlier night(s) of the month "
             f"(from {filled[0].astimezone(tz):%Y-%m-%d}); the report rolled them up."
         )
+    hourly = night.series(
+        rate, "district", tail=f" GROUP BY time(1h), district fill(none) tz('{tz.key}')"
+    )
+    if hourly:
+        name = f"{stem}-lighting.png"
+        _lines(out_dir / name, "Lighting rate per hour (night)", hourly, "share lit")
+        rep.charts.append(("Lighting rate per hour", name))
 
 
 def _minutes(seconds: float | None) -> str:
@@ -192,26 +214,11 @@ def build_report(s: Settings, day: date, out_dir: Path) -> Path:
     hi = lo + timedelta(days=1)
     k = kpis(s)
     dayq = Runner(s, lo, hi)
-    night = Runner(s, lo + timedelta(hours=12), hi + timedelta(hours=12))
     out_dir.mkdir(parents=True, exist_ok=True)
     rep = Report(day)
     stem = f"report-{day.isoformat()}"
 
-    # Streetlights
-    rep.add(
-        "Streetlights",
-        "Lighting rate, city (night)",
-        _pct(_first(night.rows(k["lighting_rate_city"]))),
-    )
-    by_d = night.series(k["lighting_rate"], "district")
-    for d, rows in sorted(by_d.items()):
-        rep.add("Streetlights", f"Lighting rate, {d}", _pct(_first(rows)))
-    _month_to_date(s, rep, k, day, tz)
-    hourly = night.series(k["lighting_rate_hourly"], "district")
-    if hourly:
-        name = f"{stem}-lighting.png"
-        _lines(out_dir / name, "Lighting rate per hour (night)", hourly, "share lit")
-        rep.charts.append(("Lighting rate per hour", name))
+    _lighting(s, rep, k, day, out_dir, stem)
 
     # Facility integrity per family
     labels, values = [], []
