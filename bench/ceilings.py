@@ -256,7 +256,7 @@ def line_protocol(n: int, devices: int = 10_000, t0_ns: int | None = None) -> li
 
 async def _write_batches(s: Settings, batches: list[bytes], writers: int) -> float:
     auth = influxql.auth(s)
-    params = {"db": SCRATCH_DB, "precision": "ns"}
+    url, params = influxql.write_request(s, SCRATCH_DB)
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for b in batches:
         queue.put_nowait(b)
@@ -264,7 +264,7 @@ async def _write_batches(s: Settings, batches: list[bytes], writers: int) -> flo
     async def writer(client: httpx.AsyncClient) -> None:
         while not queue.empty():
             body = queue.get_nowait()
-            r = await client.post(f"{s.influx.url}/write", params=params, content=body, auth=auth)
+            r = await client.post(url, params=params, content=body, auth=auth)
             r.raise_for_status()
 
     async with httpx.AsyncClient(timeout=120.0) as client:

@@ -192,7 +192,7 @@ async def bare_pipeline(
 
     c = bare_consumer(s, topic, "bare")
     auth = influxql.auth(s)
-    params = {"db": db, "precision": "ns"}
+    url, params = influxql.write_request(s, db)
     # Writes in flight while the next batch is fetched; the bounded queue holds one more.
     # Each item: lines, the offsets to commit, its readings, and the events that order the
     # commits (a batch commits once written and once the batch before it has committed).
@@ -204,7 +204,7 @@ async def bare_pipeline(
         nonlocal written
         while (item := await queue.get()) is not None:
             body, offsets, count, before, mine = item
-            r = await client.post(f"{s.influx.url}/write", params=params, content=body, auth=auth)
+            r = await client.post(url, params=params, content=body, auth=auth)
             r.raise_for_status()
             await before.wait()
             await c.commit(offsets)
@@ -260,7 +260,6 @@ BARE_DB = "citywatch_bench_bare"
 
 def bare(s: Settings, n: int, batch: int = 20_000, writers: int = 2) -> float:
     """``bare_pipeline`` over n readings' lines, in a scratch database dropped afterwards."""
-    import httpx
 
     from citywatch import influxql
 
@@ -270,13 +269,7 @@ def bare(s: Settings, n: int, batch: int = 20_000, writers: int = 2) -> float:
     try:
         # The first round (a reading per device) written beforehand, so the timed run writes
         # into existing series, as the processor's runs do, not creating them.
-        httpx.post(
-            f"{s.influx.url}/write",
-            params={"db": BARE_DB, "precision": "ns"},
-            content=b"\n".join(lines[: devices_for(n)]),
-            auth=influxql.auth(s),
-            timeout=120.0,
-        ).raise_for_status()
+        influxql.write(s, b"\n".join(lines[: devices_for(n)]), db=BARE_DB)
         return asyncio.run(bare_pipeline(s, topic, n, BARE_DB, batch, writers))
     finally:
         influxql.execute(s, f'DROP DATABASE "{BARE_DB}"')

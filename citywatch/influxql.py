@@ -5,6 +5,7 @@ Example:
     >>> rows(Settings(), "SELECT count(fill_ratio) FROM bin")  # doctest: +SKIP
     [['1970-01-01T00:00:00Z', 1234]]
     >>> execute(Settings(), "DELETE FROM bin WHERE time < 0")  # doctest: +SKIP
+    >>> write(Settings(), "bin,device_id=bin-1 fill_ratio=0.5 0")  # doctest: +SKIP
     >>> print(id_regex(["lamp-1", "bin-2"]))
     /^(lamp\\-1|bin\\-2)$/
 """
@@ -84,6 +85,38 @@ def execute(s: Settings, q: str, timeout_s: float = 120.0) -> None:
     for res in r.json().get("results", []):
         if "error" in res:
             raise RuntimeError(f"InfluxDB refused {q[:80]!r}: {res['error']}")
+
+
+def write_request(
+    s: Settings, db: str | None = None, rp: str | None = None, precision: str = "ns"
+) -> tuple[str, dict[str, str]]:
+    """URL and parameters of a line-protocol write to InfluxDB's 1.x ``/write`` (the lines
+    are the POST body). For the benchmarks, whose ceilings must not pay for a client library,
+    and for tests; the pipeline writes through influxdb-client (processors/sinks/influx.py).
+
+    >>> write_request(Settings(), rp="kpi", precision="s")[1]
+    {'db': 'citywatch', 'precision': 's', 'rp': 'kpi'}
+    """
+    params = {"db": db or s.influx.database, "precision": precision}
+    if rp:
+        params["rp"] = rp
+    return f"{s.influx.url}/write", params
+
+
+def write(
+    s: Settings,
+    lines: str | bytes,
+    *,
+    db: str | None = None,
+    rp: str | None = None,
+    precision: str = "ns",
+    timeout_s: float = 120.0,
+) -> None:
+    """Write line protocol as it is (``write_request``). Raises httpx.HTTPError on failure."""
+    url, params = write_request(s, db, rp, precision)
+    httpx.post(
+        url, params=params, content=lines, auth=auth(s), timeout=timeout_s
+    ).raise_for_status()
 
 
 def id_regex(ids: Iterable[str]) -> str:

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import httpx
 import pytest
 
 from citywatch import influxql
@@ -21,14 +20,7 @@ pytestmark = pytest.mark.integration
 
 
 def _write(s: Settings, lines: list[str]) -> None:
-    r = httpx.post(
-        f"{s.influx.url}/write",
-        params={"db": s.influx.database, "rp": s.influx.retention_policy},
-        auth=influxql.auth(s),
-        content="\n".join(lines),
-        timeout=30,
-    )
-    r.raise_for_status()
+    influxql.write(s, "\n".join(lines), rp=s.influx.retention_policy)
 
 
 def _count(s: Settings, measurement: str, field: str, tag: str, value: str) -> int:
