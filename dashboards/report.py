@@ -138,22 +138,23 @@ def _lighting(
     """The Streetlights section: the lighting rate of the night that starts on ``day``
     (12:00 to 12:00 local) and of the month's nights up to it, all from the hourly roll-up.
 
-    The report first rolls up its own night afresh, and any earlier night of the month the
-    roll-up lacks; the night's figures are then the roll-up's, which equal the ones over the
-    readings (tests/integration/test_dashboards.py) without asking the readings a second
-    time, and the month's would take minutes from the readings. The roll-up's hours are UTC
-    hours: in a zone whose offset is not whole hours, a night is taken in whole UTC hours.
+    The report first rolls up every night of the month, its own included, whose lamp
+    readings are not those the roll-up last counted (``rollup.fill_nights``): never rolled
+    up, in part, or with readings come or gone since. The night's figures are then the
+    roll-up's, which equal the ones over the readings (tests/integration/test_dashboards.py)
+    without asking the readings a second time, and the month's would take minutes from the
+    readings. The roll-up's hours are UTC hours: in a zone whose offset is not whole hours, a
+    night is taken in whole UTC hours.
     """
     tz = ZoneInfo(s.grafana.timezone)
     first = datetime.combine(day.replace(day=1), time(12), tz)
     night_lo = datetime.combine(day, time(12), tz)
     night_hi = night_lo + timedelta(days=1)
 
-    async def refresh() -> tuple[int, list[datetime]]:
-        await rollup.roll_up(s, night_lo, night_hi)
-        return await rollup.fill_nights(s, first, night_hi)
-
-    nights, filled = asyncio.run(refresh())
+    # Only the nights whose readings changed since their roll-up (its own night included)
+    # are rolled up again: a past night already rolled up costs two count queries.
+    nights, redone = asyncio.run(rollup.fill_nights(s, first, night_hi))
+    filled = [n for n in redone if n != night_lo]
     rate = k["lighting_rate_rollup"]
     night = Runner(s, night_lo, night_hi)
     rep.add("Streetlights", "Lighting rate, city (night)", _pct(_first(night.rows(rate))))
@@ -168,8 +169,8 @@ def _lighting(
         rep.add("Streetlights", f"{label}, {d}", _pct(_first(rows)))
     if filled:
         rep.notes.append(
-            f"The hourly lighting roll-up lacked {len(filled)} earlier night(s) of the month "
-            f"(from {filled[0].astimezone(tz):%Y-%m-%d}); the report rolled them up."
+            f"The hourly lighting roll-up was missing or out of date for {len(filled)} earlier "
+            f"night(s) of the month (from {filled[0]:%Y-%m-%d}); the report rolled them up."
         )
     hourly = night.series(
         rate, "district", tail=f" GROUP BY time(1h), district fill(none) tz('{tz.key}')"

@@ -15,10 +15,11 @@ points of hours and districts left without counts (readings deleted since), so r
 arrive late (a gateway's spool, a replay) or go are taken in by running it again:
 ``citywatch dashboards monitor`` redoes the last ``grafana.rollup_lookback_h`` hours every
 ``grafana.rollup_interval_s``; ``citywatch dashboards rollup --since`` fills past days;
-``citywatch report`` redoes its own night and fills the nights of its month that have lamp
-readings but no roll-up point (``fill_nights``). Why
-not a continuous query: a CQ runs on wall-clock intervals, and device time (a backfill, the
-simulator) may lie days behind.
+``citywatch report`` redoes the nights of its month whose lamp readings per hour differ
+from those counted when the hour was last rolled up (measurement ``lighting_hourly_state``,
+field ``readings``): never rolled up, rolled up in part, or readings come or gone since
+(``fill_nights``). Why not a continuous query: a CQ runs on wall-clock intervals, and device
+time (a backfill, the simulator) may lie days behind.
 
 Example:
     >>> series = [{"tags": {"district": "north"}, "values": [[3_600_000_000_000, 98, 100]]}]
@@ -30,8 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from citywatch import influxql
 from citywatch.settings import Settings
@@ -42,6 +44,9 @@ from processors.sinks.lines import point_line
 log = logging.getLogger("citywatch.rollup")
 
 MEASUREMENT = LIGHTING_ROLLUP
+# Per hour rolled up, the lamp readings it had just before: how fill_nights tells an hour
+# whose readings changed since (or that was never rolled up) without asking for the rate.
+STATE = f"{LIGHTING_ROLLUP}_state"
 HOUR = timedelta(hours=1)
 # One query per day of readings: a city-wide day is ~6 s, well inside the query timeout.
 CHUNK = timedelta(days=1)
@@ -68,9 +73,13 @@ def _rfc3339(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _span(lo: datetime, hi: datetime) -> str:
+    return f"time >= '{_rfc3339(lo)}' AND time < '{_rfc3339(hi)}'"
+
+
 def rollup_query(lo: datetime, hi: datetime) -> str:
     """Per hour and district in [lo, hi): lit lamp readings and all, in switched-on slots."""
-    where = f"time >= '{_rfc3339(lo)}' AND time < '{_rfc3339(hi)}'"
+    where = _span(lo, hi)
     return lighting_rate_query(
         where, where, " GROUP BY time(1h), district fill(none)", select=LIGHTING_COUNTS
     )
@@ -86,6 +95,22 @@ def hour_lines(series: list[dict[str, Any]]) -> list[str]:
                 continue
             fields = {"lighting_rate": lit / n, "lit": int(lit), "n": int(n)}
             out.append(point_line(MEASUREMENT, {"district": district}, fields, int(ts)))
+    return out
+
+
+def state_lines(start: datetime, stop: datetime, readings: list[dict[str, Any]]) -> list[str]:
+    """One ``STATE`` point per hour in [start, stop) (whole hours): its lamp readings, 0 too.
+
+    >>> state_lines(datetime(1970, 1, 1, tzinfo=UTC), datetime(1970, 1, 1, 2, tzinfo=UTC),
+    ...             [{"values": [[3_600_000_000_000, 42]]}])
+    ['lighting_hourly_state readings=0i 0', 'lighting_hourly_state readings=42i 3600000000000']
+    """
+    per_hour = {h: int(v[0]) for h, v in _per_hour(readings).items()}
+    out = []
+    while start < stop:
+        ns = int(start.timestamp()) * 1_000_000_000
+        out.append(point_line(STATE, {}, {"readings": per_hour.get(ns, 0)}, ns))
+        start += HOUR
     return out
 
 
@@ -119,14 +144,22 @@ async def roll_up(s: Settings, lo: datetime, hi: datetime) -> int:
         start, end = hours_of(lo, hi)
         while start < end:
             stop = min(start + CHUNK, end)
-            # The queries are blocking HTTP (citywatch.influxql): off the event loop.
+            span = _span(start, stop)
+            # The queries are blocking HTTP (citywatch.influxql): off the event loop. Readings
+            # are counted before the rate: one that lands in between makes the hour look
+            # changed to fill_nights (rolled up again), never up to date when it is not.
+            readings = await asyncio.to_thread(
+                influxql.series,
+                s,
+                f"SELECT count(lit) FROM streetlight WHERE {span} GROUP BY time(1h) fill(none)",
+                QUERY_TIMEOUT_S,
+            )
             counts = await asyncio.to_thread(
                 influxql.series, s, rollup_query(start, stop), QUERY_TIMEOUT_S
             )
             lines = hour_lines(counts)
             await sink.write(lines, bucket=f"{i.database}/{i.kpi_retention_policy}")
             written += len(lines)
-            span = f"time >= '{_rfc3339(start)}' AND time < '{_rfc3339(stop)}'"
             held = await asyncio.to_thread(
                 influxql.series,
                 s,
@@ -141,6 +174,11 @@ async def roll_up(s: Settings, lo: datetime, hi: datetime) -> int:
                     f"DELETE FROM {MEASUREMENT} WHERE district = {_quoted(district)} "
                     f"AND time = {ts}",
                 )
+            # Written last: an hour counts as rolled up only once its points are right.
+            await sink.write(
+                state_lines(start, stop, readings),
+                bucket=f"{i.database}/{i.kpi_retention_policy}",
+            )
             log.info(
                 "lighting roll-up %s .. %s: %d points, %d stale ones deleted",
                 start,
@@ -157,52 +195,69 @@ async def roll_up(s: Settings, lo: datetime, hi: datetime) -> int:
 NIGHT = timedelta(days=1)
 
 
-def nights_query(source: str, field: str, lo: datetime, hi: datetime, tz: str, cond: str) -> str:
-    """Per local night (12:00 to 12:00 in ``tz``) in [lo, hi): the count of ``field`` in
-    ``source`` where ``cond`` holds; a night without points gives no row.
+def night_of(hour_ns: int, tz: ZoneInfo) -> datetime:
+    """The local night (12:00 to 12:00 in ``tz``) an hour belongs to, as its start.
 
-    >>> q = nights_query("streetlight", "switched_on", datetime(2026, 1, 1, 4, tzinfo=UTC),
-    ...                  datetime(2026, 1, 2, 4, tzinfo=UTC), "Asia/Shanghai", "switched_on = 1")
-    >>> for part in q.split(" AND "):
-    ...     print(part)
-    SELECT count(switched_on) FROM streetlight WHERE switched_on = 1
-    time >= '2026-01-01T04:00:00Z'
-    time < '2026-01-02T04:00:00Z' GROUP BY time(1d, 12h) fill(none) tz('Asia/Shanghai')
+    >>> sh = ZoneInfo("Asia/Shanghai")
+    >>> [str(night_of(int(datetime(2026, 12, 5, h, tzinfo=UTC).timestamp()) * 10**9, sh))
+    ...  for h in (3, 4)]
+    ['2026-12-04 12:00:00+08:00', '2026-12-05 12:00:00+08:00']
     """
-    return (
-        f"SELECT count({field}) FROM {source} WHERE {cond + ' AND ' if cond else ''}"
-        f"time >= '{_rfc3339(lo)}' AND time < '{_rfc3339(hi)}' "
-        f"GROUP BY time(1d, 12h) fill(none) tz('{tz}')"
-    )
+    local = datetime.fromtimestamp(hour_ns / 1e9, tz)
+    day = local.date() if local.hour >= 12 else local.date() - timedelta(days=1)
+    return datetime.combine(day, time(12), tz)
 
 
-def _night_starts(series: list[dict[str, Any]]) -> set[int]:
-    return {int(row[0]) for ser in series for row in ser.get("values", []) if row[1]}
+def _per_hour(series: list[dict[str, Any]]) -> dict[int, list[Any]]:
+    return {int(row[0]): row[1:] for ser in series for row in ser.get("values", [])}
+
+
+def stale_nights(
+    now: dict[int, tuple[int, int]], held: dict[int, int], tz: ZoneInfo
+) -> tuple[set[datetime], list[datetime]]:
+    """From the lamp readings per hour now and when each hour was last rolled up: the nights
+    with switched-on readings (``now`` is hour ns -> (readings, switched-on readings)) and,
+    sorted, those with an hour whose readings changed since (or never rolled up).
+
+    >>> sh, h = ZoneInfo("Asia/Shanghai"), 3_600_000_000_000
+    >>> nights, stale = stale_nights({0: (5, 5), 24 * h: (7, 0)}, {0: 5, 24 * h: 6}, sh)
+    >>> [str(t) for t in nights], [str(t) for t in stale]
+    (['1969-12-31 12:00:00+08:00'], ['1970-01-01 12:00:00+08:00'])
+    """
+    lit = {night_of(h, tz) for h, (_, on) in now.items() if on}
+    changed = {h for h in now.keys() | held.keys() if now.get(h, (0, 0))[0] != held.get(h, 0)}
+    return lit, sorted({night_of(h, tz) for h in changed})
 
 
 async def fill_nights(s: Settings, lo: datetime, hi: datetime) -> tuple[int, list[datetime]]:
-    """Roll up each local night in [lo, hi) that has switched-on lamp readings but not one
-    roll-up point (no monitor ran then); returns the nights with readings and those filled.
-
-    A night rolled up only in part is not found here: the monitor redoes its last hours.
+    """Roll up each local night in [lo, hi) (local noons) with an hour whose lamp readings
+    are not the ones the roll-up last counted: never rolled up, rolled up only in part (a
+    monitor stopped mid-night), or readings that arrived or went since. Returns the number
+    of nights with switched-on lamp readings and the nights rolled up, as local night starts.
     """
-    tz = s.grafana.timezone
-    rollup = f'"{s.influx.kpi_retention_policy}"."{MEASUREMENT}"'
-    lamps, held = await asyncio.gather(
+    tz = ZoneInfo(s.grafana.timezone)
+    span = _span(lo, hi)
+    now, held = await asyncio.gather(
         asyncio.to_thread(
             influxql.series,
             s,
-            nights_query("streetlight", "switched_on", lo, hi, tz, "switched_on = 1"),
+            f"SELECT count(lit), sum(switched_on) FROM streetlight WHERE {span} "
+            "GROUP BY time(1h) fill(none)",
             QUERY_TIMEOUT_S,
         ),
         asyncio.to_thread(
-            influxql.series, s, nights_query(rollup, "n", lo, hi, tz, ""), QUERY_TIMEOUT_S
+            influxql.series,
+            s,
+            f'SELECT last(readings) FROM "{s.influx.kpi_retention_policy}"."{STATE}" '
+            f"WHERE {span} GROUP BY time(1h) fill(none)",
+            QUERY_TIMEOUT_S,
         ),
     )
-    with_readings = _night_starts(lamps)
-    filled = [
-        datetime.fromtimestamp(ns / 1e9, UTC) for ns in sorted(with_readings - _night_starts(held))
-    ]
-    for start in filled:
+    lit, stale = stale_nights(
+        {h: (int(n), int(on or 0)) for h, (n, on) in _per_hour(now).items()},
+        {h: int(v[0]) for h, v in _per_hour(held).items()},
+        tz,
+    )
+    for start in stale:
         await roll_up(s, start, start + NIGHT)
-    return len(with_readings), filled
+    return len(lit), stale

@@ -31,7 +31,7 @@ from dashboards.boards import all_queries
 from dashboards.build import render
 from dashboards.kpis import LIGHTING_COUNTS, expand, kpis, lighting_rate_query
 from dashboards.report import build_report
-from dashboards.rollup import MEASUREMENT, fill_nights, hours_of, roll_up
+from dashboards.rollup import MEASUREMENT, STATE, fill_nights, hours_of, roll_up
 
 from .helpers import Proc, run_id, start_group_at_end, stop_all
 
@@ -273,33 +273,28 @@ def test_hourly_rollup_holds_the_lighting_counts_of_the_readings(city_run: Any) 
     # Rolled up again, nothing changes but a point whose readings are gone: it is deleted.
     rp = s.influx.kpi_retention_policy
     ghost_q = f'SELECT n FROM "{rp}"."{MEASUREMENT}" WHERE {span} AND district = \'ghost town\''
-    httpx.post(
-        f"{s.influx.url}/write",
-        params={"db": s.influx.database, "rp": rp, "precision": "s"},
-        auth=influxql.auth(s),
-        content=f"{MEASUREMENT},district=ghost\\ town lit=1i,n=2i {lo.timestamp():.0f}",
-        timeout=30,
-    ).raise_for_status()
+    ghost = f"{MEASUREMENT},district=ghost\\ town lit=1i,n=2i {lo.timestamp():.0f}"
+    influxql.write(s, ghost, rp=rp, precision="s")
     assert _influx(s, ghost_q)
     asyncio.run(roll_up(s, lo, hi))
     assert counts(rolled_q) == rolled
     assert not _influx(s, ghost_q)
 
 
-def test_the_report_rolls_up_a_night_the_rollup_lacks(city_run: Any) -> None:
-    """A night with lamp readings but no roll-up point (no monitor ran) is found and rolled
-    up by fill_nights, which the daily report runs for its month to date."""
+def test_the_report_rolls_up_a_night_the_rollup_holds_in_part(city_run: Any) -> None:
+    """A night whose later hours were never rolled up (a monitor stopped mid-night) is found
+    and rolled up by fill_nights, which the daily report runs for its month to date; so is
+    one with a reading that arrived after its roll-up."""
     s, city, _, sim, _ = city_run
     tz = ZoneInfo(s.grafana.timezone)
     start = datetime.fromisoformat(sim[0].replace("Z", "+00:00")).astimezone(tz)
     # The run is 16:00 -> 02:00 local: all of it in the night that starts at 12:00.
     lo = datetime.combine(start.date(), dtime(12), tz)
     hi = lo + timedelta(days=1)
-    a, b = (t.astimezone(UTC).strftime(FMT) for t in (lo, hi))
-    night = f"time >= '{a}' AND time < '{b}'"
-    # Compared: the run's own hours and districts, which the fixture rolled up. Other hours of
-    # the night may hold other runs' readings (the demo simulates the same hours) that were
-    # never rolled up, so the refilled night may rightly have more points there.
+    # Other hours of the night may hold other runs' readings (the demo simulates the same
+    # hours): the fixture rolled up the run's own, so the night is first brought up to date.
+    asyncio.run(fill_nights(s, lo, hi))
+    assert asyncio.run(fill_nights(s, lo, hi)) == (1, [])
     run_lo, run_hi = hours_of(*(datetime.fromisoformat(x.replace("Z", "+00:00")) for x in sim))
     span = f"time >= '{run_lo.strftime(FMT)}' AND time < '{run_hi.strftime(FMT)}'"
     own = f"district =~ /^({'|'.join(sorted(city.districts))})$/"
@@ -309,12 +304,29 @@ def test_the_report_rolls_up_a_night_the_rollup_lacks(city_run: Any) -> None:
     )
     before = _influx(s, q)
     assert sum(len(ser["values"]) for ser in before) >= 10
-    influxql.execute(s, f"DELETE FROM {MEASUREMENT} WHERE {night}")
-    assert not _influx(s, q)
-    nights, filled = asyncio.run(fill_nights(s, lo, hi))
-    assert (nights, filled) == (1, [lo.astimezone(UTC)])
+    # The roll-up of the run's second half never happened: neither its points nor its state.
+    mid = (run_lo + (run_hi - run_lo) / 2).replace(minute=0)
+    later = f"time >= '{mid.strftime(FMT)}' AND time < '{run_hi.strftime(FMT)}'"
+    for m in (MEASUREMENT, STATE):
+        influxql.execute(s, f"DELETE FROM {m} WHERE {later}")
+    assert _influx(s, q) != before
+    assert asyncio.run(fill_nights(s, lo, hi)) == (1, [lo])
     assert _influx(s, q) == before
-    # Held now: nothing more to fill.
+    assert asyncio.run(fill_nights(s, lo, hi)) == (1, [])
+
+    # A reading that arrives after the roll-up, then goes again: each time the night is due.
+    late = run_lo + timedelta(minutes=7)
+    line = (
+        "streetlight,device_id=late-lamp,circuit_id=late-circuit,district=late\\ town "
+        f"lit=1i,switched_on=1i {int(late.timestamp())}"
+    )
+    influxql.write(s, line, precision="s")
+    try:
+        assert asyncio.run(fill_nights(s, lo, hi)) == (1, [lo])
+    finally:
+        influxql.execute(s, "DELETE FROM streetlight WHERE district = 'late town'")
+    assert asyncio.run(fill_nights(s, lo, hi)) == (1, [lo])
+    assert _influx(s, q) == before
     assert asyncio.run(fill_nights(s, lo, hi)) == (1, [])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import typer
@@ -110,3 +111,59 @@ def test_stale_points_are_told_by_hour_and_district_and_quoted_safely() -> None:
     ]
     assert rollup._keys(held) - rollup._keys(counts) == {("a", 2), ("b", 1)}
     assert rollup._quoted("o'town \\ east") == "'o\\'town \\\\ east'"
+
+
+H = 3_600_000_000_000
+
+
+def _ns(t: datetime) -> int:
+    return int(t.timestamp()) * 1_000_000_000
+
+
+def test_a_night_is_due_when_an_hour_was_never_rolled_up_or_its_readings_changed() -> None:
+    sh = ZoneInfo("Asia/Shanghai")
+    # Local 20:00 and 21:00 on 2026-12-05 (night of the 5th), 09:00 on the 7th (night of the
+    # 6th), 13:00 on the 7th (night of the 7th).
+    h20, h21 = (
+        _ns(datetime(2026, 12, 5, 12, tzinfo=UTC)),
+        _ns(datetime(2026, 12, 5, 13, tzinfo=UTC)),
+    )
+    h09, h13 = _ns(datetime(2026, 12, 7, 1, tzinfo=UTC)), _ns(datetime(2026, 12, 7, 5, tzinfo=UTC))
+    night = {d: datetime(2026, 12, d, 12, tzinfo=sh) for d in (5, 6, 7)}
+    now = {h20: (10, 10), h21: (10, 10), h09: (4, 0), h13: (3, 0)}
+    # All held as counted: nothing due; nights with switched-on readings: only the 5th.
+    held = {h20: 10, h21: 10, h09: 4, h13: 3}
+    assert rollup.stale_nights(now, held, sh) == ({night[5]}, [])
+    # The monitor stopped after 20:00: the 5th is due, and only it.
+    assert rollup.stale_nights(now, {**held, h21: 0}, sh)[1] == [night[5]]
+    assert rollup.stale_nights(now, {k: v for k, v in held.items() if k != h21}, sh)[1] == [
+        night[5]
+    ]
+    # A late reading at 09:00 on the 7th belongs to the night of the 6th.
+    assert rollup.stale_nights({**now, h09: (5, 0)}, held, sh)[1] == [night[6]]
+    # Readings deleted since (an hour held but no longer read), and two nights sorted.
+    gone = {k: v for k, v in now.items() if k not in (h13, h20)}
+    assert rollup.stale_nights(gone, held, sh)[1] == [night[5], night[7]]
+
+
+def test_nights_run_noon_to_noon_local_across_a_dst_change() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    # 2026-03-29 02:00 local the clocks go forward; 11:30 local that morning (09:30 UTC) is
+    # still the night of the 28th, 12:00 local (10:00 UTC) starts the 29th's.
+    before = rollup.night_of(_ns(datetime(2026, 3, 29, 9, tzinfo=UTC)), berlin)
+    after = rollup.night_of(_ns(datetime(2026, 3, 29, 10, tzinfo=UTC)), berlin)
+    assert before == datetime(2026, 3, 28, 12, tzinfo=berlin)
+    assert after == datetime(2026, 3, 29, 12, tzinfo=berlin)
+    # The night of the 28th is 23 h long, and its end is the next night's start.
+    assert (before + rollup.NIGHT).astimezone(UTC) == after.astimezone(UTC)
+    assert after.astimezone(UTC) - before.astimezone(UTC) == timedelta(hours=23)
+
+
+def test_state_is_written_for_every_hour_rolled_up_with_zero_for_hours_without_readings() -> None:
+    lo = datetime(2026, 12, 5, 0, tzinfo=UTC)
+    lines = rollup.state_lines(lo, lo + timedelta(hours=3), [{"values": [[_ns(lo) + H, 7]]}])
+    assert lines == [
+        f"lighting_hourly_state readings=0i {_ns(lo)}",
+        f"lighting_hourly_state readings=7i {_ns(lo) + H}",
+        f"lighting_hourly_state readings=0i {_ns(lo) + 2 * H}",
+    ]
