@@ -149,10 +149,7 @@ async def roll_up(s: Settings, lo: datetime, hi: datetime) -> int:
             # are counted before the rate: one that lands in between makes the hour look
             # changed to fill_nights (rolled up again), never up to date when it is not.
             readings = await asyncio.to_thread(
-                influxql.series,
-                s,
-                f"SELECT count(lit) FROM streetlight WHERE {span} GROUP BY time(1h) fill(none)",
-                QUERY_TIMEOUT_S,
+                influxql.series, s, lamp_hours_query(start, stop), QUERY_TIMEOUT_S
             )
             counts = await asyncio.to_thread(
                 influxql.series, s, rollup_query(start, stop), QUERY_TIMEOUT_S
@@ -196,14 +193,18 @@ NIGHT = timedelta(days=1)
 
 
 def night_of(hour_ns: int, tz: ZoneInfo) -> datetime:
-    """The local night (12:00 to 12:00 in ``tz``) an hour belongs to, as its start.
+    """The local night (12:00 to 12:00 in ``tz``) a UTC hour belongs to, as its start.
+
+    Judged at the hour's middle: in a zone whose offset is not whole hours an hour straddles
+    local noon, and goes to the night it overlaps most (the roll-up takes nights in whole
+    UTC hours).
 
     >>> sh = ZoneInfo("Asia/Shanghai")
     >>> [str(night_of(int(datetime(2026, 12, 5, h, tzinfo=UTC).timestamp()) * 10**9, sh))
     ...  for h in (3, 4)]
     ['2026-12-04 12:00:00+08:00', '2026-12-05 12:00:00+08:00']
     """
-    local = datetime.fromtimestamp(hour_ns / 1e9, tz)
+    local = datetime.fromtimestamp(hour_ns / 1e9, tz) + HOUR / 2
     day = local.date() if local.hour >= 12 else local.date() - timedelta(days=1)
     return datetime.combine(day, time(12), tz)
 
@@ -229,6 +230,12 @@ def stale_nights(
     return lit, sorted({night_of(h, tz) for h in changed})
 
 
+def lamp_hours_query(lo: datetime, hi: datetime, select: str = "count(lit)") -> str:
+    """Per UTC hour in [lo, hi): ``select`` over the lamp readings (``count(lit)``: those the
+    roll-up counts, as a reading without ``lit`` adds to neither of its counts)."""
+    return f"SELECT {select} FROM streetlight WHERE {_span(lo, hi)} GROUP BY time(1h) fill(none)"
+
+
 async def fill_nights(s: Settings, lo: datetime, hi: datetime) -> tuple[int, list[datetime]]:
     """Roll up each local night in [lo, hi) (local noons) with an hour whose lamp readings
     are not the ones the roll-up last counted: never rolled up, rolled up only in part (a
@@ -236,20 +243,19 @@ async def fill_nights(s: Settings, lo: datetime, hi: datetime) -> tuple[int, lis
     of nights with switched-on lamp readings and the nights rolled up, as local night starts.
     """
     tz = ZoneInfo(s.grafana.timezone)
-    span = _span(lo, hi)
+    hours = hours_of(lo, hi)
     now, held = await asyncio.gather(
         asyncio.to_thread(
             influxql.series,
             s,
-            f"SELECT count(lit), sum(switched_on) FROM streetlight WHERE {span} "
-            "GROUP BY time(1h) fill(none)",
+            lamp_hours_query(*hours, select="count(lit), sum(switched_on)"),
             QUERY_TIMEOUT_S,
         ),
         asyncio.to_thread(
             influxql.series,
             s,
             f'SELECT last(readings) FROM "{s.influx.kpi_retention_policy}"."{STATE}" '
-            f"WHERE {span} GROUP BY time(1h) fill(none)",
+            f"WHERE {_span(*hours)} GROUP BY time(1h) fill(none)",
             QUERY_TIMEOUT_S,
         ),
     )
@@ -258,6 +264,8 @@ async def fill_nights(s: Settings, lo: datetime, hi: datetime) -> tuple[int, lis
         {h: int(v[0]) for h, v in _per_hour(held).items()},
         tz,
     )
+    # The whole hours may reach past [lo, hi) by part of an hour: not into another night.
+    stale = [n for n in stale if lo <= n < hi]
     for start in stale:
         await roll_up(s, start, start + NIGHT)
-    return len(lit), stale
+    return len({n for n in lit if lo <= n < hi}), stale

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import typer
 
+from citywatch import influxql
 from citywatch.monitor import Monitor
 from citywatch.settings import Settings
 from dashboards import rollup
@@ -167,3 +168,55 @@ def test_state_is_written_for_every_hour_rolled_up_with_zero_for_hours_without_r
         f"lighting_hourly_state readings=7i {_ns(lo) + H}",
         f"lighting_hourly_state readings=0i {_ns(lo) + 2 * H}",
     ]
+
+
+def test_an_hour_straddling_local_noon_goes_to_the_night_it_overlaps_most() -> None:
+    kolkata = ZoneInfo("Asia/Kolkata")  # UTC+05:30: 06:00-07:00 UTC is 11:30-12:30 local
+    first = datetime(2026, 12, 1, 12, tzinfo=kolkata)
+    assert rollup.night_of(_ns(datetime(2026, 12, 1, 6, tzinfo=UTC)), kolkata) == first
+    assert (
+        rollup.night_of(_ns(datetime(2026, 12, 1, 5, tzinfo=UTC)), kolkata) == first - rollup.NIGHT
+    )
+    # The whole hours fill_nights asks for start at that hour, half an hour before the night.
+    lo, hi = rollup.hours_of(first, first + rollup.NIGHT)
+    assert (lo, hi) == (datetime(2026, 12, 1, 6, tzinfo=UTC), datetime(2026, 12, 2, 7, tzinfo=UTC))
+    assert rollup.lamp_hours_query(lo, hi).endswith(
+        "WHERE time >= '2026-12-01T06:00:00Z' AND time < '2026-12-02T07:00:00Z' "
+        "GROUP BY time(1h) fill(none)"
+    )
+
+
+async def test_fill_nights_rolls_up_only_the_changed_nights_inside_its_range(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s = Settings()
+    s.grafana.timezone = "Asia/Kolkata"
+    kolkata = ZoneInfo("Asia/Kolkata")
+    lo = datetime(2026, 12, 1, 12, tzinfo=kolkata)
+    hi = lo + 2 * rollup.NIGHT
+    h = [_ns(datetime(2026, 12, 1, 6, tzinfo=UTC)) + i * H for i in range(49)]
+    # Now: readings in the first night's first hour and in the last whole hour (06:00 UTC on
+    # the 3rd, which is mostly the third night's); the roll-up held neither.
+    now = {h[0]: (5, 5), h[10]: (3, 3), h[48]: (9, 9)}
+    held = {h[10]: 3}
+    asked: list[str] = []
+
+    def fake_series(settings: Settings, q: str, *args: object) -> list[dict[str, object]]:
+        asked.append(q)
+        if "FROM streetlight" in q:
+            return [{"values": [[k, n, on] for k, (n, on) in now.items()]}]
+        return [{"values": [[k, v] for k, v in held.items()]}]
+
+    rolled: list[tuple[datetime, datetime]] = []
+
+    async def fake_roll_up(settings: Settings, a: datetime, b: datetime) -> int:
+        rolled.append((a, b))
+        return 0
+
+    monkeypatch.setattr(influxql, "series", fake_series)
+    monkeypatch.setattr(rollup, "roll_up", fake_roll_up)
+    assert await rollup.fill_nights(s, lo, hi) == (1, [lo])
+    assert rolled == [(lo, lo + rollup.NIGHT)]
+    assert all(
+        "time >= '2026-12-01T06:00:00Z' AND time < '2026-12-03T07:00:00Z'" in q for q in asked
+    )
