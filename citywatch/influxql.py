@@ -36,10 +36,16 @@ def _results(s: Settings, q: str, timeout_s: float, epoch: str | None) -> list[d
     if epoch:
         params["epoch"] = epoch
     r = httpx.get(f"{s.influx.url}/query", params=params, auth=auth(s), timeout=timeout_s)
+    return _accepted(q, r)
+
+
+def _accepted(q: str, r: httpx.Response) -> list[dict[str, Any]]:
+    """The answer's results; httpx.HTTPStatusError on an HTTP error, RuntimeError if InfluxDB
+    refused the statement."""
     r.raise_for_status()
     results: list[dict[str, Any]] = r.json().get("results", [])
     for res in results:
-        # A refused query answers 200 with an error inside: never read it as "no data".
+        # A refused statement answers 200 with an error inside: never read it as "no data".
         if "error" in res:
             raise RuntimeError(f"InfluxDB refused {q[:80]!r}: {res['error']}")
     return results
@@ -81,10 +87,7 @@ def execute(s: Settings, q: str, timeout_s: float = 120.0) -> None:
         auth=auth(s),
         timeout=timeout_s,
     )
-    r.raise_for_status()
-    for res in r.json().get("results", []):
-        if "error" in res:
-            raise RuntimeError(f"InfluxDB refused {q[:80]!r}: {res['error']}")
+    _accepted(q, r)
 
 
 def write_request(

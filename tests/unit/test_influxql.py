@@ -59,3 +59,17 @@ def test_no_results_is_empty(sent: dict[str, Any]) -> None:
     sent["answer"] = {"results": [{"statement_id": 0}]}
     assert influxql.rows(Settings(), "q") == []
     assert influxql.series(Settings(), "q") == []
+
+
+def test_a_refused_statement_raises_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    refused = {"results": [{"statement_id": 0, "error": "database not found: nope"}]}
+
+    def post(url: str, **kw: Any) -> httpx.Response:
+        return httpx.Response(200, json=refused, request=httpx.Request("POST", url))
+
+    monkeypatch.setattr(httpx, "post", post)
+    monkeypatch.setattr(credentials, "password", lambda s, name: "pw")
+    with pytest.raises(RuntimeError, match="database not found"):
+        influxql.execute(Settings(), "DELETE FROM bin WHERE time < 0")
+    refused = {"results": [{"statement_id": 0}]}
+    influxql.execute(Settings(), "DELETE FROM bin WHERE time < 0")
