@@ -138,6 +138,7 @@ async def roll_up(s: Settings, lo: datetime, hi: datetime) -> int:
     readings", which would delete the hours' points) on failure.
     """
     i = s.influx
+    bucket = f"{i.database}/{i.kpi_retention_policy}"
     sink = InfluxSink(s)
     written = 0
     try:
@@ -155,7 +156,7 @@ async def roll_up(s: Settings, lo: datetime, hi: datetime) -> int:
                 influxql.series, s, rollup_query(start, stop), QUERY_TIMEOUT_S
             )
             lines = hour_lines(counts)
-            await sink.write(lines, bucket=f"{i.database}/{i.kpi_retention_policy}")
+            await sink.write(lines, bucket=bucket)
             written += len(lines)
             held = await asyncio.to_thread(
                 influxql.series,
@@ -172,10 +173,7 @@ async def roll_up(s: Settings, lo: datetime, hi: datetime) -> int:
                     f"AND time = {ts}",
                 )
             # Written last: an hour counts as rolled up only once its points are right.
-            await sink.write(
-                state_lines(start, stop, readings),
-                bucket=f"{i.database}/{i.kpi_retention_policy}",
-            )
+            await sink.write(state_lines(start, stop, readings), bucket=bucket)
             log.info(
                 "lighting roll-up %s .. %s: %d points, %d stale ones deleted",
                 start,
