@@ -30,11 +30,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.common import cpu_s
+from citywatch import influxql
 from citywatch.kafkautil import client_kwargs, end_offsets
 from citywatch.settings import Settings
 
@@ -186,10 +188,6 @@ async def bare_pipeline(
     do (fetch, write, commit), so its rate is the most any processor reaches on this
     machine, with the InfluxDB server sharing its cores as it does in the pipeline.
     """
-    import httpx
-
-    from citywatch import influxql
-
     c = bare_consumer(s, topic, "bare")
     auth = influxql.auth(s)
     url, params = influxql.write_request(s, db)
@@ -260,9 +258,6 @@ BARE_DB = "citywatch_bench_bare"
 
 def bare(s: Settings, n: int, batch: int = 20_000, writers: int = 2) -> float:
     """``bare_pipeline`` over n readings' lines, in a scratch database dropped afterwards."""
-
-    from citywatch import influxql
-
     topic = f"citywatch.bench.lines.{uuid.uuid4().hex[:6]}"
     lines = asyncio.run(fill_lines(s, topic, n))
     influxql.execute(s, f'CREATE DATABASE "{BARE_DB}"')
