@@ -12,7 +12,9 @@ code behind ``Point.to_line_protocol``); calling them directly, with the tag par
 device and escaped field keys cached, is what makes 50k points/s possible. Field values of
 the four JSON types are formatted here exactly as the client formats them (its generic
 ``_append_fields`` checks numpy and Decimal types on every value, which profiling showed to
-be a fifth of the processor's time); anything else goes through the client's own encoder.
+be a fifth of the processor's time), floats with orjson's shortest round-trip digits
+(``float_text``: the same text as the client's ``str()``, in a quarter of the time); anything
+else goes through the client's own encoder.
 tests/unit/test_influx_lines.py checks that the lines equal ``Point.to_line_protocol()`` for
 hostile tag and field values.
 
@@ -35,6 +37,7 @@ from influxdb_client.client.write.point import (
     _escape_key,
     _escape_string,
 )
+from orjson import dumps as _json
 
 TAGS: Final[dict[str, tuple[str, ...]]] = {
     "streetlight": ("device_id", "district", "circuit_id", "cabinet_id"),
@@ -59,8 +62,8 @@ _SKIP_READING: Final = {fam: _NOT_FIELDS | frozenset(tags) for fam, tags in TAGS
 
 
 def _plan(names: tuple[str, ...], skip: frozenset[str]) -> tuple[tuple[str, str], ...]:
-    """(key, escaped key) of the fields to write, in the client's (sorted) order."""
-    return tuple((k, _escape_key(k)) for k in sorted(names) if k not in skip)
+    """(key, escaped key and "=") of the fields to write, in the client's (sorted) order."""
+    return tuple((k, f"{_escape_key(k)}=") for k in sorted(names) if k not in skip)
 
 
 def encode_fields(fields: dict[str, Any], skip: frozenset[str] = _SKIP_NONE) -> str:
@@ -74,28 +77,38 @@ def encode_fields(fields: dict[str, Any], skip: frozenset[str] = _SKIP_NONE) -> 
         if len(_plans) < 10_000:
             _plans[(names, skip)] = plan
     parts = []
-    for k, ek in plan:
+    for k, key_eq in plan:
         v = fields[k]
         t = type(v)
         if t is float:
             if v - v != 0.0:  # NaN or +-inf: the client leaves them out
                 continue
-            text = repr(v)
-            if text.endswith(".0"):
-                text = text[:-2]
+            parts.append(key_eq + float_text(v))
         elif t is int:
-            text = f"{v}i"
+            parts.append(f"{key_eq}{v}i")
         elif t is bool:
-            text = "true" if v else "false"
+            parts.append(key_eq + ("true" if v else "false"))
         elif t is str:
-            text = f'"{_escape_string(v)}"'
-        elif v is None:
-            continue
-        else:
+            # Most strings (a lamp's power_state) need no escaping; looking is cheaper.
+            text = _escape_string(v) if '"' in v or "\\" in v else v
+            parts.append(f'{key_eq}"{text}"')
+        elif v is not None:
             parts.append(_append_fields({k: v}, _NO_TYPES))  # type: ignore[no-untyped-call]
-            continue
-        parts.append(f"{ek}={text}")
     return ",".join(parts)
+
+
+def float_text(v: float) -> str:
+    """A finite float as the client writes it: ``str(v)`` without a trailing ``.0``.
+
+    >>> float_text(71.93457976527216), float_text(230.0), float_text(1.5e-05)
+    ('71.93457976527216', '230', '1.5e-05')
+    """
+    # orjson writes the same shortest round-trip digits as str() in a quarter of the time
+    # (a lamp's line has four floats: a fifth of its encoding). Only below 1e-4 in magnitude
+    # does its notation differ (0.000015 for 1.5e-05), so those, and zero, go to str().
+    # tests/unit/test_influx_lines.py holds it to str() over every magnitude.
+    text = _json(v).decode() if v >= 1e-4 or v <= -1e-4 else repr(v)
+    return text[:-2] if text.endswith(".0") else text
 
 
 def clear_caches() -> None:

@@ -129,3 +129,30 @@ def test_encode_fields_equals_the_clients_encoder(fields: dict[str, object]) -> 
     from processors.sinks.lines import encode_fields
 
     assert encode_fields(fields) == _append_fields(fields, {})
+
+
+def test_float_text_equals_str_at_every_magnitude() -> None:
+    """orjson formats most floats (processors.sinks.lines.float_text); the client uses str()."""
+    import random
+    import struct
+
+    from processors.sinks.lines import float_text
+
+    rng = random.Random(20261207)
+    # Every exponent from random bit patterns, the sensors' usual values, and the edges of
+    # the range float_text hands to orjson (and of str()'s switch to exponent notation).
+    values = [
+        struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(60_000)
+    ]
+    values += [rng.uniform(-500.0, 500.0) for _ in range(20_000)]
+    values += [round(rng.uniform(0.0, 1e6), rng.randint(0, 6)) for _ in range(20_000)]
+    for edge in (1e-4, 1e-5, 1e15, 1e16, 1e17, 2.0**53, 1.0, 0.1):
+        for x in (edge, -edge):
+            values += [x, math.nextafter(x, 0.0), math.nextafter(x, math.inf)]
+    values += [0.0, -0.0, 5e-324, 1.7976931348623157e308]
+    mismatched = [
+        (v, float_text(v))
+        for v in values
+        if math.isfinite(v) and float_text(v) != str(v).removesuffix(".0")
+    ]
+    assert mismatched == []
