@@ -104,7 +104,7 @@ def float_text(v: float) -> str:
     ('71.93457976527216', '230', '1.5e-05')
     """
     # orjson writes the same shortest round-trip digits as str() in a quarter of the time
-    # (a lamp's line has four floats: a fifth of its encoding). Only below 1e-4 in magnitude
+    # (a lamp's line has five floats, about a third of its encoding). Only below 1e-4 in magnitude
     # does its notation differ (0.000015 for 1.5e-05), so those, and zero, go to str().
     # tests/unit/test_influx_lines.py holds it to str() over every magnitude.
     text = _json(v).decode() if v >= 1e-4 or v <= -1e-4 else repr(v)
