@@ -19,7 +19,7 @@ from dashboards.cli import report
 from ingest.cli import gateway
 from notifier.cli import api, notify, orders_app
 from processors.backtest.cli import backtest
-from processors.cli import native, process
+from processors.cli import process
 
 app = typer.Typer(
     help="citywatch: municipal sensor ingestion (MQTT -> Kafka -> processors -> InfluxDB).",
@@ -34,7 +34,6 @@ app.add_typer(devices_app, name="devices")
 app.command("chaos")(chaos_command)
 app.command("gateway")(gateway)
 app.command("process")(process)
-app.command("native")(native)
 app.command("backtest")(backtest)
 app.command("simulate")(simulate)
 app.command("evaluate")(evaluate)
@@ -43,6 +42,31 @@ app.command("api")(api)
 app.add_typer(orders_app, name="orders")
 app.add_typer(cmd_app, name="cmd")
 app.command("downlink")(downlink)
+
+
+@app.command("native")
+def native(
+    action: str = typer.Argument("status", help="build: compile now if needed; status: report"),
+) -> None:
+    """Compiled copies of the gateway's and processor's hot modules (mypyc): build, or report."""
+    import time
+
+    from citywatch import native as _native
+
+    if action == "build":
+        t0 = time.monotonic()
+        where = _native.build()
+        typer.echo(f"native modules: {where} ({time.monotonic() - t0:.0f} s)")
+    elif action == "status":
+        where = _native.build_dir()
+        built = _native.is_built(where)
+        typer.echo(
+            f"native modules for these sources: {where} ({'built' if built else 'not built'}); "
+            f"in use: gateway {_native.active('ingest.decode')}, "
+            f"processor {_native.active()}"
+        )
+    else:
+        raise typer.BadParameter("build or status")
 
 
 @app.command()

@@ -6,7 +6,7 @@ bash deploy/bootstrap.sh || exit 1
 .venv/bin/pytest "$@"
 rc=$?
 # The unit tests once more on the pure-Python modules: the compiled copies
-# (processors._native) must behave exactly like their source.
+# (citywatch.native) must behave exactly like their source.
 if [ "$#" -eq 0 ] && [ "$rc" -eq 0 ]; then
   echo "== unit tests, pure Python (CITYWATCH_NATIVE=0)"
   CITYWATCH_NATIVE=0 .venv/bin/pytest -q tests/unit

@@ -106,8 +106,8 @@ def _claims(item: RawReading, topic: TopicInfo, decoder: Decoder) -> Reject | No
 
 
 def _decode(
-    topic: str,
-    payload: bytes,
+    topic: object,
+    payload: object,
     received_at: datetime,
     max_payload_bytes: int,
     policy: ValidationPolicy | None,
@@ -115,6 +115,8 @@ def _decode(
 ) -> DecodeResult:
     result = DecodeResult()
     if not isinstance(payload, bytes):
+        if not isinstance(payload, bytearray | memoryview):
+            raise TypeError(f"payload is a {type(payload).__name__}, not bytes")
         payload = bytes(payload)
     if len(payload) > max_payload_bytes:
         result.rejects.append(
@@ -137,7 +139,7 @@ def _decode(
             Reject("unknown_device", f"device {info.device_id!r} is not registered")
         )
         return result
-    decoder = pick_decoder(topic, payload)
+    decoder = pick_decoder(info.topic, payload)
     if decoder is None:
         result.rejects.append(
             Reject("unknown_format", f"no decoder claims a payload starting {payload[:8]!r}")
@@ -162,14 +164,14 @@ def _decode(
         item.pop("late", None)
         try:
             result.readings.append(validate_reading(item, policy=policy))
-        except ValidationError as exc:
-            result.rejects.append(Reject("validation", _validation_detail(exc), i))
+        except ValidationError as invalid:
+            result.rejects.append(Reject("validation", _validation_detail(invalid), i))
     return result
 
 
 def decode_message(
-    topic: str,
-    payload: bytes,
+    topic: object,
+    payload: object,
     received_at: datetime,
     *,
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
@@ -177,6 +179,10 @@ def decode_message(
     allow_device: Callable[[str], bool] | None = None,
 ) -> DecodeResult:
     """Decode and validate one MQTT uplink; never raises (see the module docstring).
+
+    ``topic`` and ``payload`` are typed ``object`` on purpose: whatever arrives (a str topic
+    and a bytes-like payload, or not) becomes readings or rejects, compiled or not
+    (citywatch.native checks declared argument types at the call).
 
     ``allow_device`` (e.g. ``DevicePolicy(settings).allows``) refuses unregistered devices.
     """

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 
+from citywatch import native
 from citywatch.backoff import retry
 from citywatch.mqttlean import LeanSubscriber
 from citywatch.security.devices import DevicePolicy
@@ -399,7 +400,12 @@ class Gateway:
         watchdog = asyncio.create_task(self._watchdog())
         drain_stop = asyncio.Event()
         drainer = asyncio.create_task(self._drain(drain_stop))
-        log.info("gateway %s up (mode %s)", self.instance, self.mode.value)
+        log.info(
+            "gateway %s up (mode %s; decoders: %s)",
+            self.instance,
+            self.mode.value,
+            "compiled modules" if native.active("ingest.decode") else "pure Python",
+        )
         await stop.wait()
         # Shutdown: take nothing new, finish what was received, then leave.
         self.mqtt.pause_reading()

@@ -77,7 +77,7 @@ class AlertEvent:
         return orjson.dumps({k: v for k, v in d.items() if v is not None})
 
 
-# Not __slots__: a compiled class (processors._native) has none.
+# Not __slots__: a compiled class (citywatch.native) has none.
 _EVENT_FIELDS = tuple(f.name for f in fields(AlertEvent))
 
 

@@ -33,10 +33,10 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from citywatch import native as _native
 from citywatch.gctune import tune_gc
 from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
-from processors import _native
 from processors.commands_feed import CommandsFeed
 from processors.config import RulesConfig
 from processors.engine import Engine, Output

@@ -31,26 +31,3 @@ def process(
     s = override(get_settings(), "processor", metrics_port=metrics_port, city_model=city_model)
     stats = asyncio.run(serve(s, instance))
     console.print(f"processor stopped: {stats}")
-
-
-def native(
-    action: str = typer.Argument("status", help="build: compile now if needed; status: report"),
-) -> None:
-    """Compiled copies of the processor's hot modules (mypyc): build them, or say if in use."""
-    import time
-
-    from processors import _native
-
-    if action == "build":
-        t0 = time.monotonic()
-        where = _native.build()
-        console.print(f"native modules: {where} ({time.monotonic() - t0:.0f} s)")
-    elif action == "status":
-        where = _native.build_dir()
-        built = _native.is_built(where)
-        console.print(
-            f"native modules for these sources: {where} ({'built' if built else 'not built'}); "
-            f"in use: {_native.active()}"
-        )
-    else:
-        raise typer.BadParameter("build or status")

@@ -26,6 +26,7 @@ from functools import lru_cache
 from typing import Any, ClassVar, Final, TypeAlias
 
 import orjson
+from mypy_extensions import mypyc_attr
 
 from ingest.readings import DEVICE_ID_PATTERN, DISTRICT_PATTERN, FAMILIES
 
@@ -69,6 +70,9 @@ def parse_topic(topic: str) -> TopicInfo | None:
     return TopicInfo(topic, m[1], m[2], m[3])
 
 
+# A decoder outside ingest/decoders (a plugin, a test double) stays interpreted and must be
+# able to subclass the compiled base (citywatch.native).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Decoder(ABC):
     """One payload format. Instances are stateless and shared by all gateway threads."""
 

@@ -94,7 +94,7 @@ def state_bytes(obj: object) -> int:
             size += sum(walk(k) + walk(v) for k, v in o.items())
         shared = getattr(type(o), "_shared_slots", ())
         for name in getattr(type(o), "__mypyc_attrs__", ()):
-            # A compiled (processors._native) object holds its attributes itself, numbers
+            # A compiled (citywatch.native) object holds its attributes itself, numbers
             # unboxed: getsizeof counted those; follow the references.
             if name in shared or name == "__dict__":
                 continue

@@ -8,16 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from processors import _native
+from citywatch import native as _native
 
 
 def test_in_use_exactly_when_built_for_these_sources() -> None:
     built = _native.is_built(_native.build_dir())
     wanted = os.environ.get("CITYWATCH_NATIVE", "1") != "0"
-    assert _native.active() == (built and wanted)
+    # ingest.decoders' __init__ imports its modules: they too must be the compiled ones.
+    for module in ("processors.engine", "ingest.decode", "ingest.decoders.senml"):
+        assert _native.active(module) == (built and wanted), module
     if os.environ.get("CI") and wanted:
         # deploy/bootstrap.sh builds them: CI must test the compiled modules, not skip them.
-        assert built, "processors._native not built: see /tmp/citywatch-native-build.log"
+        assert built, "citywatch.native not built: see /tmp/citywatch-native-build.log"
 
 
 def test_an_edited_module_changes_the_digest(
@@ -30,9 +32,12 @@ def test_an_edited_module_changes_the_digest(
     monkeypatch.setattr(_native, "ROOT", tmp_path)
     before = _native.digest()
     assert before == _native.digest()
-    target = tmp_path / "processors/rules/bin/bin_overflow.py"
-    target.write_text(target.read_text() + "\n# edited\n")
-    assert _native.digest() != before
+    seen = {before}
+    for rel in ("processors/rules/bin/bin_overflow.py", "ingest/decoders/senml.py"):
+        target = tmp_path / rel
+        target.write_text(target.read_text() + "\n# edited\n")
+        seen.add(_native.digest())
+    assert len(seen) == 3
 
 
 def test_cache_dir_follows_the_settings_variable(

@@ -26,7 +26,7 @@ from processors.rules.streetlight.schedule import LampSchedule
 
 
 # A trait: the lamp rules and the circuit rule have different bases (DeviceRule, Rule), and
-# the compiled modules (processors._native) allow multiple inheritance only from traits.
+# the compiled modules (citywatch.native) allow multiple inheritance only from traits.
 @trait
 class Scheduled:
     """A rule that judges a lamp against what it should do: its schedule, unless an

@@ -1,17 +1,19 @@
-"""Compiled copies of the processor's hot modules, used only when built from the current source.
+"""Compiled copies of the per-message hot modules, used only when built from the current source.
 
-The engine, its rules and detectors and the line-protocol encoder stay plain typed Python;
-mypyc (part of mypy, the compiler behind mypy's and black's own wheels) turns the same source
-into C extensions that run the engine ~1.5 x faster (bench/rules_timeit.py, README
-Performance). Nothing is hand-written in C and nothing changes in behaviour: the unit tests
-run against both (deploy/test.sh).
+The gateway's decoders and the processor's engine, rules, detectors and line-protocol encoder
+stay plain typed Python; mypyc (part of mypy, the compiler behind mypy's and black's own
+wheels) turns the same source into C extensions: the processor's engine runs ~1.5 x faster
+and the gateway's decoding ~1.2 x (bench/rules_timeit.py, README Performance). Nothing is
+hand-written in C and nothing changes in behaviour: the unit tests run against both
+(deploy/test.sh).
 
 ``build()`` compiles ``MODULES`` into ``<cache>/native/<digest>/``, where the digest covers
-the modules' source, the Python version and mypy's version. ``activate()`` (run by
-``processors/__init__.py``) puts that directory in front of the packages' search path only if
-it exists for the digest of the files as they are now: an edited module changes the digest, so
-a stale build is never imported; the pure-Python modules run until the next build.
-``CITYWATCH_NATIVE=0`` turns compiled modules off.
+the modules' source, the Python version and mypy's version. ``activate(package)`` (run by
+``processors/__init__.py`` and ``ingest/__init__.py``) puts that directory in front of the
+package's search path, and its subpackages', only if it exists for the digest of the files
+as they are now: an edited module changes the digest, so a stale build is never imported; the
+pure-Python modules run until the next build. ``CITYWATCH_NATIVE=0`` turns compiled modules
+off.
 
 Example:
     $ citywatch native build     # deploy/bootstrap.sh does this
@@ -21,6 +23,8 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.util
 import os
 import shutil
 import sys
@@ -30,9 +34,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: Where the per-reading path lives besides the engine: every rule and detector module (a new
-#: one is compiled without being listed here); their registries stay interpreted.
-_PER_READING_DIRS = ("processors/rules", "processors/detectors")
+#: Where the per-message path lives besides the modules named below: every decoder, rule and
+#: detector module (a new one is compiled without being listed here); their registries stay
+#: interpreted.
+_PER_READING_DIRS = ("ingest/decoders", "processors/rules", "processors/detectors")
 _INTERPRETED = ("__init__.py", "registry.py")
 # One walk of those directories (this runs at every import of processors).
 _FOUND: tuple[Path, ...] = tuple(
@@ -44,8 +49,9 @@ _FOUND: tuple[Path, ...] = tuple(
     )
 )
 
-#: The per-reading path (not the registries, the configuration or anything doing I/O).
+#: The per-message path (not the registries, the configuration or anything doing I/O).
 MODULES: tuple[str, ...] = (
+    "ingest/decode.py",
     "processors/engine.py",
     "processors/alerts.py",
     "processors/sinks/lines.py",
@@ -53,6 +59,7 @@ MODULES: tuple[str, ...] = (
 )
 #: Packages whose search path gets the compiled directory in front.
 PACKAGES: tuple[str, ...] = (
+    "ingest",
     "processors",
     "processors.sinks",
     *(".".join(p.parent.parts) for p in _FOUND if p.name == "__init__.py"),
@@ -97,31 +104,49 @@ def enabled() -> bool:
     return os.environ.get("CITYWATCH_NATIVE", "1") != "0"
 
 
-def activate() -> Path | None:
-    """Use the compiled modules if they were built from these sources; returns their directory."""
+def activate(package: str) -> Path | None:
+    """Use the compiled modules of ``package`` (and its subpackages) if they were built from
+    these sources; returns their directory. Called first thing in the package's __init__."""
     if not enabled():
         return None
     where = build_dir()
     if not is_built(where):
         return None
-    import importlib
-
     # The compiled modules share one support library, imported by its top-level name.
     if str(where) not in sys.path:
         sys.path.append(str(where))
     for name in PACKAGES:
-        pkg = importlib.import_module(name)
-        sub = str(where.joinpath(*name.split(".")))
-        if sub not in pkg.__path__:
-            pkg.__path__.insert(0, sub)
+        if name == package or name.startswith(package + "."):
+            _search_first(name, str(where.joinpath(*name.split("."))))
     return where
 
 
-def active() -> bool:
-    """True when ``processors.engine`` is the compiled one."""
-    import processors.engine
+def _search_first(name: str, sub: str) -> None:
+    """Put ``sub`` first on package ``name``'s search path, before its __init__ imports any
+    of its modules (ingest.decoders' does)."""
+    pkg = sys.modules.get(name)
+    if pkg is not None:  # the package calling activate(), or one imported earlier
+        if sub not in pkg.__path__:
+            pkg.__path__.insert(0, sub)
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        return
+    spec.submodule_search_locations.insert(0, sub)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    parent, _, child = name.rpartition(".")
+    setattr(sys.modules[parent], child, mod)
 
-    return not str(processors.engine.__file__).endswith(".py")
+
+def active(module: str = "processors.engine") -> bool:
+    """True when ``module`` (one of ``MODULES``) is the compiled one."""
+    return not str(importlib.import_module(module).__file__).endswith(".py")
 
 
 def build(*, quiet: bool = True) -> Path:
