@@ -291,3 +291,13 @@ def test_latency_stages_name_the_slowest_probes_of_each_stage() -> None:
     assert st["slowest_to_kafka"] == ["7", "6", "5", "4", "3"]  # 70 ms, 60 ms, ...
     assert st["slowest_in_processor"][0] == "2"  # its alert took 900 ms, the others 100
     assert st["processor"]["max_ms"] == 900.0
+
+
+def test_decode_timeit_times_every_simulator_format() -> None:
+    from bench.decode_timeit import FORMATS, measure
+
+    got = measure(rounds=1)
+    formats = {f for fs in FORMATS.values() for f in fs}
+    assert formats == {"json_native", "senml", "lamp_binary", "ttn_v3", "chirpstack_v4"}
+    assert all(got[f] > 0 for f in formats)
+    assert min(got[f] for f in formats) <= got["all"] <= max(got[f] for f in formats)
