@@ -1,10 +1,10 @@
 """CPU time of the gateway's per-message work: ``decode_message`` plus ``to_record``.
 
-One payload per (family, format) the simulator sends, 200 devices each, so every decoder runs
-as in the demo. Prints microseconds per message (the best of several rounds, CPU time) for
-each format and for all of them; ``--compare`` runs itself once with the compiled decoders
-(citywatch.native) and once as plain Python (``CITYWATCH_NATIVE=0``), alternately, and
-prints the ratio.
+One payload per (family, format) the simulator sends (the fuzzer's sample fields), 200
+devices each, so every decoder runs as in the demo. Prints microseconds per message (the best
+of several rounds, CPU time) for each format and for all of them; ``--compare`` runs itself
+once with the compiled decoders (citywatch.native) and once as plain Python
+(``CITYWATCH_NATIVE=0``), alternately, and prints the ratio.
 
 Example:
     $ .venv/bin/python -m bench.decode_timeit --compare
@@ -22,27 +22,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-FIELDS: dict[str, dict[str, Any]] = {
-    "streetlight": {
-        "power_state": "on",
-        "dimming_pct": 80.0,
-        "power_w": 95.5,
-        "voltage_v": 229.1,
-        "current_a": 0.42,
-        "power_factor": 0.95,
-    },
-    "bin": {"fill_ratio": 0.43, "temperature_c": 18.5, "battery_v": 3.6},
-    "vehicle": {
-        "lat": 31.2,
-        "lon": 121.4,
-        "speed_kmh": 32.0,
-        "heading_deg": 90.0,
-        "ignition": True,
-        "vehicle_kind": "muck",
-        "route_id": "r1",
-    },
-    "dust": {"pm10_ugm3": 55.2, "pm25_ugm3": 20.1, "noise_dba": 61.3, "site_id": "s1"},
-}
+from bench.fuzz import SAMPLE_FIELDS
+
+# The formats the simulator gives each family (ingest/simulator/citygen.py).
 FORMATS: dict[str, tuple[str, ...]] = {
     "streetlight": ("json_native", "senml", "lamp_binary"),
     "bin": ("json_native", "senml", "ttn_v3"),
@@ -67,7 +49,7 @@ def measure(rounds: int, *, freeze: bool = False) -> dict[str, Any]:
             msgs = sets.setdefault(fmt, [])
             for i in range(200):
                 dev = f"{family[:3]}-{i:04d}"
-                body = encode(fmt, dev, t + i, i, FIELDS[family])
+                body = encode(fmt, dev, t + i, i, SAMPLE_FIELDS[family])
                 msgs.append((f"city/c1/{family}/{dev}/up", body))
     for msgs in sets.values():
         for topic, body in msgs:
