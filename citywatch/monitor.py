@@ -9,7 +9,8 @@ broker_dropped, broker_stored) and
 ``pipeline_deadletter`` (tag reason; fields total, per_s) at wall-clock time. Rates are
 deltas between scrapes; a counter that went down (a restarted process) restarts its rate.
 Every ``grafana.rollup_interval_s`` it also redoes the hourly lighting-rate roll-up of the
-last ``grafana.rollup_lookback_h`` hours (dashboards/rollup.py).
+hours in the last ``grafana.rollup_lookback_h`` whose lamp readings changed since they were
+last rolled up (``dashboards.rollup.fill_hours``).
 
 Why scrape rather than have each process write its own health: the counters already exist
 for Prometheus users, and one small job keeps InfluxDB writes out of the hot paths.
@@ -145,14 +146,15 @@ class Monitor:
         return lines
 
     async def roll_up(self, stop: asyncio.Event) -> None:
-        """Redo the lighting roll-up of the last hours now and then (dashboards/rollup.py)."""
-        from dashboards.rollup import roll_up
+        """Now and then, redo the lighting roll-up of the recent hours whose readings changed."""
+        from dashboards.rollup import fill_hours
 
         g = self.s.grafana
         while g.rollup_interval_s > 0 and not stop.is_set():
             now = datetime.now(UTC)
             try:
-                await roll_up(self.s, now - timedelta(hours=g.rollup_lookback_h), now)
+                spans = await fill_hours(self.s, now - timedelta(hours=g.rollup_lookback_h), now)
+                log.info("lighting roll-up: %d hour spans redone", len(spans))
             except Exception as exc:  # InfluxDB down or slow: the next round redoes the hours
                 log.warning("lighting roll-up not written: %s", exc)
             with contextlib.suppress(TimeoutError):

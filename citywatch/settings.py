@@ -317,9 +317,10 @@ class GrafanaSettings(BaseModel):
     # `citywatch dashboards monitor`: scrape period and what it writes (measurement in `raw`).
     monitor_interval_s: float = 10.0
     monitor_measurement: str = "pipeline"
-    # ...and the hourly lighting-rate roll-up (dashboards/rollup.py): the last
-    # rollup_lookback_h hours of device time are rolled up again every rollup_interval_s
-    # (0: never; `citywatch dashboards rollup` does past days).
+    # ...and the hourly lighting-rate roll-up (dashboards/rollup.py): every
+    # rollup_interval_s, the hours of the last rollup_lookback_h (device time) whose lamp
+    # readings changed since their roll-up are rolled up again (0: never; `citywatch
+    # dashboards rollup` does any range).
     rollup_interval_s: float = 900.0
     rollup_lookback_h: float = 26.0
     report_dir: Path = Path("out/reports")

@@ -31,7 +31,16 @@ from dashboards.boards import all_queries
 from dashboards.build import render
 from dashboards.kpis import LIGHTING_COUNTS, expand, kpis, lighting_rate_query
 from dashboards.report import build_report
-from dashboards.rollup import MEASUREMENT, STATE, fill_nights, hours_of, roll_up
+from dashboards.rollup import (
+    HOUR,
+    MEASUREMENT,
+    STATE,
+    fill_hours,
+    fill_nights,
+    hour_floor,
+    hours_of,
+    roll_up,
+)
 
 from .helpers import Proc, run_id, start_group_at_end, stop_all
 
@@ -328,6 +337,37 @@ def test_the_report_rolls_up_a_night_the_rollup_holds_in_part(city_run: Any) -> 
     assert asyncio.run(fill_nights(s, lo, hi)) == (1, [lo])
     assert _influx(s, q) == before
     assert asyncio.run(fill_nights(s, lo, hi)) == (1, [])
+
+
+def test_the_monitor_redoes_only_the_hours_whose_readings_changed(city_run: Any) -> None:
+    """fill_hours, the monitor's round: an hour up to date is left alone; an hour a late
+    reading reached is rolled up again, alone, and again once that reading is gone."""
+    s, _, _, sim, _ = city_run
+    run_lo, run_hi = hours_of(*(datetime.fromisoformat(x.replace("Z", "+00:00")) for x in sim))
+    # Other tests may have left hours of the run's span changed since their roll-up.
+    asyncio.run(fill_hours(s, run_lo, run_hi))
+    assert asyncio.run(fill_hours(s, run_lo, run_hi)) == []
+
+    late = run_lo + timedelta(hours=1, minutes=7)
+    hour = hour_floor(late)
+    line = (
+        "streetlight,device_id=late-lamp-2,circuit_id=late-circuit-2,district=late\\ hour "
+        f"lit=1i,switched_on=1i {int(late.timestamp())}"
+    )
+    point = (
+        f'SELECT lit, n FROM "{s.influx.kpi_retention_policy}"."{MEASUREMENT}" '
+        f"WHERE time >= '{hour.strftime(FMT)}' AND time < '{(hour + HOUR).strftime(FMT)}' "
+        "AND district = 'late hour'"
+    )
+    influxql.write(s, line, precision="s")
+    try:
+        assert asyncio.run(fill_hours(s, run_lo, run_hi)) == [(hour, hour + HOUR)]
+        assert [ser["values"][0][1:] for ser in _influx(s, point)] == [[1, 1]]
+    finally:
+        influxql.execute(s, "DELETE FROM streetlight WHERE district = 'late hour'")
+    assert asyncio.run(fill_hours(s, run_lo, run_hi)) == [(hour, hour + HOUR)]
+    assert _influx(s, point) == []
+    assert asyncio.run(fill_hours(s, run_lo, run_hi)) == []
 
 
 def test_variable_queries_return_values(city_run: Any) -> None:

@@ -75,7 +75,7 @@ def test_cli_times_are_local_days_or_times_with_an_offset() -> None:
             _when(s, bad, "--since")
 
 
-async def test_monitor_redoes_the_lookback_each_round_and_survives_a_failure(
+async def test_monitor_checks_the_lookback_each_round_and_survives_a_failure(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     s = Settings()
@@ -84,15 +84,17 @@ async def test_monitor_redoes_the_lookback_each_round_and_survives_a_failure(
     stop = asyncio.Event()
     spans: list[timedelta] = []
 
-    async def fake_roll_up(settings: Settings, lo: datetime, hi: datetime) -> int:
+    async def fake_fill_hours(
+        settings: Settings, lo: datetime, hi: datetime
+    ) -> list[tuple[datetime, datetime]]:
         spans.append(hi - lo)
         if len(spans) == 1:
             raise RuntimeError("InfluxDB refused the roll-up query")
         if len(spans) == 3:
             stop.set()
-        return 1
+        return []
 
-    monkeypatch.setattr(rollup, "roll_up", fake_roll_up)
+    monkeypatch.setattr(rollup, "fill_hours", fake_fill_hours)
     with caplog.at_level(logging.WARNING, logger="citywatch.monitor"):
         await asyncio.wait_for(Monitor(s).roll_up(stop), 5)
     assert spans == [timedelta(hours=26)] * 3
@@ -219,4 +221,57 @@ async def test_fill_nights_rolls_up_only_the_changed_nights_inside_its_range(
     assert rolled == [(lo, lo + rollup.NIGHT)]
     assert all(
         "time >= '2026-12-01T06:00:00Z' AND time < '2026-12-03T07:00:00Z'" in q for q in asked
+    )
+
+
+def test_changed_hours_are_rolled_up_as_runs_of_consecutive_hours() -> None:
+    t0 = datetime(2026, 12, 5, 0, tzinfo=UTC)
+    h = [_ns(t0) + i * H for i in range(6)]
+    # Hour 1 never rolled up, hour 2 gained a reading, hour 4 lost all of its readings.
+    now, held = {h[0]: 5, h[1]: 4, h[2]: 8, h[3]: 2}, {h[0]: 5, h[2]: 7, h[3]: 2, h[4]: 9}
+    changed = rollup.changed_hours(now, held)
+    assert changed == {h[1], h[2], h[4]}
+    assert rollup.hour_spans(changed) == [
+        (t0 + timedelta(hours=1), t0 + timedelta(hours=3)),
+        (t0 + timedelta(hours=4), t0 + timedelta(hours=5)),
+    ]
+    assert rollup.hour_spans(set()) == []
+    # An hour held at 0 that still has no readings is up to date.
+    assert rollup.changed_hours({h[0]: 5}, {h[0]: 5, h[5]: 0}) == set()
+
+
+async def test_fill_hours_rolls_up_only_the_changed_hours_of_its_range(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s = Settings()
+    lo = datetime(2026, 12, 5, 0, 30, tzinfo=UTC)
+    hi = lo + timedelta(hours=26)
+    h = [_ns(datetime(2026, 12, 5, 0, tzinfo=UTC)) + i * H for i in range(27)]
+    # The lookback's first (partial) hour never rolled up, two hours up to date, and the
+    # last, partial hour still filling since its previous roll-up.
+    now = {h[0]: (5, 5), h[10]: (3, 3), h[11]: (4, 4), h[26]: (9, 9)}
+    held = {h[10]: 3, h[11]: 4, h[26]: 6}
+    asked: list[str] = []
+
+    def fake_series(settings: Settings, q: str, *args: object) -> list[dict[str, object]]:
+        asked.append(q)
+        if "FROM streetlight" in q:
+            return [{"values": [[k, n, on] for k, (n, on) in now.items()]}]
+        return [{"values": [[k, v] for k, v in held.items()]}]
+
+    rolled: list[tuple[datetime, datetime]] = []
+
+    async def fake_roll_up(settings: Settings, a: datetime, b: datetime) -> int:
+        rolled.append((a, b))
+        return 0
+
+    monkeypatch.setattr(influxql, "series", fake_series)
+    monkeypatch.setattr(rollup, "roll_up", fake_roll_up)
+    first, last = datetime(2026, 12, 5, 0, tzinfo=UTC), datetime(2026, 12, 6, 2, tzinfo=UTC)
+    expected = [(first, first + rollup.HOUR), (last, last + rollup.HOUR)]
+    assert await rollup.fill_hours(s, lo, hi) == expected
+    assert rolled == expected
+    assert len(asked) == 2
+    assert all(
+        "time >= '2026-12-05T00:00:00Z' AND time < '2026-12-06T03:00:00Z'" in q for q in asked
     )
