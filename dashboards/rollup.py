@@ -1,7 +1,7 @@
 """The lighting rate rolled up per hour and district, so that a month of it is one quick query.
 
 The lighting rate needs a per-circuit, 5-minute subquery over every lamp reading
-(``dashboards.kpis.lighting_subquery``): ~6 s for a city-wide day of 6 million readings on
+(``dashboards.kpis.lighting_subquery``): 10.6 s for a day of 5,000 lamps on 250 circuits on
 this machine, so a month asked of the raw readings would take minutes, and the bureaus
 assess the rate by the month. This job asks it once per hour of data instead and writes
 measurement ``lighting_hourly`` (retention policy ``influx.kpi_retention_policy``), tag
@@ -23,7 +23,8 @@ field ``readings``): never rolled up, rolled up in part, or readings come or gon
 time (a backfill, the simulator) may lie days behind.
 
 Example:
-    >>> series = [{"tags": {"district": "north"}, "values": [[3_600_000_000_000, 98, 100]]}]
+    >>> series = [{"tags": {"circuit_id": c, "district": "north"},
+    ...            "values": [[3_600_000_000_000, 49, 50]]} for c in ("c1", "c2")]
     >>> hour_lines(series)
     ['lighting_hourly,district=north lighting_rate=0.98,lit=98i,n=100i 3600000000000']
 """
@@ -79,23 +80,36 @@ def _span(lo: datetime, hi: datetime) -> str:
 
 
 def rollup_query(lo: datetime, hi: datetime) -> str:
-    """Per hour and district in [lo, hi): lit lamp readings and all, in switched-on slots."""
+    """Per hour and circuit in [lo, hi): lit lamp readings and all, in switched-on slots.
+
+    Per circuit, not per district: grouped by exactly the subquery's own tags, InfluxDB
+    1.12 answers 7-14 times faster than grouped by district over it (5,000 lamps on 250
+    circuits, one day: 10.6 s against 151 s). ``hour_lines`` sums the circuits per district.
+    """
     where = _span(lo, hi)
     return lighting_rate_query(
-        where, where, " GROUP BY time(1h), district fill(none)", select=LIGHTING_COUNTS
+        where,
+        where,
+        " GROUP BY time(1h), circuit_id, district fill(none)",
+        select=LIGHTING_COUNTS,
     )
 
 
 def hour_lines(series: list[dict[str, Any]]) -> list[str]:
-    """Line protocol for the rows ``[time ns, lit, n]`` of the query's series (one a district)."""
-    out = []
+    """Line protocol per district and hour, summing the rows ``[time ns, lit, n]`` of the
+    query's series (one a circuit, tagged with its district)."""
+    totals: dict[tuple[str, int], list[int]] = {}
     for ser in series:
         district = (ser.get("tags") or {}).get("district", "")
         for ts, lit, n in ser.get("values", []):
-            if not n:
-                continue
-            fields = {"lighting_rate": lit / n, "lit": int(lit), "n": int(n)}
-            out.append(point_line(MEASUREMENT, {"district": district}, fields, int(ts)))
+            if n:
+                acc = totals.setdefault((district, int(ts)), [0, 0])
+                acc[0] += int(lit)
+                acc[1] += int(n)
+    out = []
+    for (district, ts), (lit, n) in sorted(totals.items()):
+        fields = {"lighting_rate": lit / n, "lit": lit, "n": n}
+        out.append(point_line(MEASUREMENT, {"district": district}, fields, ts))
     return out
 
 

@@ -23,13 +23,14 @@ def test_hour_floor_is_the_utc_hour_start_of_any_zone() -> None:
     assert rollup.hour_floor(t) == datetime(2026, 12, 5, 0, 0, tzinfo=UTC)
 
 
-def test_query_counts_per_hour_and_district_over_switched_on_slots_only() -> None:
+def test_query_counts_per_hour_and_circuit_over_switched_on_slots_only() -> None:
     q = rollup.rollup_query(
         datetime(2026, 12, 5, 0, tzinfo=UTC), datetime(2026, 12, 6, 0, tzinfo=UTC)
     )
     assert q.startswith("SELECT sum(lit_n) AS lit, sum(n) AS n FROM (SELECT sum(lit) AS lit_n")
     assert q.count("time >= '2026-12-05T00:00:00Z' AND time < '2026-12-06T00:00:00Z'") == 2
-    assert "AND cmd > 0.5 GROUP BY time(1h), district fill(none)" in q
+    # Grouped by the subquery's own tags (InfluxDB's fast case); hour_lines sums circuits.
+    assert "AND cmd > 0.5 GROUP BY time(1h), circuit_id, district fill(none)" in q
     # The rate the dashboards show is the same subquery with the counts divided.
     rate = kpis(Settings())["lighting_rate_city"].query
     assert q.split(" FROM ", 1)[1].split(") WHERE")[0] == (
@@ -275,3 +276,15 @@ async def test_fill_hours_rolls_up_only_the_changed_hours_of_its_range(
     assert all(
         "time >= '2026-12-05T00:00:00Z' AND time < '2026-12-06T03:00:00Z'" in q for q in asked
     )
+
+
+def test_hour_lines_sum_the_circuits_of_each_district_and_hour() -> None:
+    series = [
+        {"tags": {"circuit_id": "c1", "district": "a b"}, "values": [[H, 9, 10], [2 * H, 4, 5]]},
+        {"tags": {"circuit_id": "c2", "district": "a b"}, "values": [[H, 10, 10]]},
+        {"tags": {"circuit_id": "c3", "district": "z"}, "values": [[H, 0, 0]]},
+    ]
+    assert rollup.hour_lines(series) == [
+        f"lighting_hourly,district=a\\ b lighting_rate=0.95,lit=19i,n=20i {H}",
+        f"lighting_hourly,district=a\\ b lighting_rate=0.8,lit=4i,n=5i {2 * H}",
+    ]
