@@ -321,7 +321,7 @@ class GrafanaSettings(BaseModel):
     # rollup_interval_s, the hours of the last rollup_lookback_h (device time) whose lamp
     # readings changed since their roll-up are rolled up again (0: never; `citywatch
     # dashboards rollup` does any range).
-    rollup_interval_s: float = 900.0
+    rollup_interval_s: float = 300.0
     rollup_lookback_h: float = 26.0
     report_dir: Path = Path("out/reports")
 
