@@ -114,7 +114,7 @@ def kpis(s: Settings, rules: RulesConfig | None = None) -> dict[str, Kpi]:
     pipe = s.grafana.monitor_measurement
     out = [
         # The per-district views read the hourly roll-up: over the readings, InfluxDB 1.12
-        # groups a subquery by district 7-14 times slower than by its own tags (~8 s per
+        # groups a subquery by district 7-14 times slower than by its own tags (~6 s per
         # hour of 5,000 lamps), so a night's panel would time out on a real city. The
         # monitor keeps the roll-up's current hour at most grafana.rollup_interval_s behind.
         Kpi(
