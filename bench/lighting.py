@@ -78,6 +78,11 @@ def best(rounds: int, fn: Callable[[int], Any]) -> float:
     return min(times)
 
 
+def ask(s: Settings, q: str) -> Callable[[int], Any]:
+    """A round of ``best``: query ``q`` once."""
+    return lambda _: influxql.series(s, q, 1800)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lamps", type=int, default=5000)
@@ -109,10 +114,7 @@ def main() -> None:
                     select=LIGHTING_COUNTS,
                 ),
             }
-            got = {
-                name: best(a.rounds, lambda _, q=q: influxql.series(s, q, 1800))
-                for name, q in shapes.items()
-            }
+            got = {name: best(a.rounds, ask(s, q)) for name, q in shapes.items()}
             ratio = got["by district"] / got["per hour and circuit"]
             print(
                 f"lighting rate over {hours} h of readings: "
