@@ -189,6 +189,29 @@ def test_an_hour_straddling_local_noon_goes_to_the_night_it_overlaps_most() -> N
     )
 
 
+def _fake_influx(
+    monkeypatch: pytest.MonkeyPatch, now: dict[int, tuple[int, int]], held: dict[int, int]
+) -> tuple[list[str], list[tuple[datetime, datetime]]]:
+    """InfluxDB answering the two count queries with ``now`` and ``held``, and a roll-up
+    that only records its spans: the queries asked and the spans rolled up, as they come."""
+    asked: list[str] = []
+    rolled: list[tuple[datetime, datetime]] = []
+
+    def fake_series(settings: Settings, q: str, *args: object) -> list[dict[str, object]]:
+        asked.append(q)
+        if "FROM streetlight" in q:
+            return [{"values": [[k, n, on] for k, (n, on) in now.items()]}]
+        return [{"values": [[k, v] for k, v in held.items()]}]
+
+    async def fake_roll_up(settings: Settings, a: datetime, b: datetime) -> int:
+        rolled.append((a, b))
+        return 0
+
+    monkeypatch.setattr(influxql, "series", fake_series)
+    monkeypatch.setattr(rollup, "roll_up", fake_roll_up)
+    return asked, rolled
+
+
 async def test_fill_nights_rolls_up_only_the_changed_nights_inside_its_range(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -202,22 +225,7 @@ async def test_fill_nights_rolls_up_only_the_changed_nights_inside_its_range(
     # the 3rd, which is mostly the third night's); the roll-up held neither.
     now = {h[0]: (5, 5), h[10]: (3, 3), h[48]: (9, 9)}
     held = {h[10]: 3}
-    asked: list[str] = []
-
-    def fake_series(settings: Settings, q: str, *args: object) -> list[dict[str, object]]:
-        asked.append(q)
-        if "FROM streetlight" in q:
-            return [{"values": [[k, n, on] for k, (n, on) in now.items()]}]
-        return [{"values": [[k, v] for k, v in held.items()]}]
-
-    rolled: list[tuple[datetime, datetime]] = []
-
-    async def fake_roll_up(settings: Settings, a: datetime, b: datetime) -> int:
-        rolled.append((a, b))
-        return 0
-
-    monkeypatch.setattr(influxql, "series", fake_series)
-    monkeypatch.setattr(rollup, "roll_up", fake_roll_up)
+    asked, rolled = _fake_influx(monkeypatch, now, held)
     assert await rollup.fill_nights(s, lo, hi) == (1, [lo])
     assert rolled == [(lo, lo + rollup.NIGHT)]
     assert all(
@@ -252,22 +260,7 @@ async def test_fill_hours_rolls_up_only_the_changed_hours_of_its_range(
     # last, partial hour still filling since its previous roll-up.
     now = {h[0]: (5, 5), h[10]: (3, 3), h[11]: (4, 4), h[26]: (9, 9)}
     held = {h[10]: 3, h[11]: 4, h[26]: 6}
-    asked: list[str] = []
-
-    def fake_series(settings: Settings, q: str, *args: object) -> list[dict[str, object]]:
-        asked.append(q)
-        if "FROM streetlight" in q:
-            return [{"values": [[k, n, on] for k, (n, on) in now.items()]}]
-        return [{"values": [[k, v] for k, v in held.items()]}]
-
-    rolled: list[tuple[datetime, datetime]] = []
-
-    async def fake_roll_up(settings: Settings, a: datetime, b: datetime) -> int:
-        rolled.append((a, b))
-        return 0
-
-    monkeypatch.setattr(influxql, "series", fake_series)
-    monkeypatch.setattr(rollup, "roll_up", fake_roll_up)
+    asked, rolled = _fake_influx(monkeypatch, now, held)
     first, last = datetime(2026, 12, 5, 0, tzinfo=UTC), datetime(2026, 12, 6, 2, tzinfo=UTC)
     expected = [(first, first + rollup.HOUR), (last, last + rollup.HOUR)]
     assert await rollup.fill_hours(s, lo, hi) == expected
