@@ -72,9 +72,14 @@ def assets(
 
 
 @app.command()
-def monitor() -> None:
+def monitor(log_level: str = typer.Option("INFO", help="logging level")) -> None:
     """Scrape gateway/processor metrics and Kafka lag into InfluxDB until stopped."""
+    from citywatch.logs import setup as setup_logging
     from citywatch.monitor import Monitor
+
+    # Like the gateway and the processor: its warnings (InfluxDB or Kafka down) and each
+    # roll-up round need a handler, or they reach nobody.
+    setup_logging(log_level)
 
     async def main() -> None:
         stop = asyncio.Event()
