@@ -46,4 +46,7 @@ def test_objects_made_after_tuning_are_still_collected(gc_state: None) -> None:
     a.ref, b.ref = b, a  # a cycle: only the collector can free it
     del a, b
     assert gc.collect() >= 2
-    assert gc.get_freeze_count() == frozen
+    # Nothing made since was frozen. (Not ==: a frozen object still leaves the permanent
+    # generation when its last reference goes, e.g. in a thread an earlier test left; a
+    # clean-clone CI run saw 376,356 -> 376,353.)
+    assert gc.get_freeze_count() <= frozen
