@@ -36,7 +36,7 @@ FORMATS: dict[str, tuple[str, ...]] = {
 def measure(rounds: int, *, freeze: bool = False) -> dict[str, Any]:
     """Microseconds per message by format, and overall, in this process (``freeze``: take
     the payloads and imports out of the garbage collector's walks, which only add noise)."""
-    import ingest.decode
+    from citywatch.native import active
     from ingest.decode import decode_message
     from ingest.readings import to_record
     from ingest.simulator.formats import encode
@@ -58,7 +58,7 @@ def measure(rounds: int, *, freeze: bool = False) -> dict[str, Any]:
                 raise RuntimeError(f"{topic} {body!r}: {res.rejects}")
     if freeze:
         gc.freeze()
-    out: dict[str, Any] = {"compiled": not str(ingest.decode.__file__).endswith(".py")}
+    out: dict[str, Any] = {"compiled": active("ingest.decode")}
     total = 0.0
     for fmt, msgs in sets.items():
         best = float("inf")
