@@ -122,15 +122,22 @@ class SortedWindow:
         _F32[0] = value - self.offset
         stored = _F32[0]
         tag = self._next
+        self._next = (tag + 1) & 0xFF
         full = len(ordered) == size
+        oldest = tags.index((tag - size) & 0xFF) if full else -1
         if full:
-            oldest = tags.index((tag - size) & 0xFF)
             del ordered[oldest]
-            del tags[oldest]
         at = bisect_right(ordered, stored)
         ordered.insert(at, stored)
-        tags.insert(at, tag)
-        self._next = (tag + 1) & 0xFF
+        if oldest == 0:
+            # A bytearray drops its first byte by moving its start, and the next insert then
+            # regrows it with ~20 spare bytes for good: shift the tags in place instead.
+            tags[0:at] = tags[1 : at + 1]
+            tags[at] = tag
+        else:
+            if full:
+                del tags[oldest]
+            tags.insert(at, tag)
         if not full and len(ordered) == size:
             # Growing one by one left spare capacity; exact copies keep ~50 bytes per series.
             self.ordered = array("f", ordered)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 import random
+import sys
+from array import array
 from pathlib import Path
 
 import pytest
@@ -189,6 +191,9 @@ def test_sorted_window_is_the_ring_sorted(size: int) -> None:
         assert window.push(v) == ring.push(v)
         assert list(window.ordered) == sorted(ring.values())
     assert window.offset == ring.offset
+    # Full, it moves values in place: its buffers keep their exact size (no spare bytes).
+    assert sys.getsizeof(window._tags) == sys.getsizeof(bytearray(size))
+    assert sys.getsizeof(window.ordered) == sys.getsizeof(array("f", [0.0] * size))
 
 
 def test_sorted_window_sizes_fit_a_byte() -> None:
@@ -247,3 +252,4 @@ def test_sentinel_floor_does_not_hide_a_clear_spike_on_a_young_series() -> None:
     det = Sentinel()
     run(det, noisy(150, seed=3))
     assert det.update(150 * STEP, 20.0 + 3.0) < 0.51  # 3 sigmas: ordinary for Gaussian noise
+
