@@ -253,3 +253,71 @@ def test_sentinel_floor_does_not_hide_a_clear_spike_on_a_young_series() -> None:
     run(det, noisy(150, seed=3))
     assert det.update(150 * STEP, 20.0 + 3.0) < 0.51  # 3 sigmas: ordinary for Gaussian noise
 
+
+DAY = 86400.0
+
+
+def _alert_days(det: Sentinel, step: float, values: list[float]) -> list[float]:
+    scores = [det.update(i * step, v) for i, v in enumerate(values)]
+    return [round(i * step / DAY, 2) for i, s in enumerate(scores) if s > 0.51]
+
+
+def _daily_spike(step: float, days: int = 14) -> list[float]:
+    # A steady pattern with the same spike every day at noon: its alerts come as the
+    # records first grow to it and then decay below it, on the days that time decides.
+    per_day = int(DAY / step)
+    values = [(i * 7919 % 13) / 13 for i in range(days * per_day)]
+    for d in range(1, days):
+        values[d * per_day + per_day // 2] = 6.0
+    return values
+
+
+def test_sentinel_records_decay_per_time_when_sampled_faster() -> None:
+    # A dust sensor read every minute must not alert more often than one read every 5.
+    minutes = _alert_days(Sentinel(routine_tolerance=0.0), 60.0, _daily_spike(60.0))
+    fives = _alert_days(Sentinel(routine_tolerance=0.0), 300.0, _daily_spike(300.0))
+    assert minutes == fives
+    assert len(fives) < 13  # some days the record still holds the spike
+    # Decaying per point (as before), the minute series re-alerted every day.
+    per_point = Sentinel(routine_tolerance=0.0, decay_interval=1e-9)
+    assert len(_alert_days(per_point, 60.0, _daily_spike(60.0))) == 13
+
+
+def _weekends_fuller(weeks: int = 6) -> list[float]:
+    # A bin that is fuller at weekends (days 5 and 6 of each week), 5-minute readings.
+    per_day = int(DAY / STEP)
+    return [
+        (i * 7919 % 13) / 13 + (3.0 if (i // per_day) % 7 >= 5 else 0.0)
+        for i in range(weeks * 7 * per_day)
+    ]
+
+
+def test_sentinel_alerts_a_weekly_routine_mostly_in_its_first_week() -> None:
+    days = _alert_days(Sentinel(), STEP, _weekends_fuller())
+    # The first weekend's start and end; later, once, a weekend whose decayed record was
+    # passed an hour after its start, which is not the half hour the routine is known by.
+    assert days == [5.0, 7.0, 33.04]
+    # Without the routine check the weekends' starts and ends alerted again and again.
+    again = _alert_days(Sentinel(routine_tolerance=0.0), STEP, _weekends_fuller())
+    assert again == [5.0, 7.0, 12.0, 19.0, 28.01, 33.04, 35.01, 40.01]
+
+
+def test_sentinel_routine_hides_no_bigger_event_or_other_hour() -> None:
+    values = _weekends_fuller()
+    per_day = int(DAY / STEP)
+    values[(4 * 7 + 5) * per_day + 1] = 30.0  # in the routine's half hour, far bigger
+    values[(3 * 7 + 2) * per_day + per_day // 2] = 9.0  # a Wednesday noon
+    days = _alert_days(Sentinel(), STEP, values)
+    assert days == [5.0, 7.0, 23.5, 33.0]
+
+
+def test_sentinel_remembers_three_would_be_alerts_and_keeps_routines() -> None:
+    det = Sentinel()
+    det.update(0.0, 1.0)  # times are kept from the first point on
+    assert [det._routine(day * DAY) for day in (0, 1, 2, 3)] == [False] * 4
+    assert det._routine(8 * DAY + 1200) is True  # day 1 is still there: a routine now
+    assert det._routine(7 * DAY) is False  # day 0 was pushed out by day 3
+    # Other alerts come and go around it without pushing it out.
+    assert not any(det._routine(day * DAY + 5 * 3600) for day in (9, 10, 11, 12))
+    assert det._routine(15 * DAY + 600) is True
+    assert det._routine(29 * DAY) is True  # a week without it is forgiven
