@@ -23,9 +23,9 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
+from processors.detectors.ewma import DAY
 from processors.detectors.sentinel import Sentinel
 
-DAY = 86400.0
 WEEKS = 8
 SEEDS = 5
 #: A Monday, 00:00 UTC: the series' weeks start on Mondays.

@@ -228,9 +228,8 @@ class Sentinel(Detector):
         # Seasonal statistic against the time-of-day profile (from the second day on).
         z_season = -1.0
         use_season = False
-        season = self._season
-        profile = season if isinstance(season, DailyProfile) else None
-        if profile is not None:
+        profile = self._season
+        if isinstance(profile, DailyProfile):
             b = profile.index(ts)
             expected = profile.get(b)
             days = (ts - f[_T0]) / DAY
@@ -295,12 +294,13 @@ class Sentinel(Detector):
         f = self._f
         # Times from the first point on, so the sign is free to mark a routine (-1 - time).
         now = max(ts - f[_T0], 0.0)
+        # Evicted first: an empty slot, then the oldest alert that is not a live routine.
         victim = _SEEN
-        victim_key = math.inf
+        victim_key = (True, math.inf)
         for i in range(_SEEN, _SEEN + ROUTINE_SLOTS):
             slot = f[i]
             if slot != slot:  # empty
-                key = -math.inf
+                key = (False, -math.inf)
             else:
                 routine = slot < 0.0
                 seen = -1.0 - slot if routine else slot
@@ -308,7 +308,7 @@ class Sentinel(Detector):
                 if gap >= WEEK - tol and (gap + tol) % WEEK <= 2.0 * tol:
                     f[i] = -1.0 - now
                     return True
-                key = seen + WEEK * 1e6 if routine and gap <= 2.0 * WEEK + tol else seen
+                key = (routine and gap <= 2.0 * WEEK + tol, seen)
             if key < victim_key:
                 victim, victim_key = i, key
         f[victim] = now

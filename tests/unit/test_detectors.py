@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from processors.backtest.nab_scoring import load_windows, score_corpus
 from processors.backtest.runner import backtest_paths, labelled
 from processors.detectors.base import Detector, state_bytes
+from processors.detectors.ewma import DAY
 from processors.detectors.registry import DEFAULT_DETECTOR, DETECTORS, create
 from processors.detectors.robust_z import Ring, SortedWindow, median_mad
 from processors.detectors.sentinel import Sentinel, SentinelParams
@@ -252,9 +253,6 @@ def test_sentinel_floor_does_not_hide_a_clear_spike_on_a_young_series() -> None:
     det = Sentinel()
     run(det, noisy(150, seed=3))
     assert det.update(150 * STEP, 20.0 + 3.0) < 0.51  # 3 sigmas: ordinary for Gaussian noise
-
-
-DAY = 86400.0
 
 
 def _alert_days(det: Sentinel, step: float, values: list[float]) -> list[float]:
