@@ -17,9 +17,11 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import sys
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from array import array
+from typing import Any, ClassVar
 
 from mypy_extensions import mypyc_attr
 
@@ -51,6 +53,19 @@ class Detector(ABC):
         self.learn_one(ts, value)
         return score
 
+    def get_state(self) -> list[Any] | None:
+        """What this series has learnt, as JSON-ready values, for a checkpoint (parameters
+        are not included: they come from the configuration); None if not supported."""
+        return None
+
+    def set_state(self, state: list[Any]) -> None:
+        """Take back what ``get_state`` gave, into a fresh detector with the same parameters.
+
+        Raises ValueError or TypeError when the state does not fit; the detector is then
+        unusable and should be replaced by a fresh one.
+        """
+        raise ValueError(f"detector {self.name!r} keeps no checkpoints")
+
 
 #: Readings beyond this magnitude are treated like NaN: not scored, not learnt. No physical
 #: sensor reads 1e15, and keeping values below it keeps float32 storage and squares finite.
@@ -65,6 +80,43 @@ def usable(value: float) -> bool:
         (True, False, False)
     """
     return -MAX_ABS_VALUE < value < MAX_ABS_VALUE
+
+
+def pack_array(values: array[Any]) -> str:
+    """An array's machine bytes as base64 text, for checkpoints (NaN and float32 kept exact).
+
+    Example:
+        >>> unpack_array("f", pack_array(array("f", [1.5, 2.0])), 2).tolist()
+        [1.5, 2.0]
+    """
+    return base64.b64encode(values.tobytes()).decode("ascii")
+
+
+def unpack_array(typecode: str, text: object, most: int) -> array[Any]:
+    """The array ``pack_array`` wrote; ValueError if it is not one or holds over ``most`` items."""
+    if not isinstance(text, str):
+        raise TypeError("an array must be base64 text")
+    out: array[Any] = array(typecode)
+    out.frombytes(base64.b64decode(text, validate=True))
+    if len(out) > most:
+        raise ValueError(f"{len(out)} values where at most {most} fit")
+    return out
+
+
+def state_number(value: object) -> float:
+    """A checkpoint's number (JSON null stands for NaN, which JSON cannot hold)."""
+    if value is None:
+        return float("nan")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"a number expected, got {type(value).__name__}")
+    return float(value)
+
+
+def state_count(value: object, most: int) -> int:
+    """A checkpoint's count in 0..``most``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+        raise ValueError(f"a count in 0..{most} expected, got {value!r}")
+    return value
 
 
 def state_bytes(obj: object) -> int:
@@ -135,3 +187,10 @@ class PassThrough(Detector):
 
     def update(self, ts: float, value: float) -> float:
         return 0.0
+
+    def get_state(self) -> list[Any] | None:
+        return []
+
+    def set_state(self, state: list[Any]) -> None:
+        if state:
+            raise ValueError("a pass-through detector has no state")

@@ -21,8 +21,16 @@ from __future__ import annotations
 
 import math
 from array import array
+from typing import Any
 
-from processors.detectors.base import Detector, usable
+from processors.detectors.base import (
+    Detector,
+    pack_array,
+    state_count,
+    state_number,
+    unpack_array,
+    usable,
+)
 from processors.detectors.robust_z import MEAN_AD_TO_SIGMA, squashed
 
 DAY = 86_400.0
@@ -63,6 +71,16 @@ class Cadence:
             return None
         self._gaps = None
         return sorted(gaps)[len(gaps) // 2]
+
+    def get_state(self) -> list[Any]:
+        return [self._last, None if self._gaps is None else pack_array(self._gaps)]
+
+    def set_state(self, state: list[Any]) -> None:
+        """Take back ``get_state``; ValueError/TypeError if it does not fit."""
+        last, gaps = state
+        self._last = state_number(last)
+        # Fewer gaps than needed, or it would have been forgotten already.
+        self._gaps = None if gaps is None else array("d", unpack_array("d", gaps, self._needed - 1))
 
 
 class DailyProfile:
@@ -106,6 +124,20 @@ class DailyProfile:
     def learn(self, i: int, value: float, rate: float) -> None:
         old = self._values[i]
         self._values[i] = value if old != old else old + rate * (value - old)
+
+    def get_state(self) -> list[Any]:
+        return [pack_array(self._values)]
+
+    @classmethod
+    def from_state(cls, state: list[Any], max_bins: int) -> DailyProfile:
+        """The profile ``get_state`` gave; ValueError/TypeError unless 1..``max_bins`` bins."""
+        (values,) = state
+        bins = unpack_array("f", values, max_bins)
+        if not bins:
+            raise ValueError("a profile has at least one bin")
+        profile = cls(1)
+        profile._values = array("f", bins)
+        return profile
 
 
 class Ewma(Detector):
@@ -181,3 +213,23 @@ class Ewma(Detector):
         self._level += max(self._alpha, 1.0 / self._n) * (value - season - self._level)
         if self._profile is not None:
             self._profile.learn(self._profile.index(ts), value - self._level, self._gamma)
+
+    def get_state(self) -> list[Any] | None:
+        cadence = None if self._cadence is None else self._cadence.get_state()
+        profile = None if self._profile is None else self._profile.get_state()
+        return [self._n, self._level, self._mad, cadence, profile]
+
+    def set_state(self, state: list[Any]) -> None:
+        n, level, mad, cadence, profile = state
+        self._n = state_count(n, 2**62)
+        self._level = state_number(level)
+        self._mad = state_number(mad)
+        if cadence is None:
+            self._cadence = None
+        elif self._cadence is not None:
+            self._cadence.set_state(cadence)
+        else:
+            raise ValueError("a cadence where this detector keeps none")
+        self._profile = (
+            None if profile is None else DailyProfile.from_state(profile, self._max_bins)
+        )

@@ -17,11 +17,21 @@ Example:
 
 from __future__ import annotations
 
+import math
 from array import array
 from bisect import bisect_right
 from collections.abc import Sequence
+from itertools import pairwise
+from typing import Any
 
-from processors.detectors.base import Detector, usable
+from processors.detectors.base import (
+    Detector,
+    pack_array,
+    state_count,
+    state_number,
+    unpack_array,
+    usable,
+)
 
 #: MAD → standard deviation for Gaussian data.
 MAD_TO_SIGMA = 1.4826
@@ -73,6 +83,17 @@ class Ring:
     def values(self) -> array[float]:
         return self._buf
 
+    def get_state(self) -> list[Any]:
+        return [self._next, self.offset, pack_array(self._buf)]
+
+    def set_state(self, state: list[Any]) -> None:
+        """Take back ``get_state``; ValueError/TypeError if it does not fit this size."""
+        nxt, offset, buf = state
+        values = unpack_array("f", buf, self._size)
+        self._next = state_count(nxt, self._size - 1)
+        self.offset = _finite(state_number(offset))
+        self._buf = array("f", values)  # an exact copy: frombytes leaves spare room
+
 
 class SortedWindow:
     """The last ``size`` values in ascending order, as float32 offsets from the first value.
@@ -112,6 +133,31 @@ class SortedWindow:
         twin._next, twin.offset = self._next, self.offset
         return twin
 
+    def get_state(self) -> list[Any]:
+        return [
+            self._next,
+            self.offset,
+            pack_array(self.ordered),
+            pack_array(array("B", self._tags)),
+        ]
+
+    def set_state(self, state: list[Any]) -> None:
+        """Take back ``get_state``; ValueError/TypeError unless it is a window of this size
+        (ascending values, and the arrival tags of the last ones before ``next``)."""
+        nxt, offset, ordered, tags = state
+        values = unpack_array("f", ordered, self._size)
+        arrivals = unpack_array("B", tags, self._size)
+        tag = state_count(nxt, 0xFF)
+        k = len(values)
+        if len(arrivals) != k or sorted(arrivals) != sorted((tag - k + i) & 0xFF for i in range(k)):
+            raise ValueError("arrival tags do not match the window")
+        if any(v != v for v in values) or any(a > b for a, b in pairwise(values)):
+            raise ValueError("window values are not in ascending order")
+        self._next = tag
+        self.offset = _finite(state_number(offset))
+        self.ordered = array("f", values)
+        self._tags = bytearray(arrivals.tobytes())
+
     def push(self, value: float) -> float:
         """Store ``value``; returns it as stored (offset, float32-rounded) for exact compares."""
         ordered = self.ordered
@@ -143,6 +189,12 @@ class SortedWindow:
             self.ordered = array("f", ordered)
             self._tags = bytearray(tags)
         return stored
+
+
+def _finite(x: float) -> float:
+    if not math.isfinite(x):
+        raise ValueError(f"{x} where a finite number belongs")
+    return x
 
 
 #: Rounds a value to float32 the way ``array("f")`` stores it.
@@ -237,3 +289,9 @@ class RobustZ(Detector):
     def learn_one(self, ts: float, value: float) -> None:
         if usable(value):  # a NaN or inf reading would poison the window
             self._ring.push(value)
+
+    def get_state(self) -> list[Any] | None:
+        return self._ring.get_state()
+
+    def set_state(self, state: list[Any]) -> None:
+        self._ring.set_state(state)

@@ -47,7 +47,13 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-from processors.detectors.base import Detector, usable
+from processors.detectors.base import (
+    Detector,
+    pack_array,
+    state_count,
+    unpack_array,
+    usable,
+)
 from processors.detectors.ewma import DAY, NAN, Cadence, DailyProfile
 from processors.detectors.robust_z import MEAN_AD_TO_SIGMA, SortedWindow
 
@@ -175,6 +181,45 @@ class Sentinel(Detector):
 
     def learn_one(self, ts: float, value: float) -> None:
         self.update(ts, value)
+
+    def get_state(self) -> list[Any] | None:
+        season = self._season
+        if isinstance(season, Cadence):
+            kept: list[Any] | None = ["cadence", season.get_state()]
+        elif isinstance(season, DailyProfile):
+            kept = ["profile", season.get_state()]
+        else:
+            kept = None
+        return [
+            self._n,
+            self._n_season,
+            self._cool,
+            pack_array(self._f),
+            self._ring.get_state(),
+            kept,
+        ]
+
+    def set_state(self, state: list[Any]) -> None:
+        p = self._p
+        n, n_season, cool, floats, ring, season = state
+        f = unpack_array("d", floats, len(self._f))
+        if len(f) != len(self._f):
+            raise ValueError(f"{len(f)} state numbers where {len(self._f)} belong")
+        self._n = state_count(n, p.count_cap)
+        self._n_season = state_count(n_season, p.count_cap)
+        self._cool = state_count(cool, p.refractory)
+        self._ring.set_state(ring)
+        if len(self._ring) < min(self._n, p.window):
+            raise ValueError("fewer window values than points seen")
+        self._f = array("d", f)
+        if season is None:
+            self._season = None
+        elif season[0] == "profile":
+            self._season = DailyProfile.from_state(season[1], p.max_bins)
+        elif season[0] == "cadence" and isinstance(self._season, Cadence):
+            self._season.set_state(season[1])
+        else:
+            raise ValueError(f"unknown seasonal state {season[0]!r}")
 
     def update(self, ts: float, value: float) -> float:
         if not usable(value) or not math.isfinite(ts):  # neither scored nor learnt
