@@ -61,6 +61,9 @@ class KafkaSettings(BaseModel):
     alerts_topic: str = "citywatch.alerts"
     commands_topic: str = "citywatch.commands"
     presence_topic: str = "citywatch.presence"
+    # The processors' detector checkpoints (processors.checkpoints): compacted, and as many
+    # partitions as the readings topic.
+    detector_state_topic: str = "citywatch.detector-state"
     readings_partitions: int = 6
     retention_ms: int = 7 * 24 * 3600 * 1000
     deadletter_retention_ms: int = 30 * 24 * 3600 * 1000
@@ -171,6 +174,12 @@ class ProcessorSettings(BaseModel):
     # committed offset) with outputs suppressed, to rebuild rule and detector state.
     warmup_s: float = 900.0
     warmup_max_records: int = 200_000
+    # Every this many seconds, the detector state of the devices read meanwhile goes to the
+    # compacted checkpoint topic (processors.checkpoints), so a restart or a rebalance does
+    # not make the detectors learn afresh from the 15-minute replay (0: off). Shorter than
+    # warmup_s: the replay then covers every reading since the checkpoint.
+    checkpoint_s: float = Field(default=300.0, ge=0.0)
+    checkpoint_load_timeout_s: float = 30.0
     idle_partition_s: float = 5.0  # see Processor.watermark
     max_poll_interval_ms: int = 900_000  # InfluxDB may be down this long before a rebalance
     rules_file: Path | None = None

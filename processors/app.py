@@ -11,8 +11,9 @@ and alert ids are deterministic, so the replay adds nothing.
 
 After a partition is assigned (start, restart, rebalance) the processor first replays up to
 ``warmup_s`` of that partition's recent past before the committed offset with all output
-suppressed: the rules and detectors get their state back without a changelog topic, and no
-alert is raised twice or missed.
+suppressed: the rules get their state back, and no alert is raised twice or missed. The
+statistical detectors, which learn from days rather than minutes, also take back their last
+checkpoint (processors.checkpoints, written every ``checkpoint_s``).
 
 Example:
     $ citywatch process --instance p1
@@ -37,6 +38,7 @@ from citywatch import native as _native
 from citywatch.gctune import tune_gc
 from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
+from processors.checkpoints import Checkpoints
 from processors.commands_feed import CommandsFeed
 from processors.config import RulesConfig
 from processors.engine import Engine, Output
@@ -59,13 +61,26 @@ class _Warmup(ConsumerRebalanceListener):  # type: ignore[misc]
             await self.proc.settle()
         for tp in revoked:
             self.proc.warm_until.pop(tp, None)
+        # Their next owner starts from what the detectors know now.
+        await self.proc.checkpoints.save({tp.partition for tp in revoked})
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self.proc.rebalances += 1
-        c = self.proc.consumer
-        ps = self.proc.s.processor
         if not assigned:
             return
+        c = self.proc.consumer
+        # The main loop's poll goes on while this runs: without the pause it took readings
+        # from the committed offsets into fresh detectors before the checkpoints were loaded
+        # and the warm-up seek was made (and checkpointed them over the good ones).
+        c.pause(*assigned)
+        try:
+            await self._rebuild(assigned)
+        finally:
+            c.resume(*assigned)
+
+    async def _rebuild(self, assigned: list[TopicPartition]) -> None:
+        c = self.proc.consumer
+        ps = self.proc.s.processor
         # What we, or these partitions' previous owner, published after the last commit is
         # about to be raised again by the replay: learn it first, so it is not re-sent. A new
         # group replays nothing. Bounded: this runs inside the group's rebalance.
@@ -75,6 +90,14 @@ class _Warmup(ConsumerRebalanceListener):  # type: ignore[misc]
                 self.proc.s, ps.group_id, since_s=max(ps.warmup_s, 300.0), timeout_s=10.0
             )
             log.info("%d recent alert events on the alerts topic", n)
+            try:
+                n = await self.proc.checkpoints.load(
+                    [tp.partition for tp in assigned if committed[tp]],
+                    ps.checkpoint_load_timeout_s,
+                )
+                log.info("detector checkpoints of %d devices", n)
+            except Exception as exc:  # the replay alone still rebuilds what it can
+                log.warning("detector checkpoints unavailable: %r", exc)
         since_ms = int((time.time() - ps.warmup_s) * 1000)
         try:
             times = await c.offsets_for_times({tp: since_ms for tp in assigned})
@@ -125,6 +148,7 @@ class Processor:
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         self.kafka_sink = KafkaSink(settings, self.instance)
+        self.checkpoints = Checkpoints(settings, self.engine, self.instance)
         reg = self.registry = CollectorRegistry()
         self.m_records = Counter("citywatch_processor_records", "Readings processed", registry=reg)
         self.m_written = Counter(
@@ -235,6 +259,7 @@ class Processor:
         out = Output()
         warm = Output()  # discarded: warm-up only rebuilds state
         offsets: dict[TopicPartition, int] = {}
+        checkpoints = self.checkpoints
         for tp, msgs in batch.items():
             until = self.warm_until.get(tp)
             live: list[dict[str, Any]] = []
@@ -248,6 +273,12 @@ class Processor:
                     self.stats["bad"] += 1
                     continue
                 (replay if until is not None and msg.offset < until else live).append(rec)
+            if checkpoints.enabled:
+                seen = checkpoints.touched.setdefault(tp.partition, {})
+                for rec in replay:
+                    seen[rec["device_id"]] = rec["ts"]
+                for rec in live:
+                    seen[rec["device_id"]] = rec["ts"]
             if replay:
                 await self._feed(replay, warm)
                 self.stats["warmup"] += len(replay)
@@ -346,6 +377,7 @@ class Processor:
 
     async def run(self, stop: asyncio.Event) -> dict[str, int]:
         await self.kafka_sink.start()
+        await self.checkpoints.start()
         # Operators' commands first, so no lamp they switched off is judged "out" meanwhile.
         feed = CommandsFeed(self.s, self.engine.command)
         await feed.start()
@@ -363,6 +395,8 @@ class Processor:
                 batch = await self.poll()
                 if batch:
                     await self._handle(batch, stop)
+                if self.checkpoints.due() and not self.warm_until:
+                    await self.checkpoints.save()
                 else:
                     # Idle: still let time-based rules (silence) see event time move.
                     out = Output()
@@ -372,6 +406,7 @@ class Processor:
                         await self.settle()
                         await self._emit(out, stop)
             await self.settle()
+            await self.checkpoints.save()
         finally:
             follow.cancel()
             with contextlib.suppress(BaseException):
@@ -381,6 +416,7 @@ class Processor:
                 await self.consumer.stop()
             with contextlib.suppress(Exception):
                 await self.kafka_sink.stop()
+            await self.checkpoints.stop()
             await self.sink.close()
         return dict(self.stats)
 

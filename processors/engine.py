@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +82,12 @@ class Engine:
         }
         self.store_above = cfg.detectors.store_above
         self.detectors: dict[tuple[str, str], Detector] = {}
+        # Checkpointed detector state waiting for its series' first reading (see restore), and
+        # the restored series' checkpoint times: readings up to then are already learnt.
+        self.pending: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.resume: dict[tuple[str, str], int] = {}
+        self.restored = 0
+        self.restore_refused = 0
         self.watermark = 0
         self._conds: list[Condition] = []
         # Operators' lamp commands, so a lamp switched off on purpose is not "out".
@@ -96,6 +103,7 @@ class Engine:
         out = out or Output()
         conds = self._conds
         lines = out.lines
+        resume = self.resume
         for rec in records:
             fam = rec["family"]
             for rule in self.by_family.get(fam, ()):
@@ -113,7 +121,13 @@ class Engine:
                 key = (rec["device_id"], metric)
                 det = self.detectors.get(key)
                 if det is None:
-                    det = self.detectors[key] = create(self.detector_name)
+                    det = self._new_detector(key)
+                if resume:
+                    until = resume.get(key)
+                    if until is not None:
+                        if ts <= until:
+                            continue  # a replayed reading the checkpoint already holds
+                        del resume[key]
                 score = det.update(ts / 1e9, x)
                 if score >= self.store_above:
                     # The series part is escaped per anomaly line, not cached per series: a
@@ -131,6 +145,53 @@ class Engine:
             lines.append(reading_line(rec))
         if tick:
             self.tick(self.watermark, out)
+        return out
+
+    def _new_detector(self, key: tuple[str, str]) -> Detector:
+        """A detector for a new series, with its checkpointed state when one is pending."""
+        det = self.detectors[key] = create(self.detector_name)
+        snap = self.pending.get(key[0]) if self.pending else None
+        if snap is None:
+            return det
+        state = snap[1].pop(key[1], None)
+        if not snap[1]:
+            del self.pending[key[0]]
+        if state is None:
+            return det
+        try:
+            det.set_state(state)
+        except (ValueError, TypeError, IndexError, OverflowError):
+            # A checkpoint from another version or a damaged one: learn afresh, as without.
+            self.restore_refused += 1
+            det = self.detectors[key] = create(self.detector_name)
+            return det
+        self.restored += 1
+        self.resume[key] = snap[0]
+        return det
+
+    def restore(self, device_id: str, ts: int, states: dict[str, Any]) -> None:
+        """Hold a device's checkpointed detector states (by metric, learnt up to device time
+        ``ts``) for its series' next readings. The checkpoint replaces a detector this engine
+        already has: it is either the one this engine wrote when its partitions were revoked,
+        or newer (another processor's, while that one held the partition)."""
+        for metric in states:
+            self.detectors.pop((device_id, metric), None)
+            self.resume.pop((device_id, metric), None)
+        self.pending[device_id] = (ts, dict(states))
+
+    def expire_pending(self, before_ns: int) -> None:
+        """Forget checkpoints not taken up, and replay guards not passed, from before then."""
+        for device in [d for d, (ts, _) in self.pending.items() if ts < before_ns]:
+            del self.pending[device]
+        for key in [k for k, ts in self.resume.items() if ts < before_ns]:
+            del self.resume[key]
+
+    def series_of(self, devices: Container[str]) -> dict[str, list[tuple[str, Detector]]]:
+        """The detectors of ``devices``, by device: (metric, detector)."""
+        out: dict[str, list[tuple[str, Detector]]] = {}
+        for (device, metric), det in self.detectors.items():
+            if device in devices:
+                out.setdefault(device, []).append((metric, det))
         return out
 
     def command(self, record: dict[str, Any]) -> bool:

@@ -33,6 +33,13 @@ def topic_specs(s: Settings) -> list[TopicSpec]:
         TopicSpec(k.commands_topic, 3, keep),
         # Latest presence per device is all that matters: compaction keeps exactly that.
         TopicSpec(k.presence_topic, 3, {"cleanup.policy": "compact"}),
+        # Latest detector state per device; a group's device not seen for the retention
+        # (a past benchmark's group) is deleted.
+        TopicSpec(
+            k.detector_state_topic,
+            k.readings_partitions,
+            {"cleanup.policy": "compact,delete"} | keep,
+        ),
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from citywatch import stack
 from citywatch.settings import Settings
+from citywatch.stack.topics import ensure_topics
 
 from .helpers import Proc, run_id, stop_all
 
@@ -18,6 +20,9 @@ def stack_settings() -> Settings:
     s = Settings()
     if not all(healthy for _, healthy in stack.status(s).values()):
         stack.up(s)
+    else:
+        # A stack started by an older checkout may lack a topic added since.
+        asyncio.run(ensure_topics(s))
     return s
 
 

@@ -1,0 +1,194 @@
+"""Detector checkpoints: what each device's statistical detectors have learnt, kept in Kafka.
+
+The warm-up replay after an assignment (processors.app) gives the rules their state back from
+15 minutes of readings, but a detector learns from days: sentinel scores nothing for its first
+100 points (8 hours of 5-minute readings) and keeps records and weekly routines for weeks. So
+every ``processor.checkpoint_s`` (and when partitions are revoked, and at shutdown) the processor
+writes, for each device it read since the last checkpoint, one record to the compacted topic
+``kafka.detector_state_topic``: key ``group|device``, value the device's detector states by
+metric and the device time they were learnt up to, in the partition with the same number as the
+device's readings partition (the topics have as many partitions). On assignment it reads the
+matching partitions; the engine restores each series on its first reading and skips the
+replayed readings the checkpoint already holds. A checkpoint from another detector or format
+is ignored: the series learns afresh, as it did before checkpoints.
+
+Example:
+    >>> blob = encode("sentinel", 10**18, {"pm10_ugm3": [1, 2]})
+    >>> decode(blob, "sentinel")
+    (1000000000000000000, {'pm10_ugm3': [1, 2]})
+    >>> decode(blob, "ewma") is None
+    True
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from citywatch.kafkautil import client_kwargs
+from citywatch.settings import Settings
+from processors.engine import Engine
+
+log = logging.getLogger("citywatch.processor.checkpoints")
+
+#: Bumped when the layout of a detector's state changes: older checkpoints are then ignored.
+FORMAT = 1
+#: Devices serialised between two turns of the event loop.
+CHUNK = 500
+
+
+def encode(detector: str, ts: int, states: dict[str, Any]) -> bytes:
+    """One device's checkpoint record: its detectors' states, learnt up to device time ``ts``."""
+    return orjson.dumps({"v": FORMAT, "detector": detector, "ts": ts, "metrics": states})
+
+
+def decode(value: bytes | None, detector: str) -> tuple[int, dict[str, Any]] | None:
+    """(ts, states by metric) of a checkpoint record; None for a tombstone, a damaged record,
+    or one written by another detector or format."""
+    if not value:
+        return None
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict) or doc.get("v") != FORMAT or doc.get("detector") != detector:
+        return None
+    ts, states = doc.get("ts"), doc.get("metrics")
+    if not isinstance(ts, int) or not isinstance(states, dict):
+        return None
+    return ts, states
+
+
+class Checkpoints:
+    """Writes and reads one processor group's detector checkpoints (see module)."""
+
+    def __init__(self, settings: Settings, engine: Engine, instance: str) -> None:
+        self.s = settings
+        self.engine = engine
+        self.topic = settings.kafka.detector_state_topic
+        self.prefix = f"{settings.processor.group_id}|"
+        # Devices read since the last checkpoint, by readings partition: device -> latest ts.
+        self.touched: dict[int, dict[str, int]] = {}
+        self.saved = 0
+        self.loaded = 0
+        self.enabled = settings.processor.checkpoint_s > 0
+        self.producer = AIOKafkaProducer(
+            **client_kwargs(settings),
+            client_id=f"citywatch-{instance}-checkpoints",
+            acks=1,  # a lost checkpoint costs a fresh start for a few series, nothing more
+            compression_type="lz4",
+            linger_ms=20,
+            max_request_size=4 * 1024 * 1024,
+        )
+        self.consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False)
+        self.last_save = time.monotonic()
+
+    async def start(self) -> None:
+        if not self.enabled:
+            return
+        await self.producer.start()
+        await self.consumer.start()
+        parts = await self._partitions()
+        want = self.s.kafka.readings_partitions
+        if len(parts) < want:
+            log.warning(
+                "%s has %d partitions, %d needed (run `citywatch stack topics`): "
+                "detector checkpoints are off",
+                self.topic,
+                len(parts),
+                want,
+            )
+            self.enabled = False
+
+    async def stop(self) -> None:
+        for client in (self.producer, self.consumer):
+            try:
+                await client.stop()
+            except Exception as exc:  # a client that never started
+                log.debug("checkpoint client stop: %r", exc)
+
+    async def _partitions(self) -> set[int]:
+        parts = self.consumer.partitions_for_topic(self.topic)
+        if not parts:
+            await self.consumer._client.force_metadata_update()
+            parts = self.consumer.partitions_for_topic(self.topic)
+        return set(parts or ())
+
+    def due(self) -> bool:
+        return self.enabled and time.monotonic() - self.last_save >= self.s.processor.checkpoint_s
+
+    async def save(self, partitions: set[int] | None = None) -> int:
+        """Checkpoint the devices read since the last time (only those of ``partitions`` if
+        given); returns how many. Best effort: a failure is logged and the devices are kept
+        for the next checkpoint."""
+        if not self.enabled:
+            return 0
+        self.last_save = time.monotonic()
+        chosen = [p for p in self.touched if partitions is None or p in partitions]
+        name = self.engine.detector_name
+        n = 0
+        for part in chosen:
+            devices = self.touched.pop(part)
+            series = list(self.engine.series_of(devices).items())
+            try:
+                for i in range(0, len(series), CHUNK):
+                    futs = []
+                    for device, dets in series[i : i + CHUNK]:
+                        states = {m: st for m, d in dets if (st := d.get_state()) is not None}
+                        if states:
+                            value = encode(name, devices[device], states)
+                            key = (self.prefix + device).encode()
+                            futs.append(
+                                await self.producer.send(self.topic, value, key=key, partition=part)
+                            )
+                    await asyncio.gather(*futs)
+                    n += len(futs)
+            except Exception as exc:
+                log.warning("detector checkpoint of partition %d failed: %r", part, exc)
+                mine = self.touched.setdefault(part, {})
+                for device, ts in devices.items():
+                    mine.setdefault(device, ts)
+        # Checkpoints of devices that have not reported for a day are let go.
+        self.engine.expire_pending(self.engine.watermark - 86_400 * 10**9)
+        self.saved += n
+        if n:
+            log.info("checkpointed the detectors of %d devices", n)
+        return n
+
+    async def load(self, partitions: list[int], timeout_s: float) -> int:
+        """Read the checkpoints of ``partitions`` into the engine; returns how many devices."""
+        if not self.enabled or not partitions:
+            return 0
+        c = self.consumer
+        tps = [TopicPartition(self.topic, p) for p in partitions]
+        c.assign(tps)
+        await c.seek_to_beginning(*tps)
+        ends = await c.end_offsets(tps)
+        found: dict[str, tuple[int, dict[str, Any]]] = {}
+        name = self.engine.detector_name
+        prefix = self.prefix.encode()
+        deadline = time.monotonic() + timeout_s
+        while [tp for tp, end in ends.items() if await c.position(tp) < end]:
+            if time.monotonic() > deadline:
+                log.warning("detector checkpoints: read for %.0f s, the rest is skipped", timeout_s)
+                break
+            batch = await c.getmany(timeout_ms=500, max_records=5000)
+            for records in batch.values():
+                for r in records:
+                    if r.key is None or not r.key.startswith(prefix):
+                        continue
+                    device = r.key[len(prefix) :].decode(errors="replace")
+                    snap = decode(r.value, name)
+                    if snap is None:
+                        found.pop(device, None)  # a tombstone, or a later unusable record
+                    else:
+                        found[device] = snap
+        for device, (ts, states) in found.items():
+            self.engine.restore(device, ts, states)
+        self.loaded += len(found)
+        return len(found)
