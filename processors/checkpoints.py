@@ -81,8 +81,9 @@ class Checkpoints:
             **client_kwargs(settings),
             client_id=f"citywatch-{instance}-checkpoints",
             acks=1,  # a lost checkpoint costs a fresh start for a few series, nothing more
-            compression_type="lz4",
-            linger_ms=20,
+            # Uncompressed: lz4 cost ~10 us of CPU per device (bench.checkpoints) and gains
+            # little on base64 floats.
+            max_batch_size=1024 * 1024,
             max_request_size=4 * 1024 * 1024,
         )
         self.consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False)
@@ -93,6 +94,14 @@ class Checkpoints:
             return
         await self.producer.start()
         await self.consumer.start()
+        ps = self.s.processor
+        if ps.checkpoint_s >= ps.warmup_s:
+            log.warning(
+                "checkpoint_s %.0f >= warmup_s %.0f: after a crash the replay does not reach "
+                "back to the last checkpoint, and the detectors miss the readings between",
+                ps.checkpoint_s,
+                ps.warmup_s,
+            )
         parts = await self._partitions()
         want = self.s.kafka.readings_partitions
         if len(parts) < want:
@@ -130,24 +139,13 @@ class Checkpoints:
             return 0
         self.last_save = time.monotonic()
         chosen = [p for p in self.touched if partitions is None or p in partitions]
-        name = self.engine.detector_name
         n = 0
         for part in chosen:
             devices = self.touched.pop(part)
             series = list(self.engine.series_of(devices).items())
             try:
                 for i in range(0, len(series), CHUNK):
-                    futs = []
-                    for device, dets in series[i : i + CHUNK]:
-                        states = {m: st for m, d in dets if (st := d.get_state()) is not None}
-                        if states:
-                            value = encode(name, devices[device], states)
-                            key = (self.prefix + device).encode()
-                            futs.append(
-                                await self.producer.send(self.topic, value, key=key, partition=part)
-                            )
-                    await asyncio.gather(*futs)
-                    n += len(futs)
+                    n += await self._send(part, devices, series[i : i + CHUNK])
             except Exception as exc:
                 log.warning("detector checkpoint of partition %d failed: %r", part, exc)
                 mine = self.touched.setdefault(part, {})
@@ -158,6 +156,31 @@ class Checkpoints:
         self.saved += n
         if n:
             log.info("checkpointed the detectors of %d devices", n)
+        return n
+
+    async def _send(
+        self, part: int, devices: dict[str, int], series: list[tuple[str, list[Any]]]
+    ) -> int:
+        """One chunk of devices, in as few record batches as fit: a send per record cost
+        ~110 us of CPU per device (3.5 kB records in aiokafka's default 16 kB batches)."""
+        name = self.engine.detector_name
+        sent = []
+        batch = self.producer.create_batch()
+        n = 0
+        for device, dets in series:
+            states = {m: st for m, d in dets if (st := d.get_state()) is not None}
+            if not states:
+                continue
+            value = encode(name, devices[device], states)
+            key = (self.prefix + device).encode()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                sent.append(await self.producer.send_batch(batch, self.topic, partition=part))
+                batch = self.producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+            n += 1
+        if batch.record_count():
+            sent.append(await self.producer.send_batch(batch, self.topic, partition=part))
+        await asyncio.gather(*sent)
         return n
 
     async def load(self, partitions: list[int], timeout_s: float) -> int:

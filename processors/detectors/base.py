@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-import base64
+import binascii
 import sys
 from abc import ABC, abstractmethod
 from array import array
@@ -82,14 +82,14 @@ def usable(value: float) -> bool:
     return -MAX_ABS_VALUE < value < MAX_ABS_VALUE
 
 
-def pack_array(values: array[Any]) -> str:
+def pack_array(values: array[Any] | bytearray) -> str:
     """An array's machine bytes as base64 text, for checkpoints (NaN and float32 kept exact).
 
     Example:
         >>> unpack_array("f", pack_array(array("f", [1.5, 2.0])), 2).tolist()
         [1.5, 2.0]
     """
-    return base64.b64encode(values.tobytes()).decode("ascii")
+    return binascii.b2a_base64(values, newline=False).decode("ascii")
 
 
 def unpack_array(typecode: str, text: object, most: int) -> array[Any]:
@@ -97,7 +97,7 @@ def unpack_array(typecode: str, text: object, most: int) -> array[Any]:
     if not isinstance(text, str):
         raise TypeError("an array must be base64 text")
     out: array[Any] = array(typecode)
-    out.frombytes(base64.b64decode(text, validate=True))
+    out.frombytes(binascii.a2b_base64(text, strict_mode=True))
     if len(out) > most:
         raise ValueError(f"{len(out)} values where at most {most} fit")
     return out

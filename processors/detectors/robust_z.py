@@ -138,7 +138,7 @@ class SortedWindow:
             self._next,
             self.offset,
             pack_array(self.ordered),
-            pack_array(array("B", self._tags)),
+            pack_array(self._tags),
         ]
 
     def set_state(self, state: list[Any]) -> None:
