@@ -180,7 +180,9 @@ class ProcessorSettings(BaseModel):
     # warmup_s: the replay then covers every reading since the checkpoint. A device is
     # written at most once per checkpoint (bench.checkpoints: ~11 us of CPU, ~3.5 kB).
     checkpoint_s: float = Field(default=600.0, ge=0.0)
-    checkpoint_load_timeout_s: float = 30.0
+    # Longest a checkpoint's save or load may take (Kafka away): the devices not saved are
+    # kept for the next one; what is not loaded learns afresh.
+    checkpoint_timeout_s: float = 30.0
     idle_partition_s: float = 5.0  # see Processor.watermark
     max_poll_interval_ms: int = 900_000  # InfluxDB may be down this long before a rebalance
     rules_file: Path | None = None

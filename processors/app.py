@@ -93,7 +93,7 @@ class _Warmup(ConsumerRebalanceListener):  # type: ignore[misc]
             try:
                 n = await self.proc.checkpoints.load(
                     [tp.partition for tp in assigned if committed[tp]],
-                    ps.checkpoint_load_timeout_s,
+                    ps.checkpoint_timeout_s,
                 )
                 log.info("detector checkpoints of %d devices", n)
             except Exception as exc:  # the replay alone still rebuilds what it can
@@ -395,8 +395,6 @@ class Processor:
                 batch = await self.poll()
                 if batch:
                     await self._handle(batch, stop)
-                if self.checkpoints.due() and not self.warm_until:
-                    await self.checkpoints.save()
                 else:
                     # Idle: still let time-based rules (silence) see event time move.
                     out = Output()
@@ -405,6 +403,8 @@ class Processor:
                     if out.lines or out.events or out.kpi_lines:
                         await self.settle()
                         await self._emit(out, stop)
+                if self.checkpoints.due() and not self.warm_until:
+                    await self.checkpoints.save()
             await self.settle()
             await self.checkpoints.save()
         finally:

@@ -144,9 +144,10 @@ class Checkpoints:
             devices = self.touched.pop(part)
             series = list(self.engine.series_of(devices).items())
             try:
-                for i in range(0, len(series), CHUNK):
-                    n += await self._send(part, devices, series[i : i + CHUNK])
-            except Exception as exc:
+                async with asyncio.timeout(self.s.processor.checkpoint_timeout_s):
+                    for i in range(0, len(series), CHUNK):
+                        n += await self._send(part, devices, series[i : i + CHUNK])
+            except Exception as exc:  # TimeoutError included: Kafka away
                 log.warning("detector checkpoint of partition %d failed: %r", part, exc)
                 mine = self.touched.setdefault(part, {})
                 for device, ts in devices.items():
@@ -187,19 +188,27 @@ class Checkpoints:
         """Read the checkpoints of ``partitions`` into the engine; returns how many devices."""
         if not self.enabled or not partitions:
             return 0
+        found: dict[str, tuple[int, dict[str, Any]]] = {}
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._read(partitions, found)
+        except TimeoutError:
+            log.warning("detector checkpoints: read for %.0f s, the rest is skipped", timeout_s)
+        for device, (ts, states) in found.items():
+            self.engine.restore(device, ts, states)
+        self.loaded += len(found)
+        return len(found)
+
+    async def _read(self, partitions: list[int], found: dict[str, tuple[int, Any]]) -> None:
+        """Every record of ``partitions`` under this group's prefix, the latest per device."""
         c = self.consumer
         tps = [TopicPartition(self.topic, p) for p in partitions]
         c.assign(tps)
         await c.seek_to_beginning(*tps)
         ends = await c.end_offsets(tps)
-        found: dict[str, tuple[int, dict[str, Any]]] = {}
         name = self.engine.detector_name
         prefix = self.prefix.encode()
-        deadline = time.monotonic() + timeout_s
         while [tp for tp, end in ends.items() if await c.position(tp) < end]:
-            if time.monotonic() > deadline:
-                log.warning("detector checkpoints: read for %.0f s, the rest is skipped", timeout_s)
-                break
             batch = await c.getmany(timeout_ms=500, max_records=5000)
             for records in batch.values():
                 for r in records:
@@ -211,7 +220,3 @@ class Checkpoints:
                         found.pop(device, None)  # a tombstone, or a later unusable record
                     else:
                         found[device] = snap
-        for device, (ts, states) in found.items():
-            self.engine.restore(device, ts, states)
-        self.loaded += len(found)
-        return len(found)

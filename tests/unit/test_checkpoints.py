@@ -3,13 +3,15 @@ is refused, and an engine restored from a checkpoint scores what the uninterrupt
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
 import orjson
 import pytest
 
-from processors.checkpoints import decode, encode
+from citywatch.settings import Settings
+from processors.checkpoints import Checkpoints, decode, encode
 from processors.config import RulesConfig
 from processors.detectors.base import state_bytes
 from processors.detectors.registry import DETECTORS, create
@@ -198,3 +200,69 @@ def test_checkpoints_not_taken_up_expire() -> None:
     eng.restore("bin-2", 50 * S, {"fill_ratio": []})
     eng.expire_pending(10 * S)
     assert list(eng.pending) == ["bin-2"]
+
+
+class _Batch:
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes, bytes]] = []
+
+    def append(self, *, key: bytes, value: bytes, timestamp: None) -> object | None:
+        if len(self.records) == 2:  # full: the caller sends it and starts another
+            return None
+        self.records.append((key, value))
+        return object()
+
+    def record_count(self) -> int:
+        return len(self.records)
+
+
+class _Producer:
+    """Stands in for aiokafka's producer: collects batches, or fails like Kafka away."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.sent: list[tuple[int, list[tuple[bytes, bytes]]]] = []
+
+    def create_batch(self) -> _Batch:
+        return _Batch()
+
+    async def send_batch(self, batch: _Batch, topic: str, partition: int) -> Any:
+        if self.fail:
+            raise ConnectionError("Kafka away")
+        self.sent.append((partition, batch.records))
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+
+def _checkpoints(producer: _Producer) -> tuple[Checkpoints, Engine]:
+    s = Settings()
+    eng = Engine(RulesConfig())
+    eng.process(_dust(150), tick=False)
+    cp = Checkpoints(s, eng, "unit")
+    cp.producer = producer  # type: ignore[assignment]
+    cp.touched = {1: {"dust-0": 7, "dust-1": 8}, 4: {"dust-2": 9, "bin-without-detector": 1}}
+    return cp, eng
+
+
+async def test_save_sends_each_partitions_devices_in_batches_under_the_group_prefix() -> None:
+    cp, eng = _checkpoints(_Producer())
+    assert await cp.save() == 3
+    sent = cp.producer.sent  # type: ignore[attr-defined]
+    group = cp.prefix.encode()
+    assert [(p, [k for k, _ in recs]) for p, recs in sent] == [
+        (1, [group + b"dust-0", group + b"dust-1"]),
+        (4, [group + b"dust-2"]),
+    ]
+    snap = decode(sent[0][1][0][1], eng.detector_name)
+    assert snap is not None and snap[0] == 7 and set(snap[1]) == {"pm10_ugm3", "noise_dba"}
+    assert not cp.touched
+
+
+async def test_a_failed_save_keeps_the_devices_for_the_next_one() -> None:
+    cp, _ = _checkpoints(_Producer(fail=True))
+    assert await cp.save(partitions={4}) == 0
+    assert cp.touched == {
+        1: {"dust-0": 7, "dust-1": 8},
+        4: {"dust-2": 9, "bin-without-detector": 1},
+    }
