@@ -100,3 +100,49 @@ async def test_restarted_processor_keeps_its_detectors(
     else:
         # The replay alone leaves every detector in its 100-point warm-up: the spike is missed.
         assert not rows
+
+
+async def test_a_joining_processor_takes_over_partitions_with_their_detectors(
+    stack_settings: Settings, spawn: Any, rid: str
+) -> None:
+    """No periodic checkpoint here (an hour apart): what the second processor gets was written
+    when the first gave up its partitions in the rebalance."""
+    s = stack_settings
+    topic = f"citywatch.readings.test-{rid}"
+    await create_topic(s, topic)
+    env = {
+        "CITYWATCH_KAFKA__READINGS_TOPIC": topic,
+        "CITYWATCH_PROCESSOR__CHECKPOINT_S": "3600",
+        "CITYWATCH_PROCESSOR__WARMUP_MAX_RECORDS": "30",
+    }
+    on_topic = s.model_copy(update={"kafka": s.kafka.model_copy(update={"readings_topic": topic})})
+    t0 = (time.time_ns() // S - 2 * 86_400) * S
+    try:
+        p1 = spawn("process", "--instance", f"p1-{rid}", env=env, name="processor-1")
+        await asyncio.to_thread(wait_log, p1, "processor p1-")
+        await produce_records(on_topic, _readings(rid, t0, 0, BEFORE))
+        done = await asyncio.to_thread(
+            wait_for, lambda: _count(s, rid) >= DEVICES * BEFORE, 90, 0.2
+        )
+        assert done, f"{_count(s, rid)} of {DEVICES * BEFORE} readings stored"
+        assert "checkpointed" not in p1.log_text()
+        p2 = spawn("process", "--instance", f"p2-{rid}", env=env, name="processor-2")
+        await asyncio.to_thread(wait_log, p2, "detector checkpoints of", 60.0)
+        assert f"checkpointed the detectors of {DEVICES} devices" in p1.log_text()
+        await produce_records(on_topic, _readings(rid, t0, BEFORE, AFTER))
+        total = DEVICES * (BEFORE + AFTER)
+        done = await asyncio.to_thread(wait_for, lambda: _count(s, rid) >= total, 90, 0.2)
+        assert done, f"{_count(s, rid)} of {total} readings stored"
+        await asyncio.sleep(1)
+        found = influxql.series(
+            s,
+            f"SELECT score, device_id FROM anomalies WHERE device_id =~ /^dust-{rid}-/ "
+            f"AND time >= {t0 + BEFORE * 300 * S}",
+        )
+        rows = [v for ser in found for v in ser["values"]]
+    finally:
+        await delete_topic(s, topic)
+    # Both processors now hold partitions, each with its devices' detectors restored.
+    spike_ns = t0 + SPIKE * 300 * S
+    assert {r[2] for r in rows if r[0] == spike_ns} == {f"dust-{rid}-{d}" for d in range(DEVICES)}
+    assert len(rows) == DEVICES, f"anomalies besides the spikes: {rows}"
