@@ -95,7 +95,7 @@ class Checkpoints:
         await self.producer.start()
         await self.consumer.start()
         ps = self.s.processor
-        if ps.checkpoint_s >= ps.warmup_s:
+        if 0 < ps.warmup_s <= ps.checkpoint_s:  # warmup_s 0: no replay, by choice (the demo)
             log.warning(
                 "checkpoint_s %.0f >= warmup_s %.0f: after a crash the replay does not reach "
                 "back to the last checkpoint, and the detectors miss the readings between",
