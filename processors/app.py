@@ -264,6 +264,8 @@ class Processor:
             until = self.warm_until.get(tp)
             live: list[dict[str, Any]] = []
             replay: list[dict[str, Any]] = []
+            # Devices to checkpoint next time, with the time their detectors have learnt up to.
+            seen = checkpoints.touched.setdefault(tp.partition, {}) if checkpoints.enabled else None
             for msg in msgs:
                 try:
                     rec = orjson.loads(msg.value)
@@ -273,11 +275,9 @@ class Processor:
                     self.stats["bad"] += 1
                     continue
                 (replay if until is not None and msg.offset < until else live).append(rec)
-            if checkpoints.enabled:
-                seen = checkpoints.touched.setdefault(tp.partition, {})
-                for rec in replay:
-                    seen[rec["device_id"]] = rec["ts"]
-                for rec in live:
+                if seen is not None:
+                    # Here, while the record is in the cache: a loop after this one cost
+                    # ~250 ns a record instead of ~85 (20,000 records outgrow the cache).
                     seen[rec["device_id"]] = rec["ts"]
             if replay:
                 await self._feed(replay, warm)
