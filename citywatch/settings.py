@@ -64,6 +64,9 @@ class KafkaSettings(BaseModel):
     # The processors' detector checkpoints (processors.checkpoints): compacted, and as many
     # partitions as the readings topic.
     detector_state_topic: str = "citywatch.detector-state"
+    # The processors' open alert episodes, latest event per (group, kind, target), a
+    # tombstone once cleared (processors.open_alerts): compacted.
+    open_alerts_topic: str = "citywatch.open-alerts"
     readings_partitions: int = 6
     retention_ms: int = 7 * 24 * 3600 * 1000
     deadletter_retention_ms: int = 30 * 24 * 3600 * 1000

@@ -85,6 +85,14 @@ class AlertManager:
     def __init__(self, policy: AlertPolicy | None = None) -> None:
         self.policy = policy or AlertPolicy()
         self.open: dict[tuple[str, str], Episode] = {}
+        # Episodes raised before this manager's time (by a previous run of the processor, or
+        # the partition's previous owner) and not cleared: the next condition for the same
+        # (kind, target) continues one instead of opening an episode with a new id.
+        self.adopted: dict[tuple[str, str], Episode] = {}
+
+    def adopt(self, episodes: dict[tuple[str, str], Episode]) -> None:
+        """Take over open episodes published earlier (processors.open_alerts)."""
+        self.adopted = dict(episodes)
 
     def _event(self, c: Condition, ep: Episode, state: str, ts: int) -> AlertEvent:
         return AlertEvent(
@@ -105,6 +113,12 @@ class AlertManager:
 
     def apply(self, c: Condition) -> list[AlertEvent]:
         ep = self.open.get(c.key)
+        if ep is None and self.adopted:
+            taken = self.adopted.get(c.key)
+            # A condition from before the episode began (the replay reaching further back)
+            # says nothing about it.
+            if taken is not None and c.ts >= taken.start:
+                ep = self.open[c.key] = self.adopted.pop(c.key)
         if c.active:
             if ep is None:
                 ep = Episode(alert_id(c.target, c.kind, c.ts), c.ts, c.severity, c.ts)

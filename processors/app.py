@@ -38,6 +38,7 @@ from citywatch import native as _native
 from citywatch.gctune import tune_gc
 from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
+from processors import open_alerts
 from processors.checkpoints import Checkpoints
 from processors.commands_feed import CommandsFeed
 from processors.config import RulesConfig
@@ -90,6 +91,10 @@ class _Warmup(ConsumerRebalanceListener):  # type: ignore[misc]
                 self.proc.s, ps.group_id, since_s=max(ps.warmup_s, 300.0), timeout_s=10.0
             )
             log.info("%d recent alert events on the alerts topic", n)
+            if self.proc.kafka_sink.open_alerts:
+                episodes = await open_alerts.load(self.proc.s, ps.group_id, timeout_s=10.0)
+                self.proc.engine.alerts.adopt(episodes)
+                log.info("%d open alert episodes to continue", len(episodes))
             try:
                 n = await self.proc.checkpoints.load(
                     [tp.partition for tp in assigned if committed[tp]],
@@ -378,6 +383,7 @@ class Processor:
     async def run(self, stop: asyncio.Event) -> dict[str, int]:
         await self.kafka_sink.start()
         await self.checkpoints.start()
+        self.kafka_sink.open_alerts = await open_alerts.exists(self.s)
         # Operators' commands first, so no lamp they switched off is judged "out" meanwhile.
         feed = CommandsFeed(self.s, self.engine.command)
         await feed.start()

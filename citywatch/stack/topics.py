@@ -33,6 +33,8 @@ def topic_specs(s: Settings) -> list[TopicSpec]:
         TopicSpec(k.commands_topic, 3, keep),
         # Latest presence per device is all that matters: compaction keeps exactly that.
         TopicSpec(k.presence_topic, 3, {"cleanup.policy": "compact"}),
+        # Alert episodes still open: one record per (group, kind, target), removed on clear.
+        TopicSpec(k.open_alerts_topic, 3, {"cleanup.policy": "compact"}),
         # Latest detector state per device; a group's device not seen for the retention
         # (a past benchmark's group) is deleted.
         TopicSpec(

@@ -23,11 +23,13 @@ from aiokafka.errors import KafkaError
 from citywatch.backoff import retry
 from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
+from processors import open_alerts
 from processors.alerts import AlertEvent
 from processors.published import GROUP_HEADER, PublishedAlerts
 
 log = logging.getLogger("citywatch.processor")
-Record = tuple[str, bytes, bytes, list[tuple[str, bytes]]]  # topic, value, key, headers
+# topic, value (None: a tombstone), key, headers
+Record = tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]
 
 
 class KafkaSink:
@@ -43,6 +45,9 @@ class KafkaSink:
             linger_ms=5,
         )
         self.published = PublishedAlerts()
+        # Whether the open-alerts topic exists (processors.open_alerts.exists): a send to a
+        # missing topic would be retried for ever and stall the processor.
+        self.open_alerts = False
 
     async def start(self) -> None:
         await self.producer.start()
@@ -51,16 +56,22 @@ class KafkaSink:
         await self.producer.stop()
 
     async def publish(self, events: list[AlertEvent], stop: asyncio.Event) -> int:
-        """Send the events not yet on the topic (key = alert id); returns how many were skipped
-        as already published. Consumers dedupe on the same key anyway."""
-        topic = self.s.kafka.alerts_topic
-        headers = [(GROUP_HEADER, self.s.processor.group_id.encode())]
+        """Send the events not yet on the topic (key = alert id), and each one's episode to the
+        open-alerts topic; returns how many were skipped as already published. Consumers
+        dedupe on the same key anyway."""
+        k = self.s.kafka
+        group = self.s.processor.group_id
+        headers = [(GROUP_HEADER, group.encode())]
         seen = self.published
         fresh = [ev for ev in events if (ev.alert_id, ev.state, ev.ts) not in seen]
         if fresh:
-            await self.send(
-                stop, [(topic, ev.to_json(), ev.alert_id.encode(), headers) for ev in fresh]
-            )
+            records: list[Record] = []
+            for ev in fresh:
+                records.append((k.alerts_topic, ev.to_json(), ev.alert_id.encode(), headers))
+                if self.open_alerts:
+                    key, value = open_alerts.record(group, ev)
+                    records.append((k.open_alerts_topic, value, key, []))
+            await self.send(stop, records)
             for ev in fresh:
                 seen.add((ev.alert_id, ev.state, ev.ts))
         return len(events) - len(fresh)

@@ -84,3 +84,18 @@ async def test_send_retries_while_kafka_is_away_and_gives_up_once_stopping(
     stopping.set()
     with pytest.raises(KafkaConnectionError):
         await _sink(FakeProducer(fail=1)).publish([_event("a2")], stopping)
+
+
+async def test_publish_writes_each_episode_to_the_open_alerts_topic_and_clears_it() -> None:
+    s = Settings()
+    fake = FakeProducer()
+    sink = _sink(fake)
+    sink.open_alerts = True
+    await sink.publish([_event("a1"), _event("a1", "cleared", 20)], asyncio.Event())
+    open_key = f"{s.processor.group_id}|bin_overflow|bin-1".encode()
+    assert [(t, k, v is None) for t, v, k, _ in fake.sent] == [
+        (s.kafka.alerts_topic, b"a1", False),
+        (s.kafka.open_alerts_topic, open_key, False),
+        (s.kafka.alerts_topic, b"a1", False),
+        (s.kafka.open_alerts_topic, open_key, True),  # cleared: a tombstone
+    ]
