@@ -242,3 +242,32 @@ async def delete_topic(s: Settings, name: str) -> None:
         await admin.delete_topics([name])
     finally:
         await admin.close()
+
+
+async def own_readings_topic(s: Settings, rid: str) -> tuple[str, Settings]:
+    """A readings topic for one test (its event time is the test's alone, so a processor's
+    clock sees no other run), and settings that produce to it; delete it with delete_topic."""
+    topic = f"citywatch.readings.test-{rid}"
+    await create_topic(s, topic)
+    kafka = s.kafka.model_copy(update={"readings_topic": topic})
+    return topic, s.model_copy(update={"kafka": kafka})
+
+
+def stored(s: Settings, measurement: str, field: str, prefix: str) -> int:
+    """How many points of ``field`` the devices whose id starts with ``prefix`` have."""
+    rows = influx_query(
+        s, f"SELECT count({field}) FROM {measurement} WHERE device_id =~ /^{prefix}/"
+    )
+    return int(rows[0][1]) if rows else 0
+
+
+async def produce_and_wait_stored(
+    s: Settings, records: list[dict[str, Any]], measurement: str, field: str, prefix: str
+) -> None:
+    """Produce ``records`` and wait until InfluxDB holds that many more points of them."""
+    want = stored(s, measurement, field, prefix) + len(records)
+    await produce_records(s, records)
+    done = await asyncio.to_thread(
+        wait_for, lambda: stored(s, measurement, field, prefix) >= want, 90, 0.2
+    )
+    assert done, f"{stored(s, measurement, field, prefix)} of {want} readings stored"

@@ -1,5 +1,6 @@
-"""A processor killed and restarted keeps what its detectors learnt (processors.checkpoints):
-the first anomaly after the restart is caught, and nothing else is stored."""
+"""A processor killed and restarted, or giving up partitions in a rebalance, hands on what its
+detectors learnt (processors.checkpoints): the first anomaly after the hand-over is caught,
+and nothing else is stored."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ import pytest
 from citywatch import influxql
 from citywatch.settings import Settings
 
-from .helpers import create_topic, delete_topic, influx_query, produce_records, wait_for, wait_log
+from .helpers import delete_topic, own_readings_topic, produce_and_wait_stored, wait_log
 
 S = 1_000_000_000
 DEVICES = 12
-BEFORE, AFTER, SPIKE = 200, 40, 215  # points per device before and after the restart
+BEFORE, AFTER, SPIKE = 200, 40, 215  # points per device before and after the hand-over
 
 
 def _readings(rid: str, t0: int, start: int, n: int) -> list[dict[str, Any]]:
@@ -42,61 +43,69 @@ def _readings(rid: str, t0: int, start: int, n: int) -> list[dict[str, Any]]:
     return out
 
 
-def _count(s: Settings, rid: str) -> int:
-    rows = influx_query(s, f"SELECT count(pm10_ugm3) FROM dust WHERE device_id =~ /^dust-{rid}-/")
-    return int(rows[0][1]) if rows else 0
+async def _hand_over(
+    s: Settings, spawn: Any, rid: str, checkpoint_s: str, fault: Any
+) -> tuple[list[list[Any]], int]:
+    """Readings before, ``fault`` (which returns the processor judging what comes after),
+    readings after with a spike; returns the anomalies stored after, and the spike's time."""
+    topic, on_topic = await own_readings_topic(s, rid)
+    env = {
+        "CITYWATCH_KAFKA__READINGS_TOPIC": topic,
+        "CITYWATCH_PROCESSOR__CHECKPOINT_S": checkpoint_s,
+        # The replay covers the last readings before the hand-over, not the whole history (as
+        # 15 minutes would in a city, where 200 readings of a device take 17 hours).
+        "CITYWATCH_PROCESSOR__WARMUP_MAX_RECORDS": "30",
+    }
+    t0 = (time.time_ns() // S - 2 * 86_400) * S
+    prefix = f"dust-{rid}-"
+    try:
+        p1 = spawn("process", "--instance", f"p1-{rid}", env=env, name="processor-1")
+        await asyncio.to_thread(wait_log, p1, "processor p1-")
+        await produce_and_wait_stored(
+            on_topic, _readings(rid, t0, 0, BEFORE), "dust", "pm10_ugm3", prefix
+        )
+        await fault(p1, env)
+        await produce_and_wait_stored(
+            on_topic, _readings(rid, t0, BEFORE, AFTER), "dust", "pm10_ugm3", prefix
+        )
+        await asyncio.sleep(1)  # anomaly lines go in the same writes; allow a last batch
+        found = influxql.series(
+            s,
+            f"SELECT score, device_id FROM anomalies WHERE device_id =~ /^{prefix}/ "
+            f"AND time >= {t0 + BEFORE * 300 * S}",
+        )
+    finally:
+        await delete_topic(s, topic)
+    return [v for ser in found for v in ser["values"]], t0 + SPIKE * 300 * S
+
+
+def _check_every_spike_and_nothing_else(rows: list[list[Any]], spike_ns: int, rid: str) -> None:
+    at_spike = {r[2] for r in rows if r[0] == spike_ns}
+    assert at_spike == {f"dust-{rid}-{d}" for d in range(DEVICES)}, rows
+    assert len(rows) == DEVICES, f"anomalies besides the spikes: {rows}"
 
 
 @pytest.mark.parametrize("checkpoints", [True, False], ids=["checkpoints", "replay-only"])
 async def test_restarted_processor_keeps_its_detectors(
     stack_settings: Settings, spawn: Any, rid: str, checkpoints: bool
 ) -> None:
-    s = stack_settings
-    topic = f"citywatch.readings.test-{rid}"
-    await create_topic(s, topic)
-    env = {
-        "CITYWATCH_KAFKA__READINGS_TOPIC": topic,
-        "CITYWATCH_PROCESSOR__CHECKPOINT_S": "1" if checkpoints else "0",
-        # The replay covers the last readings before the restart, not the whole history (as
-        # 15 minutes would in a city, where 200 readings of a device take 17 hours).
-        "CITYWATCH_PROCESSOR__WARMUP_MAX_RECORDS": "30",
-    }
-    on_topic = s.model_copy(update={"kafka": s.kafka.model_copy(update={"readings_topic": topic})})
-    t0 = (time.time_ns() // S - 2 * 86_400) * S
-    try:
-        p1 = spawn("process", "--instance", f"p-{rid}", env=env, name="processor")
-        await asyncio.to_thread(wait_log, p1, "processor p-")
-        await produce_records(on_topic, _readings(rid, t0, 0, BEFORE))
-        done = await asyncio.to_thread(
-            wait_for, lambda: _count(s, rid) >= DEVICES * BEFORE, 90, 0.2
-        )
-        assert done, f"{_count(s, rid)} of {DEVICES * BEFORE} readings stored"
+    restarted: list[Any] = []
+
+    async def kill9(p1: Any, env: dict[str, str]) -> None:
         if checkpoints:
             await asyncio.to_thread(wait_log, p1, "checkpointed the detectors of")
         await asyncio.sleep(3)  # a checkpoint a second: the last readings are in one too
         p1.kill9()
+        p2 = spawn("process", "--instance", f"p1-{rid}", env=env, name="processor-restarted")
+        await asyncio.to_thread(wait_log, p2, "processor p1-")
+        restarted.append(p2)
 
-        p2 = spawn("process", "--instance", f"p-{rid}", env=env, name="processor-restarted")
-        await asyncio.to_thread(wait_log, p2, "processor p-")
-        await produce_records(on_topic, _readings(rid, t0, BEFORE, AFTER))
-        total = DEVICES * (BEFORE + AFTER)
-        done = await asyncio.to_thread(wait_for, lambda: _count(s, rid) >= total, 90, 0.2)
-        assert done, f"{_count(s, rid)} of {total} readings stored"
-        await asyncio.sleep(1)  # anomaly lines go in the same writes; allow a last batch
-        found = influxql.series(
-            s,
-            f"SELECT score, device_id FROM anomalies WHERE device_id =~ /^dust-{rid}-/ "
-            f"AND time >= {t0 + BEFORE * 300 * S}",
-        )
-        rows = [v for ser in found for v in ser["values"]]
-    finally:
-        await delete_topic(s, topic)
-    spike_ns = t0 + SPIKE * 300 * S
-    at_spike = {r[2] for r in rows if r[0] == spike_ns}
+    rows, spike_ns = await _hand_over(
+        stack_settings, spawn, rid, "1" if checkpoints else "0", kill9
+    )
     if checkpoints:
-        assert f"{DEVICES} devices" in p2.log_text(), p2.log_text()[-2000:]
-        assert at_spike == {f"dust-{rid}-{d}" for d in range(DEVICES)}, rows
-        assert len(rows) == DEVICES, f"anomalies besides the spikes: {rows}"
+        assert f"{DEVICES} devices" in restarted[0].log_text(), restarted[0].log_text()[-2000:]
+        _check_every_spike_and_nothing_else(rows, spike_ns, rid)
     else:
         # The replay alone leaves every detector in its 100-point warm-up: the spike is missed.
         assert not rows
@@ -107,42 +116,13 @@ async def test_a_joining_processor_takes_over_partitions_with_their_detectors(
 ) -> None:
     """No periodic checkpoint here (an hour apart): what the second processor gets was written
     when the first gave up its partitions in the rebalance."""
-    s = stack_settings
-    topic = f"citywatch.readings.test-{rid}"
-    await create_topic(s, topic)
-    env = {
-        "CITYWATCH_KAFKA__READINGS_TOPIC": topic,
-        "CITYWATCH_PROCESSOR__CHECKPOINT_S": "3600",
-        "CITYWATCH_PROCESSOR__WARMUP_MAX_RECORDS": "30",
-    }
-    on_topic = s.model_copy(update={"kafka": s.kafka.model_copy(update={"readings_topic": topic})})
-    t0 = (time.time_ns() // S - 2 * 86_400) * S
-    try:
-        p1 = spawn("process", "--instance", f"p1-{rid}", env=env, name="processor-1")
-        await asyncio.to_thread(wait_log, p1, "processor p1-")
-        await produce_records(on_topic, _readings(rid, t0, 0, BEFORE))
-        done = await asyncio.to_thread(
-            wait_for, lambda: _count(s, rid) >= DEVICES * BEFORE, 90, 0.2
-        )
-        assert done, f"{_count(s, rid)} of {DEVICES * BEFORE} readings stored"
+
+    async def join(p1: Any, env: dict[str, str]) -> None:
         assert "checkpointed" not in p1.log_text()
         p2 = spawn("process", "--instance", f"p2-{rid}", env=env, name="processor-2")
         await asyncio.to_thread(wait_log, p2, "detector checkpoints of", 60.0)
         assert f"checkpointed the detectors of {DEVICES} devices" in p1.log_text()
-        await produce_records(on_topic, _readings(rid, t0, BEFORE, AFTER))
-        total = DEVICES * (BEFORE + AFTER)
-        done = await asyncio.to_thread(wait_for, lambda: _count(s, rid) >= total, 90, 0.2)
-        assert done, f"{_count(s, rid)} of {total} readings stored"
-        await asyncio.sleep(1)
-        found = influxql.series(
-            s,
-            f"SELECT score, device_id FROM anomalies WHERE device_id =~ /^dust-{rid}-/ "
-            f"AND time >= {t0 + BEFORE * 300 * S}",
-        )
-        rows = [v for ser in found for v in ser["values"]]
-    finally:
-        await delete_topic(s, topic)
+
+    rows, spike_ns = await _hand_over(stack_settings, spawn, rid, "3600", join)
     # Both processors now hold partitions, each with its devices' detectors restored.
-    spike_ns = t0 + SPIKE * 300 * S
-    assert {r[2] for r in rows if r[0] == spike_ns} == {f"dust-{rid}-{d}" for d in range(DEVICES)}
-    assert len(rows) == DEVICES, f"anomalies besides the spikes: {rows}"
+    _check_every_spike_and_nothing_else(rows, spike_ns, rid)

@@ -10,7 +10,7 @@ from typing import Any
 from citywatch import influxql
 from citywatch.settings import Settings
 
-from .helpers import create_topic, delete_topic, influx_query, produce_records, wait_for, wait_log
+from .helpers import delete_topic, own_readings_topic, produce_and_wait_stored, wait_for, wait_log
 
 S = 1_000_000_000
 BINS = 3
@@ -38,39 +38,33 @@ def _readings(rid: str, t0: int, start: int, n: int) -> list[dict[str, Any]]:
     return out
 
 
-def _count(s: Settings, rid: str) -> int:
-    rows = influx_query(s, f"SELECT count(fill_ratio) FROM bin WHERE device_id =~ /^bin-{rid}-/")
-    return int(rows[0][1]) if rows else 0
-
-
 async def test_an_old_episode_escalates_and_clears_under_its_id_after_a_restart(
     stack_settings: Settings, spawn: Any, rid: str
 ) -> None:
     s = stack_settings
-    topic = f"citywatch.readings.test-{rid}"
-    await create_topic(s, topic)
+    topic, on_topic = await own_readings_topic(s, rid)
     # The replay reaches 5 readings back, far short of the episodes' start (as 15 minutes
     # would for an overflow reported 3 hours ago).
     env = {
         "CITYWATCH_KAFKA__READINGS_TOPIC": topic,
         "CITYWATCH_PROCESSOR__WARMUP_MAX_RECORDS": "5",
     }
-    on_topic = s.model_copy(update={"kafka": s.kafka.model_copy(update={"readings_topic": topic})})
     t0 = (time.time_ns() // S - 2 * 86_400) * S
     before = 40  # readings per bin before the kill: 3 h 20 min of overflow
+    prefix = f"bin-{rid}-"
     try:
         p1 = spawn("process", "--instance", f"p-{rid}", env=env, name="processor")
         await asyncio.to_thread(wait_log, p1, "processor p-")
-        await produce_records(on_topic, _readings(rid, t0, 0, before))
-        done = await asyncio.to_thread(wait_for, lambda: _count(s, rid) >= BINS * before, 90, 0.2)
-        assert done, f"{_count(s, rid)} of {BINS * before} readings stored"
+        await produce_and_wait_stored(
+            on_topic, _readings(rid, t0, 0, before), "bin", "fill_ratio", prefix
+        )
         await asyncio.sleep(1)
         p1.kill9()
         p2 = spawn("process", "--instance", f"p-{rid}", env=env, name="processor-restarted")
         await asyncio.to_thread(wait_log, p2, "open alert episodes to continue")
-        await produce_records(on_topic, _readings(rid, t0, before, 35))
-        done = await asyncio.to_thread(wait_for, lambda: _count(s, rid) >= BINS * 75, 90, 0.2)
-        assert done, f"{_count(s, rid)} of {BINS * 75} readings stored"
+        await produce_and_wait_stored(
+            on_topic, _readings(rid, t0, before, 35), "bin", "fill_ratio", prefix
+        )
 
         def events() -> list[list[Any]]:
             found = influxql.series(
