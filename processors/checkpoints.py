@@ -29,8 +29,9 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
-from citywatch.kafkautil import client_kwargs
+from citywatch.kafkautil import client_kwargs, read_to_end, topic_partitions
 from citywatch.settings import Settings
 from processors.engine import Engine
 
@@ -102,7 +103,7 @@ class Checkpoints:
                 ps.checkpoint_s,
                 ps.warmup_s,
             )
-        parts = await self._partitions()
+        parts = await topic_partitions(self.consumer, self.topic)
         want = self.s.kafka.readings_partitions
         if len(parts) < want:
             log.warning(
@@ -120,13 +121,6 @@ class Checkpoints:
                 await client.stop()
             except Exception as exc:  # a client that never started
                 log.debug("checkpoint client stop: %r", exc)
-
-    async def _partitions(self) -> set[int]:
-        parts = self.consumer.partitions_for_topic(self.topic)
-        if not parts:
-            await self.consumer._client.force_metadata_update()
-            parts = self.consumer.partitions_for_topic(self.topic)
-        return set(parts or ())
 
     def due(self) -> bool:
         return self.enabled and time.monotonic() - self.last_save >= self.s.processor.checkpoint_s
@@ -191,7 +185,7 @@ class Checkpoints:
         found: dict[str, tuple[int, dict[str, Any]]] = {}
         try:
             async with asyncio.timeout(timeout_s):
-                await self._read(partitions, found)
+                await self._read(partitions, found, timeout_s)
         except TimeoutError:
             log.warning("detector checkpoints: read for %.0f s, the rest is skipped", timeout_s)
         for device, (ts, states) in found.items():
@@ -199,24 +193,26 @@ class Checkpoints:
         self.loaded += len(found)
         return len(found)
 
-    async def _read(self, partitions: list[int], found: dict[str, tuple[int, Any]]) -> None:
+    async def _read(
+        self, partitions: list[int], found: dict[str, tuple[int, Any]], timeout_s: float
+    ) -> None:
         """Every record of ``partitions`` under this group's prefix, the latest per device."""
         c = self.consumer
         tps = [TopicPartition(self.topic, p) for p in partitions]
         c.assign(tps)
         await c.seek_to_beginning(*tps)
-        ends = await c.end_offsets(tps)
         name = self.engine.detector_name
         prefix = self.prefix.encode()
-        while [tp for tp, end in ends.items() if await c.position(tp) < end]:
-            batch = await c.getmany(timeout_ms=500, max_records=5000)
-            for records in batch.values():
-                for r in records:
-                    if r.key is None or not r.key.startswith(prefix):
-                        continue
-                    device = r.key[len(prefix) :].decode(errors="replace")
-                    snap = decode(r.value, name)
-                    if snap is None:
-                        found.pop(device, None)  # a tombstone, or a later unusable record
-                    else:
-                        found[device] = snap
+
+        def take(r: ConsumerRecord[Any, Any]) -> None:
+            if r.key is None or not r.key.startswith(prefix):
+                return
+            device = r.key[len(prefix) :].decode(errors="replace")
+            snap = decode(r.value, name)
+            if snap is None:
+                found.pop(device, None)  # a tombstone, or a later unusable record
+            else:
+                found[device] = snap
+
+        if not await read_to_end(c, take, timeout_s):
+            raise TimeoutError

@@ -39,9 +39,10 @@ def record_key(group: str, kind: str, target: str) -> bytes:
     return f"{group}|{kind}|{target}".encode()
 
 
-def record(group: str, ev: AlertEvent) -> tuple[bytes, bytes | None]:
-    """(key, value) of an alert event on the open-alerts topic; a tombstone once cleared."""
-    return record_key(group, ev.kind, ev.target), None if ev.state == "cleared" else ev.to_json()
+def record(group: str, ev: AlertEvent, encoded: bytes) -> tuple[bytes, bytes | None]:
+    """(key, value) of an alert event (``encoded``: its JSON, as on the alerts topic) on the
+    open-alerts topic; a tombstone once cleared."""
+    return record_key(group, ev.kind, ev.target), None if ev.state == "cleared" else encoded
 
 
 def episode(value: bytes) -> tuple[tuple[str, str], Episode] | None:

@@ -67,9 +67,10 @@ class KafkaSink:
         if fresh:
             records: list[Record] = []
             for ev in fresh:
-                records.append((k.alerts_topic, ev.to_json(), ev.alert_id.encode(), headers))
+                encoded = ev.to_json()
+                records.append((k.alerts_topic, encoded, ev.alert_id.encode(), headers))
                 if self.open_alerts:
-                    key, value = open_alerts.record(group, ev)
+                    key, value = open_alerts.record(group, ev, encoded)
                     records.append((k.open_alerts_topic, value, key, []))
             await self.send(stop, records)
             for ev in fresh:

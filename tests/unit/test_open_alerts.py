@@ -20,7 +20,7 @@ def _adopted_from(events: list[AlertEvent]) -> AlertManager:
     """A fresh manager given what the open-alerts topic holds after ``events``."""
     latest: dict[bytes, bytes | None] = {}
     for ev in events:
-        key, value = record("g", ev)
+        key, value = record("g", ev, ev.to_json())
         latest[key] = value
     am = AlertManager(AlertPolicy(clear_after_s=600))
     am.adopt(dict(got for v in latest.values() if v and (got := episode(v)) is not None))
