@@ -8,6 +8,13 @@ conditions the alert manager needs, with O(1) work per reading:
 - readings older than or equal to the last one judged (duplicates, out-of-order delivery)
   are ignored, and a gap longer than ``max_gap_ns`` restarts the count, so "consecutive"
   always means adjacent in the device's reporting cadence;
+- a new streak does not know whether the fault was present before its time (a processor
+  restarted, or took the target over from another). With ``fresh_clears`` set, its first
+  ``clear_need`` good readings clear as if the fault had just ended, so that an alert episode
+  left open by the previous run (processors.open_alerts) ends too; the alert manager ignores
+  a clear when nothing is open. Only for rules whose good verdict is evidence by itself: a
+  rule that needs history first (a window to fill, a baseline, a duration) says None until it
+  has it, else it would end an episode that is still going on.
 - while the fault is present it re-emits the active condition at most every ``repeat_ns``
   (the alert manager escalates only when it sees the condition again), and after it is gone
   it keeps emitting the inactive condition for ``hold_ns`` (the manager clears an episode
@@ -17,6 +24,10 @@ Example:
     >>> s, p = Streak(), StreakParams(need=2, clear_need=1, hold_ns=0, repeat_ns=10**12)
     >>> [s.step(t, bad, p) for t, bad in [(1, True), (1, True), (2, True), (3, False)]]
     [0, 0, 1, -1]
+    >>> fresh = StreakParams(hold_ns=10, repeat_ns=10, fresh_clears=True)
+    >>> s = Streak()  # its first good reading ends whatever the previous run left open
+    >>> [s.step(t, False, fresh) for t in (1, 2, 11, 12)]
+    [-1, 0, -1, 0]
 """
 
 from __future__ import annotations
@@ -43,12 +54,13 @@ class StreakParams:
     repeat_ns: int = 60 * NS
     max_gap_ns: int = 2**62
     min_span_ns: int = 0
+    fresh_clears: bool = False
 
 
 class Streak:
     """The state of one (fault kind, target): a few ints, no per-reading allocation."""
 
-    __slots__ = ("emitted", "good", "last_ts", "n", "off_since", "on", "since")
+    __slots__ = ("emitted", "fresh", "good", "last_ts", "n", "off_since", "on", "since")
 
     def __init__(self) -> None:
         self.last_ts = -(2**62)
@@ -58,6 +70,7 @@ class Streak:
         self.on = False
         self.emitted = 0  # ts of the last condition emitted
         self.off_since: int | None = None  # set while the inactive condition is being held
+        self.fresh = True  # no verdict of ours has said on or off yet
 
     def step(self, ts: int, bad: bool | None, p: StreakParams) -> int:
         """Judge one reading; returns EMIT_ON, EMIT_OFF or NOTHING. ``bad=None``: not judged."""
@@ -82,19 +95,24 @@ class Streak:
                 return NOTHING
             if n >= p.need and ts - self.since >= p.min_span_ns:
                 self.on = True
+                self.fresh = False
                 self.off_since = None
                 self.emitted = ts
                 return EMIT_ON
             return NOTHING
         self.n = 0
-        if self.on:
+        if self.on or (self.fresh and p.fresh_clears):
             self.good += 1
-            return self.force_off(ts) if self.good >= p.clear_need else NOTHING
+            if self.good < p.clear_need:
+                return NOTHING
+            self.on = True  # the unknown past is treated as a fault just ended
+            return self.force_off(ts)
         return NOTHING if self.off_since is None else self._hold(ts, p)
 
     def force_off(self, ts: int) -> int:
         """End the fault now (e.g. another rule took it over); EMIT_OFF if it was on."""
         self.n = 0
+        self.fresh = False
         if not self.on:
             return NOTHING
         self.on = False
@@ -130,6 +148,9 @@ class DeviceRule(Rule):
 
     kind: ClassVar[str]
     severity: ClassVar[str]
+    # Whether a new streak's first good verdicts end an episode the previous run left open
+    # (StreakParams.fresh_clears): only where a good verdict needs no history.
+    fresh_clears: ClassVar[bool] = False
 
     def _emit(
         self,

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from rulefeed import feed
+
 from processors.config import BinRulesConfig
-from processors.rules.base import Condition, Rule
+from processors.rules.base import Condition
 from processors.rules.bin.bin_fast_fill import BinFastFill
 from processors.rules.bin.bin_fire import BinFire
 from processors.rules.bin.bin_knocked_over import BinKnockedOver
@@ -20,13 +22,6 @@ T0 = 1_717_200_000 * NS
 
 def b(k: int, **fields: Any) -> dict[str, Any]:
     return {"device_id": "bin-1", "family": "bin", "district": "north", "ts": T0 + k * Q, **fields}
-
-
-def feed(rule: Rule, recs: list[dict[str, Any]]) -> list[Condition]:
-    out: list[Condition] = []
-    for r in recs:
-        rule.on_reading(r, out)
-    return out
 
 
 def states(conds: list[Condition]) -> list[tuple[str, bool]]:

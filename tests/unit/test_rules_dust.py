@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from rulefeed import feed
 
 from citywatch.citymodel import CityModel
 from processors.alerts import AlertManager, AlertPolicy
 from processors.config import DustRulesConfig, RulesConfig
-from processors.rules.base import Condition, Rule
+from processors.rules.base import Condition
 from processors.rules.dust.dust_exceedance import DustExceedance
 from processors.rules.dust.dust_exceedance import build as build_dust_exceedance
 from processors.rules.dust.night_noise import NightNoise
@@ -36,13 +37,6 @@ def d(
     if site is not None:
         rec["site_id"] = site
     return rec
-
-
-def feed(rule: Rule, recs: list[dict[str, Any]]) -> list[Condition]:
-    out: list[Condition] = []
-    for r in recs:
-        rule.on_reading(r, out)
-    return out
 
 
 def raised(conds: list[Condition]) -> list[tuple[str, str]]:

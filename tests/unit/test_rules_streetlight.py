@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from astral import Observer
 from astral.sun import sunrise, sunset
+from rulefeed import feed
 
 from citywatch.citymodel import CityModel
 from processors.alerts import AlertEvent, AlertManager, AlertPolicy
@@ -56,13 +57,6 @@ def lamp(
     if circuit is not None:
         rec["circuit_id"] = circuit
     return rec
-
-
-def feed(rule: Rule, recs: list[dict[str, Any]]) -> list[Condition]:
-    out: list[Condition] = []
-    for r in recs:
-        rule.on_reading(r, out)
-    return out
 
 
 def events(conds: list[Condition]) -> list[AlertEvent]:

@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import shapely
+from rulefeed import feed
 
 from citywatch.citymodel import CityModel
 from processors.alerts import AlertManager, AlertPolicy
 from processors.config import RulesConfig, VehicleRulesConfig
-from processors.rules.base import Condition, Rule
+from processors.rules.base import Condition
 from processors.rules.solar import LocalClock
 from processors.rules.streak import NS
 from processors.rules.vehicle import corridor_violation, daytime_hauling, illegal_dump
@@ -63,13 +64,6 @@ def fix(
         "route_id": "r1",
         **kw,
     }
-
-
-def feed(rule: Rule, recs: list[dict[str, Any]]) -> list[Condition]:
-    out: list[Condition] = []
-    for r in recs:
-        rule.on_reading(r, out)
-    return out
 
 
 def raised(conds: list[Condition]) -> list[tuple[str, str]]:

@@ -2,7 +2,9 @@
 
 ``overflow_verdict`` judges one reading for ``bin_overflow`` and ``bin_overflow_unserved``:
 False when the bin reports ``emptied``, None without a fill, else fill >= 0.9, or >= 0.8 while
-already overflowing (the gap keeps a bin hovering at 0.9 from flapping).
+already overflowing (the gap keeps a bin hovering at 0.9 from flapping). Between the two, a
+rule that does not know whether it was overflowing (``on=None``: new state after a restart)
+cannot judge.
 
 Example:
     >>> cfg = BinRulesConfig()
@@ -10,8 +12,8 @@ Example:
     [False, True]
     >>> overflow_verdict({"fill_ratio": 0.95, "emptied": True}, True, cfg)
     False
-    >>> print(overflow_verdict({}, True, cfg))
-    None
+    >>> print(overflow_verdict({}, True, cfg), overflow_verdict({"fill_ratio": 0.85}, None, cfg))
+    None None
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ class BinRule(DeviceRule):
 
     def __init__(self, cfg: BinRulesConfig | None, hold_s: float, repeat_s: float) -> None:
         self.cfg = cfg or BinRulesConfig()
-        self.p = StreakParams(1, 1, int(hold_s * NS), int(repeat_s * NS))
+        self.p = StreakParams(
+            1, 1, int(hold_s * NS), int(repeat_s * NS), fresh_clears=self.fresh_clears
+        )
         self.state: dict[str, Streak] = {}
 
     def _streak(self, dev: str) -> Streak:
@@ -42,11 +46,20 @@ class BinRule(DeviceRule):
         return st
 
 
-def overflow_verdict(rec: Record, on: bool, cfg: BinRulesConfig) -> bool | None:
+def overflow_verdict(rec: Record, on: bool | None, cfg: BinRulesConfig) -> bool | None:
     if rec.get("emptied"):
         return False
     f = rec.get("fill_ratio")
     if f is None:
         return None
+    if f >= cfg.overflow_fill:
+        return True
     # Once overflowing, it stays so until the fill drops below the clear level.
-    return f >= cfg.overflow_fill or (on and f >= cfg.overflow_clear_fill)
+    if f >= cfg.overflow_clear_fill:
+        return on
+    return False
+
+
+def known_on(st: Streak) -> bool | None:
+    """Whether the streak's fault is on; None while a new streak has not said (fresh_clears)."""
+    return True if st.on else None if st.fresh else False

@@ -7,8 +7,8 @@ Example:
     >>> for i, tilt in enumerate([5.0, 80.0, 40.0, 10.0]):
     ...     rule.on_reading({"device_id": "bin-1", "family": "bin", "district": "n",
     ...                      "ts": (i + 1) * 10**9, "tilt_deg": tilt}, out)
-    >>> [(c.kind, c.active, c.message) for c in out]
-    [('bin_knocked_over', True, 'tilt 80 deg'), ('bin_knocked_over', False, 'upright again')]
+    >>> [(c.active, c.message) for c in out]  # the first: new state, whatever was open ends
+    [(False, 'upright again'), (True, 'tilt 80 deg'), (False, 'upright again')]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from processors.config import BinRulesConfig, RulesConfig
 from processors.rules.base import Condition, Record, Rule
-from processors.rules.bin.base import BinRule
+from processors.rules.bin.base import BinRule, known_on
 
 
 class BinKnockedOver(BinRule):
@@ -26,6 +26,7 @@ class BinKnockedOver(BinRule):
     name: ClassVar[str] = "bin_knocked_over"
     kind: ClassVar[str] = "bin_knocked_over"
     description: ClassVar[str] = "tilt >= 45 degrees"
+    fresh_clears: ClassVar[bool] = True
 
     def __init__(
         self, cfg: BinRulesConfig | None = None, hold_s: float = 600.0, repeat_s: float = 60.0
@@ -38,7 +39,8 @@ class BinKnockedOver(BinRule):
             return
         c = self.cfg
         st = self._streak(rec["device_id"])
-        bad = tilt >= c.tilt_deg or (st.on and tilt >= c.tilt_clear_deg)
+        # Between the clear and raise levels it stays as it was (None: not known yet).
+        bad = True if tilt >= c.tilt_deg else known_on(st) if tilt >= c.tilt_clear_deg else False
         r = st.step(rec["ts"], bad, self.p)
         if r:
             self._emit(r, rec, out, f"tilt {tilt:.0f} deg", tilt, off_msg="upright again")

@@ -9,8 +9,8 @@ Example:
     >>> for i, f in enumerate([0.5, 0.93, 0.1]):
     ...     rule.on_reading({"device_id": "bin-1", "family": "bin", "district": "n",
     ...                      "ts": i * 900 * NS, "fill_ratio": f}, out)
-    >>> [(c.kind, c.active) for c in out]
-    [('bin_overflow', True), ('bin_overflow', False)]
+    >>> [(c.kind, c.active) for c in out]  # the first: new state, whatever was open ends
+    [('bin_overflow', False), ('bin_overflow', True), ('bin_overflow', False)]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from processors.config import BinRulesConfig, RulesConfig
 from processors.rules.base import Condition, Record, Rule
-from processors.rules.bin.base import BinRule, overflow_verdict
+from processors.rules.bin.base import BinRule, known_on, overflow_verdict
 
 
 class BinOverflow(BinRule):
@@ -28,6 +28,7 @@ class BinOverflow(BinRule):
     name: ClassVar[str] = "bin_overflow"
     kind: ClassVar[str] = "bin_overflow"
     description: ClassVar[str] = "fill >= 0.9; clears when emptied or below 0.8"
+    fresh_clears: ClassVar[bool] = True
 
     def __init__(
         self, cfg: BinRulesConfig | None = None, hold_s: float = 600.0, repeat_s: float = 60.0
@@ -36,7 +37,7 @@ class BinOverflow(BinRule):
 
     def on_reading(self, rec: Record, out: list[Condition]) -> None:
         st = self._streak(rec["device_id"])
-        r = st.step(rec["ts"], overflow_verdict(rec, st.on, self.cfg), self.p)
+        r = st.step(rec["ts"], overflow_verdict(rec, known_on(st), self.cfg), self.p)
         if r:
             f = rec.get("fill_ratio")
             self._emit(

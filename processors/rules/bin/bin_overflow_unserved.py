@@ -48,6 +48,7 @@ class BinOverflowUnserved(BinRule):
     kind: ClassVar[str] = "bin_overflow_unserved"
     severity: ClassVar[str] = "major"
     description: ClassVar[str] = "overflowing bin not emptied within 12 h"
+    fresh_clears: ClassVar[bool] = True
 
     def __init__(
         self, cfg: BinRulesConfig | None = None, hold_s: float = 600.0, repeat_s: float = 60.0
@@ -65,12 +66,19 @@ class BinOverflowUnserved(BinRule):
         if ts <= b.last_ts:
             return
         b.last_ts = ts
-        v = overflow_verdict(rec, b.over, self.cfg)
+        fresh = b.streak.fresh
+        v = overflow_verdict(rec, b.over or (None if fresh else False), self.cfg)
         if v is True and not b.over:
             b.over, b.since = True, ts
         elif v is False:
             b.over = False
-        bad = b.over and ts - b.since >= self.after_ns
+        bad: bool | None
+        if b.over:
+            # A new state's clock starts at its first overflowing reading, maybe hours late:
+            # until the deadline it cannot say the bin was served.
+            bad = True if ts - b.since >= self.after_ns else None if fresh else False
+        else:
+            bad = None if fresh and v is not False else False
         r = b.streak.step(ts, bad, self.p)
         if r:
             hours = (ts - b.since) / HOUR_NS

@@ -70,6 +70,7 @@ class LampRule(DeviceRule, Scheduled):
             self.repeat_ns,
             int(self.cfg.max_gap_s * NS),
             int(min_span_s * NS),
+            self.fresh_clears,
         )
 
 

@@ -33,6 +33,7 @@ class DayBurn(LampRule):
     name: ClassVar[str] = "day_burn"
     kind: ClassVar[str] = "day_burn"
     description: ClassVar[str] = "lamp lit while it should be dark, >= 2 readings"
+    fresh_clears: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -38,6 +38,7 @@ class LampOut(LampRule):
     name: ClassVar[str] = "lamp_out"
     kind: ClassVar[str] = "lamp_out"
     description: ClassVar[str] = "lamp dark while it should be lit, >= 2 readings"
+    fresh_clears: ClassVar[bool] = True
 
     def __init__(
         self,

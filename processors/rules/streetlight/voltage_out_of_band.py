@@ -30,6 +30,7 @@ class VoltageOutOfBand(LampRule):
     name: ClassVar[str] = "voltage_out_of_band"
     kind: ClassVar[str] = "voltage_out_of_band"
     description: ClassVar[str] = "voltage outside 198-242 V, >= 2 readings"
+    fresh_clears: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -50,7 +50,12 @@ class VehicleRule(DeviceRule):
 
     def _params(self, need: int, clear_need: int) -> StreakParams:
         return StreakParams(
-            need, clear_need, self.hold_ns, self.repeat_ns, int(self.cfg.max_gap_s * NS)
+            need,
+            clear_need,
+            self.hold_ns,
+            self.repeat_ns,
+            int(self.cfg.max_gap_s * NS),
+            fresh_clears=self.fresh_clears,
         )
 
     def _streak(self, dev: str) -> Streak:

@@ -45,6 +45,7 @@ class CorridorViolation(VehicleRule):
     kind: ClassVar[str] = "corridor_violation"
     severity: ClassVar[str] = "major"
     description: ClassVar[str] = ">= 3 consecutive fixes outside the route buffer (150 m)"
+    fresh_clears: ClassVar[bool] = True
 
     def _needs(self) -> tuple[int, int]:
         return self.cfg.corridor_fixes, self.cfg.clear_fixes

@@ -39,6 +39,7 @@ class DaytimeHauling(VehicleRule):
     name: ClassVar[str] = "daytime_hauling"
     kind: ClassVar[str] = "daytime_hauling"
     description: ClassVar[str] = "moving > 5 km/h in the no-haul zone in banned hours, >= 3 fixes"
+    fresh_clears: ClassVar[bool] = True
 
     def _needs(self) -> tuple[int, int]:
         return self.cfg.haul_fixes, self.cfg.clear_fixes

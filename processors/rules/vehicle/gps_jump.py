@@ -11,7 +11,7 @@ Example:
     >>> for i, (lat, lon) in enumerate(fixes):
     ...     rule.on_reading({"device_id": "truck-1", "family": "vehicle", "district": "c",
     ...                      "ts": i * 10 * NS, "lat": lat, "lon": lon}, out)
-    >>> [(c.kind, c.active, c.severity) for c in out]
+    >>> [(c.kind, c.active, c.severity) for c in out][1:]  # [0]: the first fix compared clears
     [('gps_jump', True, 'info'), ('gps_jump', False, 'info')]
 """
 
@@ -33,6 +33,7 @@ class GpsJump(VehicleRule):
     kind: ClassVar[str] = "gps_jump"
     severity: ClassVar[str] = "info"
     description: ClassVar[str] = "implied speed between fixes > 200 km/h"
+    fresh_clears: ClassVar[bool] = True
 
     def on_reading(self, rec: Record, out: list[Condition]) -> None:
         lat, lon = rec.get("lat"), rec.get("lon")
@@ -40,10 +41,11 @@ class GpsJump(VehicleRule):
             return
         dev = rec["device_id"]
         x, y = self.proj.xy(lat, lon)
+        first = dev not in self.filter.fixes  # nothing to compare it with: no verdict
         v = self.filter.check(dev, rec["ts"], x, y)
         if v == STALE:
             return
-        r = self._streak(dev).step(rec["ts"], v == JUMP, self.p)
+        r = self._streak(dev).step(rec["ts"], None if first else v == JUMP, self.p)
         if r:
             speed = self.filter.speed(dev)
             self._emit(

@@ -39,6 +39,7 @@ class IdleTooLong(VehicleRule):
     kind: ClassVar[str] = "idle_too_long"
     severity: ClassVar[str] = "info"
     description: ClassVar[str] = "ignition on and speed ~0 for > 20 min"
+    fresh_clears: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -63,10 +64,12 @@ class IdleTooLong(VehicleRule):
         last = st.streak.last_ts
         if ts <= last:
             return
+        bad: bool | None
         if ign and v < self.cfg.idle_kmh:
             if st.since is None or ts - last > self.max_gap_ns:
                 st.since = ts
-            bad = ts - st.since > self.after_ns
+            # A new streak's clock may have started late, after a restart.
+            bad = True if ts - st.since > self.after_ns else None if st.streak.fresh else False
         else:
             st.since = None
             bad = False

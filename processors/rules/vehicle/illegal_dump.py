@@ -50,6 +50,7 @@ class IllegalDump(VehicleRule):
     kind: ClassVar[str] = "illegal_dump"
     severity: ClassVar[str] = "major"
     description: ClassVar[str] = "loaded, stopped > 10 min outside disposal sites and depots"
+    fresh_clears: ClassVar[bool] = True
 
     def __init__(
         self,

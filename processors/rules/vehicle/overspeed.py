@@ -30,6 +30,7 @@ class Overspeed(VehicleRule):
     name: ClassVar[str] = "overspeed"
     kind: ClassVar[str] = "overspeed"
     description: ClassVar[str] = "speed above the limit for the vehicle kind, >= 3 fixes"
+    fresh_clears: ClassVar[bool] = True
 
     def _needs(self) -> tuple[int, int]:
         return self.cfg.overspeed_fixes, self.cfg.clear_fixes

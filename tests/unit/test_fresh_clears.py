@@ -1,0 +1,128 @@
+"""A restarted processor ends the alert episodes its previous run left open once their fault is
+gone, even when the fault ended while no processor ran (before the warm-up replay's window):
+the rules' new state says "not present" on evidence, and only on evidence.
+
+Each test hands the alert manager an episode as ``processors.open_alerts`` would after a
+restart, then feeds a new rule the readings that follow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from test_rules_streetlight import MIN, NIGHT, lamp, schedule
+from test_rules_vehicle import PROJ, fix
+
+from processors.alerts import AlertEvent, AlertManager, AlertPolicy, Episode
+from processors.rules.base import Condition, Rule
+from processors.rules.bin.bin_fire import BinFire
+from processors.rules.bin.bin_knocked_over import BinKnockedOver
+from processors.rules.bin.bin_overflow import BinOverflow
+from processors.rules.bin.bin_overflow_unserved import BinOverflowUnserved
+from processors.rules.streak import NS, Streak, StreakParams
+from processors.rules.streetlight.lamp_out import LampOut
+from processors.rules.vehicle.idle_too_long import IdleTooLong
+from processors.rules.vehicle.overspeed import Overspeed
+
+Q = 900 * NS
+T0 = 1_717_200_000 * NS
+
+
+def b(k: int, **fields: Any) -> dict[str, Any]:
+    return {"device_id": "bin-1", "family": "bin", "district": "north", "ts": T0 + k * Q, **fields}
+
+
+def after_restart(
+    rule: Rule, kind: str, target: str, start: int, recs: list[dict[str, Any]]
+) -> list[AlertEvent]:
+    """Events of an alert manager that adopted an open (kind, target) episode from ``start``."""
+    am = AlertManager(AlertPolicy(clear_after_s=600))
+    am.adopt({(kind, target): Episode("old-id", start, "warning", start)})
+    out: list[Condition] = []
+    for r in recs:
+        rule.on_reading(r, out)
+    return [e for c in out for e in am.apply(c)]
+
+
+def cleared(events: list[AlertEvent]) -> list[str]:
+    return [e.alert_id for e in events if e.state == "cleared"]
+
+
+def test_a_new_streak_clears_only_when_its_rule_asks() -> None:
+    on = StreakParams(need=2, clear_need=2, hold_ns=100, repeat_ns=40, fresh_clears=True)
+    off = StreakParams(need=2, clear_need=2, hold_ns=100, repeat_ns=40)
+    assert [Streak().step(1, False, off)] == [0]
+    s = Streak()
+    # Bad, then two good in a row: the clear, repeated until the hold has passed, then quiet.
+    got = [s.step(t, bad, on) for t, bad in [(1, True), (2, False), (3, False), (50, False)]]
+    assert got == [0, 0, -1, -1]
+    assert [s.step(t, False, on) for t in (103, 200)] == [-1, 0]
+    # A streak that raised first is not new any more: its clears are the usual ones.
+    s = Streak()
+    assert [s.step(t, True, on) for t in (1, 2, 3)] == [0, 1, 0]
+    assert not s.fresh
+
+
+@pytest.mark.parametrize(
+    ("fills", "ends"),
+    [
+        ([0.85, 0.86, 0.87], False),  # between the clear and raise levels: cannot tell
+        ([0.3, 0.3], True),
+        ([0.85, 0.3, 0.3], True),
+    ],
+)
+def test_an_overflow_ends_only_below_its_clear_level(fills: list[float], ends: bool) -> None:
+    recs = [b(k + 1, fill_ratio=f) for k, f in enumerate(fills)]
+    got = cleared(after_restart(BinOverflow(), "bin_overflow", "bin-1", T0, recs))
+    assert got == (["old-id"] if ends else [])
+
+
+def test_a_knocked_over_bin_half_upright_is_not_known_to_be_upright() -> None:
+    half = [b(k, tilt_deg=40.0) for k in range(1, 4)]
+    assert cleared(after_restart(BinKnockedOver(), "bin_knocked_over", "bin-1", T0, half)) == []
+    up = half + [b(k, tilt_deg=5.0) for k in range(4, 6)]
+    got = cleared(after_restart(BinKnockedOver(), "bin_knocked_over", "bin-1", T0, up))
+    assert got == ["old-id"]
+
+
+def test_an_unserved_bin_stays_unserved_until_emptied() -> None:
+    # Overflowing for 13 h when the processor restarted: a new rule's clock says 1 h.
+    over = [b(k, fill_ratio=0.95) for k in range(1, 5)]
+    rule = BinOverflowUnserved()
+    assert cleared(after_restart(rule, "bin_overflow_unserved", "bin-1", T0, over)) == []
+    emptied = [*over, b(5, fill_ratio=0.05, emptied=True), b(6, fill_ratio=0.06)]
+    rule = BinOverflowUnserved()
+    got = cleared(after_restart(rule, "bin_overflow_unserved", "bin-1", T0, emptied))
+    assert got == ["old-id"]
+
+
+def test_a_rule_that_needs_history_leaves_the_episode_open() -> None:
+    # bin_fire learns the bin's usual temperature first: a new rule cannot tell a warm bin
+    # from one still smouldering, so the episode waits for the rule's own verdict.
+    recs = [b(k, temperature_c=25.0) for k in range(1, 10)]
+    assert cleared(after_restart(BinFire(), "bin_fire", "bin-1", T0, recs)) == []
+
+
+def test_a_lamp_lit_again_ends_its_lamp_out() -> None:
+    recs = [lamp("l1", NIGHT + k * 5 * MIN, 80.0) for k in range(4)]
+    got = cleared(after_restart(LampOut(schedule()), "lamp_out", "l1", NIGHT - 60 * MIN, recs))
+    assert got == ["old-id"]
+
+
+def test_idling_still_is_not_the_end_of_an_idle_alert() -> None:
+    idle = [fix(k, 0.0, dt_s=60, ignition=True, speed_kmh=0.0) for k in range(15)]
+    start = idle[0]["ts"] - 3600 * NS
+    assert cleared(after_restart(IdleTooLong(PROJ), "idle_too_long", "truck-1", start, idle)) == []
+    moving = idle + [
+        fix(k, 500.0 * k, dt_s=60, ignition=True, speed_kmh=30.0) for k in range(15, 27)
+    ]
+    got = cleared(after_restart(IdleTooLong(PROJ), "idle_too_long", "truck-1", start, moving))
+    assert got == ["old-id"]
+
+
+def test_a_truck_within_its_limit_ends_an_overspeed() -> None:
+    recs = [fix(k, 0.0, speed_kmh=40.0) for k in range(70)]  # 10 s apart: past the hold
+    start = recs[0]["ts"] - 60 * NS
+    got = cleared(after_restart(Overspeed(PROJ), "overspeed", "truck-1", start, recs))
+    assert got == ["old-id"]
