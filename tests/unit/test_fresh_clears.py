@@ -20,6 +20,7 @@ from processors.rules.bin.bin_fire import BinFire
 from processors.rules.bin.bin_knocked_over import BinKnockedOver
 from processors.rules.bin.bin_overflow import BinOverflow
 from processors.rules.bin.bin_overflow_unserved import BinOverflowUnserved
+from processors.rules.common.out_of_range import OutOfRange
 from processors.rules.streak import NS, Streak, StreakParams
 from processors.rules.streetlight.lamp_out import LampOut
 from processors.rules.vehicle.idle_too_long import IdleTooLong
@@ -62,6 +63,38 @@ def test_a_new_streak_clears_only_when_its_rule_asks() -> None:
     s = Streak()
     assert [s.step(t, True, on) for t in (1, 2, 3)] == [0, 1, 0]
     assert not s.fresh
+
+
+def test_out_of_range_clears_after_the_hold() -> None:
+    rule, am = OutOfRange({"temperature_c": (-40.0, 70.0)}), AlertManager(AlertPolicy(600))
+    out: list[Condition] = []
+    for k, t in enumerate([20.0, 95.0, 96.0, 21.0, 21.0]):
+        rule.on_reading(b(k, temperature_c=t), out)
+    states = [(e.state, e.ts) for c in out for e in am.apply(c)]
+    # It used to send "back in range" once, and the manager waited for a second that never came.
+    assert states == [("raised", T0 + Q), ("cleared", T0 + 4 * Q)]
+    assert cleared(
+        after_restart(
+            OutOfRange({"temperature_c": (-40.0, 70.0)}),
+            "out_of_range",
+            "bin-1",
+            T0,
+            [b(k, temperature_c=20.0) for k in range(1, 3)],
+        )
+    ) == ["old-id"]
+    # Readings without a ranged metric judge nothing.
+    assert (
+        cleared(
+            after_restart(
+                OutOfRange({"temperature_c": (-40.0, 70.0)}),
+                "out_of_range",
+                "bin-1",
+                T0,
+                [b(1), b(2)],
+            )
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize(
