@@ -71,6 +71,9 @@ def test_silence_scan_is_throttled_but_keeps_alert_time() -> None:
     out: list = []
     for i in range(1000):
         rule.on_reading({"device_id": f"v{i}", "family": "vehicle", "district": "n", "ts": 0}, out)
+    # A first reading says the device is not silent: a silence left open before ends.
+    assert len(out) == 1000 and not any(c.active for c in out)
+    out.clear()
     rule.on_tick(29 * s, out)  # a scan: nobody silent yet
     rule.on_tick(31 * s, out)  # within 3 s of the last scan: skipped
     assert out == []

@@ -20,6 +20,7 @@ from processors.rules.bin.bin_fire import BinFire
 from processors.rules.bin.bin_knocked_over import BinKnockedOver
 from processors.rules.bin.bin_overflow import BinOverflow
 from processors.rules.bin.bin_overflow_unserved import BinOverflowUnserved
+from processors.rules.common.device_silence import DeviceSilence
 from processors.rules.common.out_of_range import OutOfRange
 from processors.rules.streak import NS, Streak, StreakParams
 from processors.rules.streetlight.lamp_out import LampOut
@@ -63,6 +64,19 @@ def test_a_new_streak_clears_only_when_its_rule_asks() -> None:
     s = Streak()
     assert [s.step(t, True, on) for t in (1, 2, 3)] == [0, 1, 0]
     assert not s.fresh
+
+
+def test_a_silence_that_ended_while_no_processor_ran_clears_on_the_next_reading() -> None:
+    rule = DeviceSilence({"bin": 900.0}, k=3.0)
+    start = T0 + 3 * Q
+    # The warm-up replay's readings from before the silence say nothing about it.
+    assert cleared(after_restart(rule, "device_silence", "bin-1", start, [b(0)])) == []
+    rule = DeviceSilence({"bin": 900.0}, k=3.0)
+    assert cleared(after_restart(rule, "device_silence", "bin-1", start, [b(0), b(5)])) == [
+        "old-id"
+    ]
+    rule = DeviceSilence({"bin": 900.0}, k=3.0)
+    assert cleared(after_restart(rule, "device_silence", "bin-1", start, [b(5)])) == ["old-id"]
 
 
 def test_out_of_range_clears_after_the_hold() -> None:

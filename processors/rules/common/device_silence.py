@@ -1,14 +1,17 @@
 """Raise when a device sends nothing for k x its family's expected interval (offline).
 
-A new reading from the device clears it at once (``clear_after_s=0``).
+A new reading from the device clears it at once (``clear_after_s=0``). So do a device's
+first reading since the processor started, and a reading after a silence that no scan saw
+(the warm-up replay runs no clock): a silence the previous run raised may have ended while
+no processor ran, and the alert manager ignores a clear when nothing is open.
 
 Example:
     >>> r = DeviceSilence({"bin": 900.0}, k=3.0)
     >>> out = []
     >>> r.on_reading({"device_id": "bin-1", "family": "bin", "district": "n", "ts": 0}, out)
     >>> r.on_tick(2701 * 10**9, out)
-    >>> [(c.kind, c.active) for c in out]
-    [('device_silence', True)]
+    >>> [(c.kind, c.active) for c in out]  # a first reading clears what may have been open
+    [('device_silence', False), ('device_silence', True)]
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ _NS = 1_000_000_000
 
 
 class _Seen:
-    __slots__ = ("district", "family", "last", "silent")
+    __slots__ = ("district", "family", "last", "limit", "silent")
 
-    def __init__(self, last: int, family: str, district: str) -> None:
+    def __init__(self, last: int, family: str, district: str, limit: int) -> None:
         self.last, self.family, self.district, self.silent = last, family, district, False
+        self.limit = limit
 
 
 class DeviceSilence(Rule):
@@ -49,8 +53,11 @@ class DeviceSilence(Rule):
         st = self.seen.get(dev)
         ts: int = rec["ts"]
         if st is None:
-            self.seen[dev] = _Seen(ts, rec["family"], rec["district"])
-            return
+            fam = rec["family"]
+            st = self.seen[dev] = _Seen(ts, fam, rec["district"], self.limit_ns.get(fam, 2**62))
+            st.silent = True  # for all we know; the clear below is a no-op otherwise
+        elif not st.silent and ts - st.last > st.limit:
+            st.silent = True
         if ts > st.last:
             st.last = ts
         if st.silent:
@@ -75,8 +82,8 @@ class DeviceSilence(Rule):
             return
         self._scanned = now_ns
         for dev, st in self.seen.items():
-            limit = self.limit_ns.get(st.family)
-            if limit is None or st.silent or now_ns - st.last <= limit:
+            limit = st.limit  # 2**62 for a family without one: never silent
+            if st.silent or now_ns - st.last <= limit:
                 continue
             st.silent = True
             out.append(
