@@ -38,16 +38,15 @@ def _readings(rid: str, t0: int, start: int, n: int) -> list[dict[str, Any]]:
     return out
 
 
-async def test_an_old_episode_escalates_and_clears_under_its_id_after_a_restart(
-    stack_settings: Settings, spawn: Any, rid: str
-) -> None:
-    s = stack_settings
+async def _restart_mid_episode(
+    s: Settings, spawn: Any, rid: str, warmup_records: int, after: tuple[int, int]
+) -> tuple[Any, dict[str, set[tuple[str, str]]]]:
+    """40 overflowing readings per bin, kill -9, a restart, then readings ``after`` (first k,
+    count); the bins' bin_overflow events once all have cleared, by bin."""
     topic, on_topic = await own_readings_topic(s, rid)
-    # The replay reaches 5 readings back, far short of the episodes' start (as 15 minutes
-    # would for an overflow reported 3 hours ago).
     env = {
         "CITYWATCH_KAFKA__READINGS_TOPIC": topic,
-        "CITYWATCH_PROCESSOR__WARMUP_MAX_RECORDS": "5",
+        "CITYWATCH_PROCESSOR__WARMUP_MAX_RECORDS": str(warmup_records),
     }
     t0 = (time.time_ns() // S - 2 * 86_400) * S
     before = 40  # readings per bin before the kill: 3 h 20 min of overflow
@@ -63,7 +62,7 @@ async def test_an_old_episode_escalates_and_clears_under_its_id_after_a_restart(
         p2 = spawn("process", "--instance", f"p-{rid}", env=env, name="processor-restarted")
         await asyncio.to_thread(wait_log, p2, "open alert episodes to continue")
         await produce_and_wait_stored(
-            on_topic, _readings(rid, t0, before, 35), "bin", "fill_ratio", prefix
+            on_topic, _readings(rid, t0, *after), "bin", "fill_ratio", prefix
         )
 
         def events() -> list[list[Any]]:
@@ -85,6 +84,25 @@ async def test_an_old_episode_escalates_and_clears_under_its_id_after_a_restart(
         by_target.setdefault(target, set()).add((aid, state))
     for d in range(BINS):
         got = by_target.get(f"bin-{rid}-{d}", set())
-        ids = {aid for aid, _ in got}
-        assert len(ids) == 1, f"bin {d}: episode ids {got}"
+        assert len({aid for aid, _ in got}) == 1, f"bin {d}: episode ids {got}"
+    return p2, by_target
+
+
+async def test_an_old_episode_escalates_and_clears_under_its_id_after_a_restart(
+    stack_settings: Settings, spawn: Any, rid: str
+) -> None:
+    # The replay reaches 5 readings back, far short of the episodes' start (as 15 minutes
+    # would for an overflow reported 3 hours ago); the overflow goes on, then ends.
+    _, by_target = await _restart_mid_episode(stack_settings, spawn, rid, 5, (40, 35))
+    for got in by_target.values():
         assert {state for _, state in got} == {"raised", "escalated", "cleared"}, got
+
+
+async def test_an_episode_that_ended_unseen_clears_under_its_id_after_a_restart(
+    stack_settings: Settings, spawn: Any, rid: str
+) -> None:
+    # No replay, and the bins emptied while no processor ran: the restarted processor's rules
+    # never see the overflow, so their first readings of emptied bins must end the episodes.
+    _, by_target = await _restart_mid_episode(stack_settings, spawn, rid, 0, (60, 6))
+    for got in by_target.values():
+        assert {state for _, state in got} == {"raised", "cleared"}, got
