@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Container
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -91,8 +92,23 @@ class AlertManager:
         self.adopted: dict[tuple[str, str], Episode] = {}
 
     def adopt(self, episodes: dict[tuple[str, str], Episode]) -> None:
-        """Take over open episodes published earlier (processors.open_alerts)."""
+        """Take over open episodes published earlier (processors.open_alerts).
+
+        One of ours with another id for the same (kind, target) is stale: the topic holds the
+        latest episode of the group, which another processor raised while it held the target.
+        """
         self.adopted = dict(episodes)
+        for key, ep in episodes.items():
+            mine = self.open.get(key)
+            if mine is not None and mine.alert_id != ep.alert_id:
+                del self.open[key]
+
+    def forget(self, targets: Container[str]) -> None:
+        """Drop the episodes of ``targets``: another processor continues them now."""
+        for key in [k for k in self.open if k[1] in targets]:
+            del self.open[key]
+        for key in [k for k in self.adopted if k[1] in targets]:
+            del self.adopted[key]
 
     def _event(self, c: Condition, ep: Episode, state: str, ts: int) -> AlertEvent:
         return AlertEvent(

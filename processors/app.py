@@ -67,6 +67,7 @@ class _Warmup(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self.proc.rebalances += 1
+        self._forget_lost({tp.partition for tp in assigned})
         if not assigned:
             return
         c = self.proc.consumer
@@ -78,6 +79,23 @@ class _Warmup(ConsumerRebalanceListener):  # type: ignore[misc]
             await self._rebuild(assigned)
         finally:
             c.resume(*assigned)
+
+    def _forget_lost(self, now: set[int]) -> None:
+        """Let go of the devices of partitions held before this rebalance and not now: the
+        silence rule would otherwise raise them all once their readings stopped coming here,
+        and a stale open episode would go on beside the one their new owner continues."""
+        proc = self.proc
+        lost, proc.owned = proc.owned - now, now
+        if not lost:
+            return
+        devices = proc.checkpoints.devices_of(lost)
+        proc.engine.forget(devices)
+        proc.checkpoints.drop(lost)
+        log.info(
+            "forgot %d devices of partitions %s, now another processor's",
+            len(devices),
+            sorted(lost),
+        )
 
     async def _rebuild(self, assigned: list[TopicPartition]) -> None:
         c = self.proc.consumer
@@ -134,6 +152,8 @@ class Processor:
         self.warm_until: dict[TopicPartition, int] = {}
         # Rebalance callbacks so far: a poll that spans one keeps only what came after it.
         self.rebalances = 0
+        # Readings partitions assigned at the last rebalance (see _Warmup._forget_lost).
+        self.owned: set[int] = set()
         # Event-time watermark per partition, and how far each partition lags its log end:
         # time-based rules (silence) may only see the clock of the slowest lagging partition,
         # or a device on a partition not yet read would look silent.
@@ -269,8 +289,9 @@ class Processor:
             until = self.warm_until.get(tp)
             live: list[dict[str, Any]] = []
             replay: list[dict[str, Any]] = []
-            # Devices to checkpoint next time, with the time their detectors have learnt up to.
-            seen = checkpoints.touched.setdefault(tp.partition, {}) if checkpoints.enabled else None
+            # Devices to checkpoint next time, with the time their detectors have learnt up to;
+            # also which partition each device's readings come from.
+            seen = checkpoints.touched.setdefault(tp.partition, {})
             for msg in msgs:
                 try:
                     rec = orjson.loads(msg.value)
@@ -280,10 +301,9 @@ class Processor:
                     self.stats["bad"] += 1
                     continue
                 (replay if until is not None and msg.offset < until else live).append(rec)
-                if seen is not None:
-                    # Here, while the record is in the cache: a loop after this one cost
-                    # ~250 ns a record instead of ~85 (20,000 records outgrow the cache).
-                    seen[rec["device_id"]] = rec["ts"]
+                # Here, while the record is in the cache: a loop after this one cost
+                # ~250 ns a record instead of ~85 (20,000 records outgrow the cache).
+                seen[rec["device_id"]] = rec["ts"]
             if replay:
                 await self._feed(replay, warm)
                 self.stats["warmup"] += len(replay)

@@ -73,8 +73,11 @@ class Checkpoints:
         self.engine = engine
         self.topic = settings.kafka.detector_state_topic
         self.prefix = f"{settings.processor.group_id}|"
-        # Devices read since the last checkpoint, by readings partition: device -> latest ts.
+        # Devices read since the last checkpoint, by readings partition: device -> latest ts
+        # (kept with checkpoints off too: it also says which devices a partition holds).
         self.touched: dict[int, dict[str, int]] = {}
+        # Devices read before the last checkpoint, by readings partition.
+        self.known: dict[int, set[str]] = {}
         self.saved = 0
         self.loaded = 0
         self.enabled = settings.processor.checkpoint_s > 0
@@ -122,6 +125,20 @@ class Checkpoints:
             except Exception as exc:  # a client that never started
                 log.debug("checkpoint client stop: %r", exc)
 
+    def devices_of(self, partitions: set[int]) -> set[str]:
+        """Every device read from these readings partitions since the processor started."""
+        out: set[str] = set()
+        for part in partitions:
+            out.update(self.known.get(part, ()))
+            out.update(self.touched.get(part, ()))
+        return out
+
+    def drop(self, partitions: set[int]) -> None:
+        """Forget these partitions' devices (another processor holds them now)."""
+        for part in partitions:
+            self.known.pop(part, None)
+            self.touched.pop(part, None)
+
     def due(self) -> bool:
         return self.enabled and time.monotonic() - self.last_save >= self.s.processor.checkpoint_s
 
@@ -136,6 +153,7 @@ class Checkpoints:
         n = 0
         for part in chosen:
             devices = self.touched.pop(part)
+            self.known.setdefault(part, set()).update(devices)
             series = list(self.engine.series_of(devices).items())
             try:
                 async with asyncio.timeout(self.s.processor.checkpoint_timeout_s):

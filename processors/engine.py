@@ -186,6 +186,19 @@ class Engine:
         for key in [k for k, ts in self.resume.items() if ts < before_ns]:
             del self.resume[key]
 
+    def forget(self, devices: Container[str]) -> None:
+        """Drop the rule state, detectors and open episodes of ``devices``, whose partitions
+        another processor has taken over (their detectors were checkpointed on revocation)."""
+        for rule in self.rules:
+            rule.forget(devices)
+        for key in [k for k in self.detectors if k[0] in devices]:
+            del self.detectors[key]
+        for key in [k for k in self.resume if k[0] in devices]:
+            del self.resume[key]
+        for device in [d for d in self.pending if d in devices]:
+            del self.pending[device]
+        self.alerts.forget(devices)
+
     def series_of(self, devices: Container[str]) -> dict[str, list[tuple[str, Detector]]]:
         """The detectors of ``devices``, by device: (metric, detector)."""
         out: dict[str, list[tuple[str, Detector]]] = {}

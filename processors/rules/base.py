@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -59,6 +60,14 @@ class Rule(ABC):
 
     def on_tick(self, now_ns: int, out: list[Condition]) -> None:
         """Called as event time advances (after each batch): for time-based rules."""
+        return None
+
+    def forget(self, devices: Container[str]) -> None:
+        """Drop what is kept of ``devices``: their partitions went to another processor.
+
+        Rules whose clock would judge a device that no longer reports here (the silence rule)
+        must; for the others it only frees memory, and stale state is harmless (a new streak
+        and the adopted open episodes settle it when the devices come back)."""
         return None
 
     def use_overrides(self, overrides: Any) -> None:

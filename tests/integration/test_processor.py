@@ -15,6 +15,7 @@ from .helpers import (
     delete_topic,
     end_offsets,
     influx_query,
+    own_readings_topic,
     produce_records,
     read_topic,
     wait_for,
@@ -223,3 +224,35 @@ async def test_lines_influx_rejects_go_to_deadletter_and_do_not_block(
     assert headers["reason"] == b"influx_rejected" and headers["origin"] == b"processor"
     assert proc.alive()
     await delete_topic(s, topic)
+
+
+async def test_a_joining_processor_takes_partitions_without_false_silences(
+    stack_settings: Settings, spawn, rid: str
+) -> None:
+    """A second processor joins midway and both go on. The first stops hearing from the
+    devices of the partitions it gave up; their silence is not its to judge any more."""
+    s = stack_settings
+    topic, on_topic = await own_readings_topic(s, rid)
+    env = {
+        "CITYWATCH_PROCESSOR__GROUP_ID": f"citywatch-test-{rid}",
+        "CITYWATCH_KAFKA__READINGS_TOPIC": topic,
+    }
+    records = _records(rid)
+    _T0[rid] = records[0]["ts"]
+    half = len(records) // 2
+    try:
+        p1 = spawn("process", "--instance", f"p-{rid}", env=env, name="processor")
+        wait_log(p1, "processor p-")
+        await produce_records(on_topic, records[:half])
+        await asyncio.to_thread(wait_for, lambda: _count(s, rid) >= half, 60, 0.1)
+        p2 = spawn("process", "--instance", f"p2-{rid}", env=env, name="processor-2")
+        await asyncio.to_thread(wait_log, p2, "warming up")
+        await asyncio.to_thread(wait_log, p1, "forgot")
+        # The second half's event time runs 12 h past the moved devices' last reading in p1.
+        await produce_records(on_topic, records[half:])
+        await asyncio.to_thread(wait_for, lambda: _count(s, rid) >= len(records), 120)
+        await asyncio.to_thread(wait_for, lambda: len(_silent_targets(s, rid)) >= DEVICES // 10, 30)
+        await asyncio.sleep(3)  # a false silence, raised late, would show up now
+        _check(s, rid, _count(s, rid), _raised_ids(s, rid))
+    finally:
+        await delete_topic(s, topic)

@@ -266,3 +266,14 @@ async def test_a_failed_save_keeps_the_devices_for_the_next_one() -> None:
         1: {"dust-0": 7, "dust-1": 8},
         4: {"dust-2": 9, "bin-without-detector": 1},
     }
+
+
+async def test_a_partitions_devices_are_known_before_and_after_a_save() -> None:
+    cp, _ = _checkpoints(_Producer())
+    assert cp.devices_of({1}) == {"dust-0", "dust-1"}
+    await cp.save({1})
+    cp.touched[1] = {"dust-5": 10}
+    assert cp.devices_of({1}) == {"dust-0", "dust-1", "dust-5"}
+    assert cp.devices_of({1, 4}) == {"dust-0", "dust-1", "dust-5", "dust-2", "bin-without-detector"}
+    cp.drop({1})
+    assert cp.devices_of({1}) == set() and cp.devices_of({4}) == {"dust-2", "bin-without-detector"}

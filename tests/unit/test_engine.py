@@ -136,3 +136,48 @@ def test_lamp_power_drop_at_the_same_level_is_still_an_anomaly() -> None:
     anomalies, _ = _lamp_night(step_w=80.0, step_pct=100.0)  # -32 % at full output
     assert len(anomalies) == 1
     assert "metric=power_w" in anomalies[0] and ",value=79.2 " in anomalies[0]  # as reported
+
+
+def test_forgotten_devices_are_not_judged_silent_and_lose_their_state() -> None:
+    from processors.alerts import Episode
+
+    eng = Engine(RulesConfig())
+    eng.process(
+        [
+            reading(f"dust-{i}", "dust", t, pm10_ugm3=40.0)
+            for t in range(0, 600, 60)
+            for i in range(4)
+        ]
+    )
+    eng.alerts.open[("stuck_sensor", "dust-1")] = Episode("x", 0, "warning", 0)
+    assert ("dust-1", "pm10_ugm3") in eng.detectors
+    # dust-0 and dust-1 went to another processor; dust-2 and dust-3 go on reporting here.
+    eng.forget({"dust-0", "dust-1"})
+    assert not any(k[0] in ("dust-0", "dust-1") for k in eng.detectors)
+    assert ("dust-2", "pm10_ugm3") in eng.detectors
+    assert ("stuck_sensor", "dust-1") not in eng.alerts.open
+    out = eng.process(
+        [
+            reading(f"dust-{i}", "dust", t, pm10_ugm3=41.0)
+            for t in range(600, 7200, 60)
+            for i in (2, 3)
+        ]
+    )
+    silent = {e.target for e in out.events if e.kind == "device_silence"}
+    assert silent == set()
+
+
+def test_adopting_replaces_an_episode_another_processor_superseded() -> None:
+    from processors.alerts import AlertManager, Episode
+
+    am = AlertManager()
+    am.open[("bin_overflow", "bin-1")] = Episode("old", 0, "warning", 0)
+    am.open[("bin_fire", "bin-1")] = Episode("same", 0, "critical", 0)
+    am.adopt(
+        {
+            ("bin_overflow", "bin-1"): Episode("newer", 10, "warning", 10),
+            ("bin_fire", "bin-1"): Episode("same", 0, "critical", 5),
+        }
+    )
+    assert set(am.open) == {("bin_fire", "bin-1")}
+    assert am.adopted[("bin_overflow", "bin-1")].alert_id == "newer"

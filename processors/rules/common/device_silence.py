@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any, ClassVar
 
 from processors.config import RulesConfig
@@ -76,6 +77,11 @@ class DeviceSilence(Rule):
                     clear_after_s=0,
                 )
             )
+
+    def forget(self, devices: Container[str]) -> None:
+        # Left here, their readings gone to another processor, they would all turn silent.
+        for dev in [d for d in self.seen if d in devices]:
+            del self.seen[dev]
 
     def on_tick(self, now_ns: int, out: list[Condition]) -> None:
         if now_ns - self._scanned < self.scan_every_ns:
