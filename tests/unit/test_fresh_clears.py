@@ -22,6 +22,10 @@ from processors.rules.bin.bin_overflow import BinOverflow
 from processors.rules.bin.bin_overflow_unserved import BinOverflowUnserved
 from processors.rules.common.device_silence import DeviceSilence
 from processors.rules.common.out_of_range import OutOfRange
+from processors.rules.dust.dust_exceedance import DustExceedance
+from processors.rules.dust.night_noise import NightNoise
+from processors.rules.dust.stuck_sensor import StuckSensor
+from processors.rules.solar import LocalClock
 from processors.rules.streak import NS, Streak, StreakParams
 from processors.rules.streetlight.lamp_out import LampOut
 from processors.rules.vehicle.idle_too_long import IdleTooLong
@@ -144,7 +148,7 @@ def test_an_unserved_bin_stays_unserved_until_emptied() -> None:
     assert got == ["old-id"]
 
 
-def test_a_rule_that_needs_history_leaves_the_episode_open() -> None:
+def test_a_rule_that_learns_a_baseline_leaves_the_episode_open() -> None:
     # bin_fire learns the bin's usual temperature first: a new rule cannot tell a warm bin
     # from one still smouldering, so the episode waits for the rule's own verdict.
     recs = [b(k, temperature_c=25.0) for k in range(1, 10)]
@@ -172,4 +176,50 @@ def test_a_truck_within_its_limit_ends_an_overspeed() -> None:
     recs = [fix(k, 0.0, speed_kmh=40.0) for k in range(70)]  # 10 s apart: past the hold
     start = recs[0]["ts"] - 60 * NS
     got = cleared(after_restart(Overspeed(PROJ), "overspeed", "truck-1", start, recs))
+    assert got == ["old-id"]
+
+
+def dust(m: int, **fields: float) -> dict[str, Any]:
+    """A site-1 sensor's reading at minute ``m`` of 2024-06-01 (UTC)."""
+    ts = T0 - T0 % (86_400 * NS) + m * 60 * NS
+    return {
+        "device_id": "d-1",
+        "family": "dust",
+        "district": "n",
+        "site_id": "site-1",
+        "ts": ts,
+        **fields,
+    }
+
+
+@pytest.mark.parametrize(("minutes", "ends"), [(45, False), (75, True)])
+def test_a_site_calm_for_an_hour_ends_its_dust_exceedance(minutes: int, ends: bool) -> None:
+    # 12:00 on: 20 µg/m³, far below the limit; a new rule's "1-h" mean needs the hour.
+    recs = [dust(12 * 60 + m, pm10_ugm3=20.0) for m in range(minutes)]
+    got = cleared(
+        after_restart(DustExceedance(), "dust_exceedance", "site-1", T0 - 86_400 * NS, recs)
+    )
+    assert got == (["old-id"] if ends else [])
+
+
+@pytest.mark.parametrize(
+    ("start", "minutes", "ends"),
+    [(23 * 60, 12, False), (23 * 60, 30, True), (8 * 60, 12, True)],  # by day: no night limit
+)
+def test_night_noise_ends_on_a_quarter_hour_of_quiet_or_on_daybreak(
+    start: int, minutes: int, ends: bool
+) -> None:
+    recs = [dust(start + m, noise_dba=40.0) for m in range(minutes)]
+    rule = NightNoise(LocalClock("UTC"))
+    got = cleared(after_restart(rule, "night_noise", "site-1", T0 - 86_400 * NS, recs))
+    assert got == (["old-id"] if ends else [])
+
+
+def test_a_stuck_sensor_ends_when_its_values_move_again() -> None:
+    flat = [dust(m, pm10_ugm3=33.0) for m in range(5)]
+    assert (
+        cleared(after_restart(StuckSensor(), "stuck_sensor", "d-1", T0 - 86_400 * NS, flat)) == []
+    )
+    moving = flat + [dust(5 + m, pm10_ugm3=30.0 + m) for m in range(12)]
+    got = cleared(after_restart(StuckSensor(), "stuck_sensor", "d-1", T0 - 86_400 * NS, moving))
     assert got == ["old-id"]

@@ -56,6 +56,8 @@ class DustRule(Rule):
     families: ClassVar[tuple[str, ...]] = ("dust",)
     kind: ClassVar[str]
     severity: ClassVar[str] = "warning"
+    # As DeviceRule.fresh_clears: a new streak's first good verdicts end an episode left open.
+    fresh_clears: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -66,7 +68,9 @@ class DustRule(Rule):
     ) -> None:
         self.cfg = cfg or DustRulesConfig()
         self.sensor_site = dict(sensor_site or {})
-        self.p = StreakParams(1, 1, int(hold_s * NS), int(repeat_s * NS))
+        self.p = StreakParams(
+            1, 1, int(hold_s * NS), int(repeat_s * NS), fresh_clears=self.fresh_clears
+        )
         self.seen: dict[str, _Seen] = {}
 
     def _fresh_site(self, rec: Record, dev: str, ts: int) -> str | None:

@@ -28,13 +28,16 @@ from processors.rules.dust.base import DustRule, common_kwargs, model_sensor_sit
 from processors.rules.dust.window import MINUTE_NS, MinuteWindow
 from processors.rules.streak import NOTHING, Streak
 
+HOUR_NS = 60 * MINUTE_NS
+
 
 class _Site:
-    __slots__ = ("streak", "win")
+    __slots__ = ("since", "streak", "win")
 
-    def __init__(self, size: int, short: int) -> None:
+    def __init__(self, size: int, short: int, since: int) -> None:
         self.win = MinuteWindow(size, short)
         self.streak = Streak()
+        self.since = since  # the first reading: before an hour of them, no 1-h mean
 
 
 class DustExceedance(DustRule):
@@ -44,6 +47,7 @@ class DustExceedance(DustRule):
     kind: ClassVar[str] = "dust_exceedance"
     severity: ClassVar[str] = "major"
     description: ClassVar[str] = "site's rolling 15-min mean PM10 above its limit (or 1-h)"
+    fresh_clears: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -69,7 +73,7 @@ class DustExceedance(DustRule):
             return
         st = self.sites.get(site)
         if st is None:
-            st = self.sites[site] = _Site(60, 15)
+            st = self.sites[site] = _Site(60, 15, ts)
         w = st.win
         w.add(ts // MINUTE_NS, v)
         c = self.cfg
@@ -83,7 +87,8 @@ class DustExceedance(DustRule):
         if m15 > lim or (w.cnt_long >= 4 * c.min_samples and m60 > lim_h):
             bad = True
         elif m15 < c.clear_frac * lim and m60 < c.clear_frac * lim_h:
-            bad = False
+            # A new site state's "1-h" mean covers less than an hour: not yet evidence.
+            bad = None if st.streak.fresh and ts - st.since < HOUR_NS else False
         else:
             bad = True if st.streak.on else None  # between limit and clear level: as before
         r = st.streak.step(now(ts, st.streak), bad, self.p)

@@ -38,6 +38,7 @@ class StuckSensor(DustRule):
     name: ClassVar[str] = "stuck_sensor"
     kind: ClassVar[str] = "stuck_sensor"
     description: ClassVar[str] = ">= 10 identical consecutive PM10 values"
+    fresh_clears: ClassVar[bool] = True
 
     def __init__(
         self, cfg: DustRulesConfig | None = None, hold_s: float = 600.0, repeat_s: float = 60.0
@@ -55,11 +56,15 @@ class StuckSensor(DustRule):
             st = self.devs[dev] = _Stuck()
         if ts <= st.streak.last_ts:
             return
+        moved = v != st.value and not math.isnan(st.value)
         if v == st.value:
             st.n += 1
         else:
             st.value, st.n = v, 1
-        r = st.streak.step(ts, st.n >= self.cfg.stuck_count, self.p)
+        bad: bool | None = st.n >= self.cfg.stuck_count
+        if not bad and not moved and st.streak.fresh:
+            bad = None  # a new state's few equal values may be the end of a long flat run
+        r = st.streak.step(ts, bad, self.p)
         if r != NOTHING:
             out.append(
                 self._cond(
