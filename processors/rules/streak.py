@@ -101,12 +101,20 @@ class Streak:
                 return EMIT_ON
             return NOTHING
         self.n = 0
-        if self.on or (self.fresh and p.fresh_clears):
+        if self.on:
+            self.good += 1
+            return self.force_off(ts) if self.good >= p.clear_need else NOTHING
+        if self.fresh and p.fresh_clears:
             self.good += 1
             if self.good < p.clear_need:
                 return NOTHING
-            self.on = True  # the unknown past is treated as a fault just ended
-            return self.force_off(ts)
+            # The unknown past is treated as a fault just ended, with one difference: only
+            # the first and the last (hold passed) clear go out, not the repeats between. The
+            # manager needs no more, and every new target sends these, mostly for nothing.
+            self.on = True
+            r = self.force_off(ts)
+            self.emitted = ts + p.hold_ns
+            return r
         return NOTHING if self.off_since is None else self._hold(ts, p)
 
     def force_off(self, ts: int) -> int:
