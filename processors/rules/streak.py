@@ -117,6 +117,11 @@ class Streak:
             return r
         return NOTHING if self.off_since is None else self._hold(ts, p)
 
+    def known_on(self) -> bool | None:
+        """Whether the fault is on; None while a new streak has not said (fresh_clears): for
+        a verdict that keeps the state it had between a raise and a clear level."""
+        return True if self.on else None if self.fresh else False
+
     def force_off(self, ts: int) -> int:
         """End the fault now (e.g. another rule took it over); EMIT_OFF if it was on."""
         self.n = 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from test_rules_bin import T0, Q, b
 from test_rules_streetlight import MIN, NIGHT, lamp, schedule
 from test_rules_vehicle import PROJ, fix
 
@@ -30,13 +31,6 @@ from processors.rules.streak import NS, Streak, StreakParams
 from processors.rules.streetlight.lamp_out import LampOut
 from processors.rules.vehicle.idle_too_long import IdleTooLong
 from processors.rules.vehicle.overspeed import Overspeed
-
-Q = 900 * NS
-T0 = 1_717_200_000 * NS
-
-
-def b(k: int, **fields: Any) -> dict[str, Any]:
-    return {"device_id": "bin-1", "family": "bin", "district": "north", "ts": T0 + k * Q, **fields}
 
 
 def after_restart(

@@ -58,8 +58,3 @@ def overflow_verdict(rec: Record, on: bool | None, cfg: BinRulesConfig) -> bool 
     if f >= cfg.overflow_clear_fill:
         return on
     return False
-
-
-def known_on(st: Streak) -> bool | None:
-    """Whether the streak's fault is on; None while a new streak has not said (fresh_clears)."""
-    return True if st.on else None if st.fresh else False

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from processors.config import BinRulesConfig, RulesConfig
 from processors.rules.base import Condition, Record, Rule
-from processors.rules.bin.base import BinRule, known_on
+from processors.rules.bin.base import BinRule
 
 
 class BinKnockedOver(BinRule):
@@ -40,7 +40,7 @@ class BinKnockedOver(BinRule):
         c = self.cfg
         st = self._streak(rec["device_id"])
         # Between the clear and raise levels it stays as it was (None: not known yet).
-        bad = True if tilt >= c.tilt_deg else known_on(st) if tilt >= c.tilt_clear_deg else False
+        bad = True if tilt >= c.tilt_deg else st.known_on() if tilt >= c.tilt_clear_deg else False
         r = st.step(rec["ts"], bad, self.p)
         if r:
             self._emit(r, rec, out, f"tilt {tilt:.0f} deg", tilt, off_msg="upright again")

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from processors.config import BinRulesConfig, RulesConfig
 from processors.rules.base import Condition, Record, Rule
-from processors.rules.bin.base import BinRule, known_on, overflow_verdict
+from processors.rules.bin.base import BinRule, overflow_verdict
 
 
 class BinOverflow(BinRule):
@@ -37,7 +37,7 @@ class BinOverflow(BinRule):
 
     def on_reading(self, rec: Record, out: list[Condition]) -> None:
         st = self._streak(rec["device_id"])
-        r = st.step(rec["ts"], overflow_verdict(rec, known_on(st), self.cfg), self.p)
+        r = st.step(rec["ts"], overflow_verdict(rec, st.known_on(), self.cfg), self.p)
         if r:
             f = rec.get("fill_ratio")
             self._emit(

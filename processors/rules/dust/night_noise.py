@@ -103,7 +103,7 @@ class NightNoise(DustRule):
             mean = 10.0 * math.log10(m) if c.noise_leq else m
             bad: bool | None = mean > lim
             if not bad and mean >= lim - c.noise_clear_db:
-                bad = True if st.streak.on else None if st.streak.fresh else False
+                bad = st.streak.known_on()
             elif not bad and st.streak.fresh and ts - st.since < QUARTER_NS:
                 bad = None  # a new state's mean covers less than its 15 minutes
             r = st.streak.step(now(ts, st.streak), bad, self.p)
