@@ -189,8 +189,9 @@ class Engine:
     def forget(self, devices: Container[str]) -> None:
         """Drop the rule state, detectors and open episodes of ``devices``, whose partitions
         another processor has taken over (their detectors were checkpointed on revocation)."""
+        fleet: set[str] = set()
         for rule in self.rules:
-            rule.forget(devices)
+            fleet.update(rule.forget(devices))
         for key in [k for k in self.detectors if k[0] in devices]:
             del self.detectors[key]
         for key in [k for k in self.resume if k[0] in devices]:
@@ -198,6 +199,7 @@ class Engine:
         for device in [d for d in self.pending if d in devices]:
             del self.pending[device]
         self.alerts.forget(devices)
+        self.alerts.forget(fleet)
 
     def series_of(self, devices: Container[str]) -> dict[str, list[tuple[str, Detector]]]:
         """The detectors of ``devices``, by device: (metric, detector)."""

@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Container
+from collections.abc import Collection, Container
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -62,13 +62,15 @@ class Rule(ABC):
         """Called as event time advances (after each batch): for time-based rules."""
         return None
 
-    def forget(self, devices: Container[str]) -> None:
+    def forget(self, devices: Container[str]) -> Collection[str]:
         """Drop what is kept of ``devices``: their partitions went to another processor.
+        Returns the fleet targets (circuits, sites) dropped with them, whose open episodes
+        the new owner continues too.
 
         Rules whose clock would judge a device that no longer reports here (the silence rule)
         must; for the others it only frees memory, and stale state is harmless (a new streak
         and the adopted open episodes settle it when the devices come back)."""
-        return None
+        return ()
 
     def use_overrides(self, overrides: Any) -> None:
         """Rules that judge lamps against their schedule take the operators' overrides

@@ -167,6 +167,26 @@ def test_forgotten_devices_are_not_judged_silent_and_lose_their_state() -> None:
     assert silent == set()
 
 
+def test_forgotten_devices_take_their_sites_episodes_along() -> None:
+    from processors.alerts import Episode
+    from processors.rules.dust.dust_exceedance import DustExceedance
+
+    eng = Engine(RulesConfig())
+    site = [
+        reading(f"dust-{i}", "dust", t, pm10_ugm3=40.0, site_id="s1")
+        for i in range(2)
+        for t in range(0, 600, 60)
+    ]
+    other = [reading("dust-9", "dust", t, pm10_ugm3=40.0, site_id="s9") for t in range(0, 600, 60)]
+    eng.process(site + other)
+    for target in ("s1", "s9"):
+        eng.alerts.open[("dust_exceedance", target)] = Episode(target, 0, "major", 0)
+    eng.forget({"dust-0", "dust-1"})
+    assert {t for k, t in eng.alerts.open if k == "dust_exceedance"} == {"s9"}
+    dust = next(r for r in eng.rules if isinstance(r, DustExceedance))
+    assert set(dust.sites) == {"s9"}
+
+
 def test_adopting_replaces_an_episode_another_processor_superseded() -> None:
     from processors.alerts import AlertManager, Episode
 

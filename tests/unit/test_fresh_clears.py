@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from test_rules_bin import T0, Q, b
-from test_rules_streetlight import MIN, NIGHT, lamp, schedule
+from test_rules_streetlight import CIRCUIT, MIN, NIGHT, NOON, circuit_night, lamp, schedule
 from test_rules_vehicle import PROJ, fix
 
 from processors.alerts import AlertEvent, AlertManager, AlertPolicy, Episode
@@ -28,6 +28,7 @@ from processors.rules.dust.night_noise import NightNoise
 from processors.rules.dust.stuck_sensor import StuckSensor
 from processors.rules.solar import LocalClock
 from processors.rules.streak import NS, Streak, StreakParams
+from processors.rules.streetlight.circuit_outage import CircuitOutage
 from processors.rules.streetlight.lamp_out import LampOut
 from processors.rules.vehicle.idle_too_long import IdleTooLong
 from processors.rules.vehicle.overspeed import Overspeed
@@ -154,6 +155,54 @@ def test_a_lamp_lit_again_ends_its_lamp_out() -> None:
     recs = [lamp("l1", NIGHT + k * 5 * MIN, 80.0) for k in range(4)]
     got = cleared(after_restart(LampOut(schedule()), "lamp_out", "l1", NIGHT - 60 * MIN, recs))
     assert got == ["old-id"]
+
+
+LAMPS = CIRCUIT["circ-1"]
+
+
+@pytest.mark.parametrize(
+    ("model", "dark", "ends_after"),
+    [
+        (CIRCUIT, set(), 11),  # more than half the circuit seen lit: it has power
+        (None, set(), 26),  # without a model, not before one interval (360 s) has passed
+        (CIRCUIT, set(LAMPS[:10]), None),  # 10 of 20 dark: fewer than half known lit
+    ],
+)
+def test_a_circuit_with_power_again_ends_its_outage(
+    model: dict[str, list[str]] | None, dark: set[str], ends_after: int | None
+) -> None:
+    recs = circuit_night(NIGHT, LAMPS, 60, dark=dark or {"none"})
+    rule = CircuitOutage(schedule(), circuits=model)
+    am = AlertManager(AlertPolicy(clear_after_s=600))
+    am.adopt({("circuit_outage", "circ-1"): Episode("old-id", NIGHT - 60 * MIN, "critical", 0)})
+    out: list[Condition] = []
+    first_clear, events = None, []
+    for k, r in enumerate(recs):
+        rule.on_reading(r, out)
+        if first_clear is None and any(not c.active for c in out):
+            first_clear = k + 1
+        events += [e for c in out for e in am.apply(c)]
+        out.clear()
+    assert first_clear == ends_after
+    assert cleared(events) == ([] if ends_after is None else ["old-id"])
+
+
+def test_a_circuit_settles_once_and_stays_settled() -> None:
+    rule = CircuitOutage(schedule(), circuits=CIRCUIT)
+    # By day nothing is judged: no clear on no evidence.
+    day = [lamp(lid, NOON + k * 5 * MIN, 0.0, "circ-1") for k in range(3) for lid in LAMPS]
+    out: list[Condition] = []
+    for r in [*day, *circuit_night(None, LAMPS, 180)]:
+        rule.on_reading(r, out)
+    # The first clear, the last once the hold has passed, then nothing for hours.
+    assert [c.active for c in out] == [False, False]
+    assert out[0].ts < NIGHT + 5 * MIN and out[1].ts - out[0].ts == pytest.approx(10 * MIN, abs=MIN)
+    # A circuit whose lamps went to another processor is new again when they come back.
+    rule.forget({"lamp-03"})
+    out.clear()
+    for r in circuit_night(None, LAMPS, 5):
+        rule.on_reading({**r, "ts": r["ts"] + 4 * 60 * MIN}, out)
+    assert [c.active for c in out] == [False]
 
 
 def test_idling_still_is_not_the_end_of_an_idle_alert() -> None:

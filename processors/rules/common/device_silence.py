@@ -16,7 +16,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Collection, Container
 from typing import Any, ClassVar
 
 from processors.config import RulesConfig
@@ -78,10 +78,11 @@ class DeviceSilence(Rule):
                 )
             )
 
-    def forget(self, devices: Container[str]) -> None:
+    def forget(self, devices: Container[str]) -> Collection[str]:
         # Left here, their readings gone to another processor, they would all turn silent.
         for dev in [d for d in self.seen if d in devices]:
             del self.seen[dev]
+        return ()
 
     def on_tick(self, now_ns: int, out: list[Condition]) -> None:
         if now_ns - self._scanned < self.scan_every_ns:

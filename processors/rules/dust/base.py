@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Container, Iterable, Mapping
 from typing import Any, ClassVar
 
 from processors.config import DustRulesConfig, RulesConfig
@@ -29,11 +29,12 @@ from processors.rules.streak import EMIT_ON, NS, Streak, StreakParams
 
 
 class _Seen:
-    """Recent ts of one device, to drop exact duplicates cheaply."""
+    """Recent ts of one device, to drop exact duplicates cheaply; and the device's site."""
 
-    __slots__ = ("last", "recent")
+    __slots__ = ("last", "recent", "site")
 
-    def __init__(self) -> None:
+    def __init__(self, site: str = "") -> None:
+        self.site = site
         self.last = -(2**62)
         self.recent: deque[int] = deque(maxlen=64)
 
@@ -80,8 +81,21 @@ class DustRule(Rule):
             return None
         seen = self.seen.get(dev)
         if seen is None:
-            seen = self.seen[dev] = _Seen()
+            seen = self.seen[dev] = _Seen(site)
         return site if seen.fresh(ts) else None
+
+    def forget(self, devices: Container[str]) -> Collection[str]:
+        # Dust readings are keyed by district, so a site's sensors leave together; if they
+        # come back, the site starts anew (a new streak, and the adopted open episodes).
+        gone = {s.site for d, s in self.seen.items() if d in devices}
+        for dev in [d for d in self.seen if d in devices]:
+            del self.seen[dev]
+        self.drop_sites(gone)
+        return gone
+
+    def drop_sites(self, sites: Collection[str]) -> None:
+        """Forget the per-site state of ``sites`` (rules that keep some)."""
+        return None
 
     def _cond(
         self,

@@ -19,7 +19,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, ClassVar
 
 from processors.config import DustRulesConfig, RulesConfig
@@ -61,6 +61,10 @@ class DustExceedance(DustRule):
         self.limits = {**(site_limits or {}), **self.cfg.site_limits_ugm3}
         self.ratio_1h = self.cfg.pm10_limit_1h_ugm3 / self.cfg.pm10_limit_ugm3
         self.sites: dict[str, _Site] = {}
+
+    def drop_sites(self, sites: Collection[str]) -> None:
+        for site in sites:
+            self.sites.pop(site, None)
 
     def on_reading(self, rec: Record, out: list[Condition]) -> None:
         v = rec.get("pm10_ugm3")

@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, ClassVar
 
 from processors.config import DustRulesConfig, RulesConfig
@@ -68,6 +68,10 @@ class NightNoise(DustRule):
             s: (parse_hhmm(a), parse_hhmm(b)) for s, (a, b) in (site_nights or {}).items()
         }
         self.sites: dict[str, _Night] = {}
+
+    def drop_sites(self, sites: Collection[str]) -> None:
+        for site in sites:
+            self.sites.pop(site, None)
 
     def on_reading(self, rec: Record, out: list[Condition]) -> None:
         v = rec.get("noise_dba")

@@ -5,6 +5,12 @@
   reporting interval -> one alert, target = circuit id, target_type "circuit"; clears when
   fewer than 50 % are dark.
 
+A new rule (a restarted processor, or one that took the circuit over) does not know whether
+the circuit was out before its time. It clears once more than half the circuit's lamps have
+been seen lit at night (then fewer than half can be dark, whatever the others do): an episode
+the previous run left open ends even if the power came back while no processor ran. Without
+a city model the circuit's size is known only after one reporting interval of readings.
+
 Example:
     >>> from processors.rules.solar import NS, LocalClock, SolarSchedule
     >>> from processors.rules.streetlight.schedule import LampSchedule
@@ -21,7 +27,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Container, Mapping
 from typing import Any, ClassVar
 
 from processors.config import RulesConfig, StreetlightRulesConfig
@@ -58,7 +64,12 @@ class CircuitOutage(Rule, Scheduled):
         self.lamp_circuit = {lamp: cid for cid, lamps in (circuits or {}).items() for lamp in lamps}
         self.cabinets = dict(cabinets or {})
         self.state: dict[str, Streak] = {}
-        self.p = StreakParams(1, 1, int(hold_s * NS), int(repeat_s * NS))
+        self.p = StreakParams(1, 1, int(hold_s * NS), int(repeat_s * NS), fresh_clears=True)
+        # Circuits not yet known to be out or back since this rule began: lamps seen lit at
+        # night, and the time of the circuit's first reading here.
+        self.unsettled: dict[str, tuple[int, set[str]]] = {}
+        self.settled: set[str] = set()
+        self.window_ns = int(c.circuit_window_s * NS)
 
     def on_reading(self, rec: Record, out: list[Condition]) -> None:
         dev = rec["device_id"]
@@ -76,8 +87,9 @@ class CircuitOutage(Rule, Scheduled):
         self.tracker.update(circuit, dev, ts, zero)
         st = self.state.get(circuit)
         if st is None:
-            if not self.tracker.is_open(circuit):
+            if not self.tracker.is_open(circuit) and not self._back(circuit, dev, ts, zero):
                 return
+            self.unsettled.pop(circuit, None)
             st = self.state[circuit] = Streak()
         r = st.step(ts, self.tracker.is_open(circuit), self.p)
         if r == NOTHING:
@@ -110,6 +122,39 @@ class CircuitOutage(Rule, Scheduled):
         )
         if r == EMIT_OFF and not st.on and st.off_since is None:
             del self.state[circuit]
+            self.settled.add(circuit)
+
+    def _back(self, circuit: str, dev: str, ts: int, zero: bool | None) -> bool:
+        """Is a circuit this rule has not judged yet known to have power (see module)?"""
+        if zero is None or circuit in self.settled:
+            return False
+        u = self.unsettled.get(circuit)
+        if u is None:
+            u = self.unsettled[circuit] = (ts, set())
+        first, lit = u
+        if zero:
+            lit.discard(dev)
+            return False
+        lit.add(dev)
+        _, n = self.tracker.dark_count(circuit)
+        if self.tracker.model.get(circuit, 0) == 0 and ts - first < self.window_ns:
+            return False  # after one interval every lamp has reported: the size is known
+        return len(lit) > (1.0 - self.cfg.circuit_clear_ratio) * n
+
+    def forget(self, devices: Container[str]) -> Collection[str]:
+        # Another processor holds these lamps' partition now: if it comes back here, what
+        # this rule knew of their circuits is stale, and the circuits are new again.
+        gone = [
+            cid
+            for cid, circ in self.tracker.circuits.items()
+            if any(lamp in devices for lamp in circ.seen)
+        ]
+        for cid in gone:
+            del self.tracker.circuits[cid]
+            self.state.pop(cid, None)
+            self.unsettled.pop(cid, None)
+            self.settled.discard(cid)
+        return gone
 
 
 def build(cfg: RulesConfig, city: Any) -> Rule:
