@@ -1,4 +1,4 @@
-"""Detector checkpoints: what each device's statistical detectors have learnt, kept in Kafka.
+"""Detector checkpoints: what each device's detectors and rules have learnt, kept in Kafka.
 
 The warm-up replay after an assignment (processors.app) gives the rules their state back from
 15 minutes of readings, but a detector learns from days: sentinel scores nothing for its first
@@ -12,12 +12,17 @@ matching partitions; the engine restores each series on its first reading and sk
 replayed readings the checkpoint already holds. A checkpoint from another detector or format
 is ignored: the series learns afresh, as it did before checkpoints.
 
+The same record carries what the rules learn per device over hours or days (``Rule.learns``:
+a lamp's power baselines, a bin's ambient temperature and usual fill rate), by rule name;
+without it a restarted processor judged those devices only once it had learnt them again, and
+learnt a degraded lamp's draw as its baseline.
+
 Example:
-    >>> blob = encode("sentinel", 10**18, {"pm10_ugm3": [1, 2]})
+    >>> blob = encode("sentinel", 10**18, {"pm10_ugm3": [1, 2]}, {"bin_fire": [18.5, 9]})
     >>> decode(blob, "sentinel")
-    (1000000000000000000, {'pm10_ugm3': [1, 2]})
-    >>> decode(blob, "ewma") is None
-    True
+    (1000000000000000000, {'pm10_ugm3': [1, 2]}, {'bin_fire': [18.5, 9]})
+    >>> decode(blob, "ewma")  # another detector's states are no use; the rules' still are
+    (1000000000000000000, {}, {'bin_fire': [18.5, 9]})
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from aiokafka.structs import ConsumerRecord
 
 from citywatch.kafkautil import client_kwargs, read_to_end, topic_partitions
 from citywatch.settings import Settings
+from processors.detectors.base import Detector
 from processors.engine import Engine
 
 log = logging.getLogger("citywatch.processor.checkpoints")
@@ -43,26 +49,37 @@ FORMAT = 1
 CHUNK = 500
 
 
-def encode(detector: str, ts: int, states: dict[str, Any]) -> bytes:
-    """One device's checkpoint record: its detectors' states, learnt up to device time ``ts``."""
-    return orjson.dumps({"v": FORMAT, "detector": detector, "ts": ts, "metrics": states})
+def encode(
+    detector: str, ts: int, states: dict[str, Any], learnt: dict[str, Any] | None = None
+) -> bytes:
+    """One device's checkpoint record: its detectors' states and what its rules have
+    ``learnt``, up to device time ``ts``."""
+    doc = {"v": FORMAT, "detector": detector, "ts": ts, "metrics": states}
+    if learnt:
+        doc["rules"] = learnt
+    return orjson.dumps(doc)
 
 
-def decode(value: bytes | None, detector: str) -> tuple[int, dict[str, Any]] | None:
-    """(ts, states by metric) of a checkpoint record; None for a tombstone, a damaged record,
-    or one written by another detector or format."""
+def decode(value: bytes | None, detector: str) -> tuple[int, dict[str, Any], dict[str, Any]] | None:
+    """(ts, detector states by metric, rule states by rule) of a checkpoint record; the
+    detector states are empty when another detector wrote them. None for a tombstone, a
+    damaged record, one of another format, or one with nothing usable."""
     if not value:
         return None
     try:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(doc, dict) or doc.get("v") != FORMAT or doc.get("detector") != detector:
+    if not isinstance(doc, dict) or doc.get("v") != FORMAT:
         return None
-    ts, states = doc.get("ts"), doc.get("metrics")
-    if not isinstance(ts, int) or not isinstance(states, dict):
+    ts, states, learnt = doc.get("ts"), doc.get("metrics"), doc.get("rules", {})
+    if not isinstance(ts, int) or not isinstance(states, dict) or not isinstance(learnt, dict):
         return None
-    return ts, states
+    if doc.get("detector") != detector:
+        states = {}
+    if not states and not learnt:
+        return None
+    return ts, states, learnt
 
 
 class Checkpoints:
@@ -154,11 +171,13 @@ class Checkpoints:
         for part in chosen:
             devices = self.touched.pop(part)
             self.known.setdefault(part, set()).update(devices)
-            series = list(self.engine.series_of(devices).items())
+            series = self.engine.series_of(devices)
+            names = list(devices)
             try:
                 async with asyncio.timeout(self.s.processor.checkpoint_timeout_s):
-                    for i in range(0, len(series), CHUNK):
-                        n += await self._send(part, devices, series[i : i + CHUNK])
+                    for i in range(0, len(names), CHUNK):
+                        chunk = names[i : i + CHUNK]
+                        n += await self._send(part, devices, chunk, series)
             except Exception as exc:  # TimeoutError included: Kafka away
                 log.warning("detector checkpoint of partition %d failed: %r", part, exc)
                 mine = self.touched.setdefault(part, {})
@@ -172,19 +191,26 @@ class Checkpoints:
         return n
 
     async def _send(
-        self, part: int, devices: dict[str, int], series: list[tuple[str, list[Any]]]
+        self,
+        part: int,
+        devices: dict[str, int],
+        chunk: list[str],
+        series: dict[str, list[tuple[str, Detector]]],
     ) -> int:
         """One chunk of devices, in as few record batches as fit: a send per record cost
         ~110 us of CPU per device (3.5 kB records in aiokafka's default 16 kB batches)."""
-        name = self.engine.detector_name
+        eng = self.engine
+        name = eng.detector_name
         sent = []
         batch = self.producer.create_batch()
         n = 0
-        for device, dets in series:
+        for device in chunk:
+            dets = series.get(device, ())
             states = {m: st for m, d in dets if (st := d.get_state()) is not None}
-            if not states:
+            learnt = eng.learnt(device) if eng.learners else None
+            if not states and not learnt:
                 continue
-            value = encode(name, devices[device], states)
+            value = encode(name, devices[device], states, learnt)
             key = (self.prefix + device).encode()
             if batch.append(key=key, value=value, timestamp=None) is None:
                 sent.append(await self.producer.send_batch(batch, self.topic, partition=part))
@@ -200,19 +226,22 @@ class Checkpoints:
         """Read the checkpoints of ``partitions`` into the engine; returns how many devices."""
         if not self.enabled or not partitions:
             return 0
-        found: dict[str, tuple[int, dict[str, Any]]] = {}
+        found: dict[str, tuple[int, dict[str, Any], dict[str, Any]]] = {}
         try:
             async with asyncio.timeout(timeout_s):
                 await self._read(partitions, found, timeout_s)
         except TimeoutError:
             log.warning("detector checkpoints: read for %.0f s, the rest is skipped", timeout_s)
-        for device, (ts, states) in found.items():
-            self.engine.restore(device, ts, states)
+        for device, (ts, states, learnt) in found.items():
+            self.engine.restore(device, ts, states, learnt)
         self.loaded += len(found)
         return len(found)
 
     async def _read(
-        self, partitions: list[int], found: dict[str, tuple[int, Any]], timeout_s: float
+        self,
+        partitions: list[int],
+        found: dict[str, tuple[int, dict[str, Any], dict[str, Any]]],
+        timeout_s: float,
     ) -> None:
         """Every record of ``partitions`` under this group's prefix, the latest per device."""
         c = self.consumer

@@ -88,6 +88,8 @@ class Engine:
         self.resume: dict[tuple[str, str], int] = {}
         self.restored = 0
         self.restore_refused = 0
+        # Rules that learn per device over days: their learning is checkpointed too.
+        self.learners: dict[str, Rule] = {r.name: r for r in self.rules if r.learns}
         self.watermark = 0
         self._conds: list[Condition] = []
         # Operators' lamp commands, so a lamp switched off on purpose is not "out".
@@ -169,15 +171,37 @@ class Engine:
         self.resume[key] = snap[0]
         return det
 
-    def restore(self, device_id: str, ts: int, states: dict[str, Any]) -> None:
+    def restore(
+        self,
+        device_id: str,
+        ts: int,
+        states: dict[str, Any],
+        learnt: dict[str, Any] | None = None,
+    ) -> None:
         """Hold a device's checkpointed detector states (by metric, learnt up to device time
-        ``ts``) for its series' next readings. The checkpoint replaces a detector this engine
-        already has: it is either the one this engine wrote when its partitions were revoked,
-        or newer (another processor's, while that one held the partition)."""
+        ``ts``) for its series' next readings, and give the rules what they had ``learnt``
+        of it (by rule name) at once. The checkpoint replaces what this engine already has:
+        either what this engine wrote when its partitions were revoked, or newer (another
+        processor's, while that one held the partition).
+
+        The rules' learning is not held back for the replayed readings the checkpoint
+        already holds, as the detectors' is: the replay must rebuild their streaks, and a
+        reading learnt twice moves a baseline by one small EWMA step."""
+        for name, state in (learnt or {}).items():
+            rule = self.learners.get(name)
+            if rule is None:
+                continue  # a rule switched off since
+            try:
+                rule.relearn(device_id, state)
+            except (ValueError, TypeError, IndexError, KeyError, OverflowError):
+                self.restore_refused += 1
+            else:
+                self.restored += 1
         for metric in states:
             self.detectors.pop((device_id, metric), None)
             self.resume.pop((device_id, metric), None)
-        self.pending[device_id] = (ts, dict(states))
+        if states:
+            self.pending[device_id] = (ts, dict(states))
 
     def expire_pending(self, before_ns: int) -> None:
         """Forget checkpoints not taken up, and replay guards not passed, from before then."""
@@ -200,6 +224,15 @@ class Engine:
             del self.pending[device]
         self.alerts.forget(devices)
         self.alerts.forget(fleet)
+
+    def learnt(self, device_id: str) -> dict[str, Any]:
+        """What the rules have learnt of a device, by rule name, for its checkpoint."""
+        out = {}
+        for name, rule in self.learners.items():
+            state = rule.learnt(device_id)
+            if state is not None:
+                out[name] = state
+        return out
 
     def series_of(self, devices: Container[str]) -> dict[str, list[tuple[str, Detector]]]:
         """The detectors of ``devices``, by device: (metric, detector)."""

@@ -53,6 +53,9 @@ class Rule(ABC):
     name: ClassVar[str]
     families: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
+    # Whether the rule learns something of each device over days (a baseline) that the
+    # processor's checkpoints keep across restarts (``learnt`` and ``relearn``).
+    learns: ClassVar[bool] = False
 
     @abstractmethod
     def on_reading(self, rec: Record, out: list[Condition]) -> None:
@@ -71,6 +74,16 @@ class Rule(ABC):
         must; for the others it only frees memory, and stale state is harmless (a new streak
         and the adopted open episodes settle it when the devices come back)."""
         return ()
+
+    def learnt(self, device: str) -> Any:
+        """What the rule has learnt of ``device`` (JSON-ready), for the processor's
+        checkpoints (processors.checkpoints); None when nothing yet."""
+        return None
+
+    def relearn(self, device: str, state: Any) -> None:
+        """Take back what ``learnt`` gave, read from a checkpoint after a restart. Raises
+        ValueError or TypeError for a state it cannot use (another version, damage)."""
+        return None
 
     def use_overrides(self, overrides: Any) -> None:
         """Rules that judge lamps against their schedule take the operators' overrides

@@ -14,7 +14,13 @@ import pytest
 from citywatch import influxql
 from citywatch.settings import Settings
 
-from .helpers import delete_topic, own_readings_topic, produce_and_wait_stored, wait_log
+from .helpers import (
+    delete_topic,
+    own_readings_topic,
+    produce_and_wait_stored,
+    wait_for,
+    wait_log,
+)
 
 S = 1_000_000_000
 DEVICES = 12
@@ -126,3 +132,82 @@ async def test_a_joining_processor_takes_over_partitions_with_their_detectors(
     rows, spike_ns = await _hand_over(stack_settings, spawn, rid, "3600", join)
     # Both processors now hold partitions, each with its devices' detectors restored.
     _check_every_spike_and_nothing_else(rows, spike_ns, rid)
+
+
+LAMPS = 6
+
+
+def _lamps(rid: str, t0: int, start: int, watts: list[float]) -> list[dict[str, Any]]:
+    return [
+        {
+            "device_id": f"lamp-{rid}-{d}",
+            "family": "streetlight",
+            "district": f"ck{rid}",
+            "ts": t0 + (start + k) * 300 * S + d * S,
+            "received_at": t0 + (start + k) * 300 * S,
+            "late": False,
+            "seq": start + k,
+            "power_state": "on",
+            "dimming_pct": 100.0,
+            "power_w": w,
+            "current_a": round(w / 230.0, 4),
+        }
+        for k, w in enumerate(watts)
+        for d in range(LAMPS)
+    ]
+
+
+async def test_a_lamp_repaired_while_no_processor_ran_clears_against_its_checkpointed_baseline(
+    stack_settings: Settings, spawn: Any, rid: str
+) -> None:
+    """The rules' learning is checkpointed too: the restarted processor judges the repaired
+    lamps against the baselines learnt before the kill, and ends the open degradations
+    (without them it learnt the lamps anew, and the episodes stayed open for good)."""
+    s = stack_settings
+    topic, on_topic = await own_readings_topic(s, rid)
+    env = {
+        "CITYWATCH_KAFKA__READINGS_TOPIC": topic,
+        "CITYWATCH_PROCESSOR__CHECKPOINT_S": "1",
+        "CITYWATCH_PROCESSOR__WARMUP_MAX_RECORDS": "0",  # the fault ended before any replay
+    }
+    t0 = (time.time_ns() // S - 2 * 86_400) * S
+    prefix = f"lamp-{rid}-"
+
+    def events() -> list[list[Any]]:
+        found = influxql.series(
+            s,
+            "SELECT alert_id, target, state FROM alerts WHERE kind = 'lamp_degradation' "
+            f"AND target =~ /^{prefix}/",
+        )
+        return [v for ser in found for v in ser["values"]]
+
+    try:
+        p1 = spawn("process", "--instance", f"p-{rid}", env=env, name="processor")
+        await asyncio.to_thread(wait_log, p1, "processor p-")
+        before = _lamps(rid, t0, 0, [100.0] * 14 + [70.0] * 4)  # learnt, then 30 % low
+        await produce_and_wait_stored(on_topic, before, "streetlight", "power_w", prefix)
+        raised = await asyncio.to_thread(wait_for, lambda: len(events()) >= LAMPS and events())
+        assert {r[3] for r in raised} == {"raised"}, raised
+        await asyncio.to_thread(wait_log, p1, "checkpointed the detectors of")
+        await asyncio.sleep(3)  # a checkpoint a second: the last readings are in one too
+        p1.kill9()
+        p2 = spawn("process", "--instance", f"p-{rid}", env=env, name="processor-restarted")
+        await asyncio.to_thread(wait_log, p2, "open alert episodes to continue")
+        repaired = _lamps(rid, t0, 30, [100.0] * 8)
+        await produce_and_wait_stored(on_topic, repaired, "streetlight", "power_w", prefix)
+
+        def all_cleared() -> list[list[Any]]:
+            got = events()
+            return got if sum(r[3] == "cleared" for r in got) >= LAMPS else []
+
+        rows = await asyncio.to_thread(wait_for, all_cleared)
+    finally:
+        await delete_topic(s, topic)
+    assert rows, f"no degradation cleared after the restart: {events()}"
+    by_target: dict[str, set[tuple[str, str]]] = {}
+    for _, aid, target, state in rows:
+        by_target.setdefault(target, set()).add((aid, state))
+    assert len(by_target) == LAMPS
+    for target, got in by_target.items():
+        assert {state for _, state in got} == {"raised", "cleared"}, (target, got)
+        assert len({aid for aid, _ in got}) == 1, (target, got)

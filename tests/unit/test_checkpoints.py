@@ -113,8 +113,12 @@ def test_a_window_emptier_than_the_count_is_refused() -> None:
 
 def test_checkpoint_record_round_trip_and_refusals() -> None:
     blob = encode("sentinel", 5 * S, {"pm10_ugm3": [1, 2]})
-    assert decode(blob, "sentinel") == (5 * S, {"pm10_ugm3": [1, 2]})
-    assert decode(blob, "ewma") is None  # another detector's state
+    assert decode(blob, "sentinel") == (5 * S, {"pm10_ugm3": [1, 2]}, {})
+    assert decode(blob, "ewma") is None  # another detector's state, and nothing else
+    learnt = {"bin_fire": [18.0, 9]}
+    both = encode("sentinel", 5 * S, {"pm10_ugm3": [1, 2]}, learnt)
+    assert decode(both, "ewma") == (5 * S, {}, learnt)  # the rules' learning still counts
+    assert decode(both.replace(b'"rules":{', b'"rules":[{'), "sentinel") is None
     assert decode(None, "sentinel") is None  # a tombstone
     assert decode(b"{", "sentinel") is None
     assert decode(blob.replace(b'"v":1', b'"v":99'), "sentinel") is None
@@ -194,6 +198,17 @@ def test_a_checkpoint_replaces_a_stale_detector_and_a_refused_one_starts_afresh(
     assert not eng.pending
 
 
+def test_rules_learning_is_restored_at_once_and_a_damaged_one_refused() -> None:
+    eng = Engine(RulesConfig())
+    assert set(eng.learners) == {"bin_fire", "bin_fast_fill", "lamp_degradation"}
+    eng.restore("bin-1", 5 * S, {}, {"bin_fire": [18.0, 9], "bin_fast_fill": "damaged"})
+    eng.restore("bin-2", 5 * S, {}, {"a_rule_switched_off": [1]})
+    assert eng.learnt("bin-1") == {"bin_fire": [18.0, 9]}
+    assert eng.learnt("bin-2") == {}
+    assert (eng.restored, eng.restore_refused) == (1, 1)
+    assert not eng.pending  # nothing waits for a detector
+
+
 def test_checkpoints_not_taken_up_expire() -> None:
     eng = Engine(RulesConfig())
     eng.restore("bin-1", 5 * S, {"fill_ratio": []})
@@ -257,6 +272,15 @@ async def test_save_sends_each_partitions_devices_in_batches_under_the_group_pre
     snap = decode(sent[0][1][0][1], eng.detector_name)
     assert snap is not None and snap[0] == 7 and set(snap[1]) == {"pm10_ugm3", "noise_dba"}
     assert not cp.touched
+
+
+async def test_a_device_with_only_its_rules_learning_is_checkpointed_too() -> None:
+    cp, eng = _checkpoints(_Producer())
+    eng.learners["bin_fire"].relearn("bin-without-detector", [18.0, 9])
+    assert await cp.save({4}) == 2
+    records = dict(cp.producer.sent[0][1])  # type: ignore[attr-defined]
+    snap = decode(records[cp.prefix.encode() + b"bin-without-detector"], eng.detector_name)
+    assert snap == (1, {}, {"bin_fire": [18.0, 9]})
 
 
 async def test_a_failed_save_keeps_the_devices_for_the_next_one() -> None:

@@ -8,15 +8,18 @@ restart, then feeds a new rule the readings that follow.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
+import orjson
 import pytest
+from rulefeed import feed
 from test_rules_bin import T0, Q, b
 from test_rules_streetlight import CIRCUIT, MIN, NIGHT, NOON, circuit_night, lamp, schedule
 from test_rules_vehicle import PROJ, fix
 
 from processors.alerts import AlertEvent, AlertManager, AlertPolicy, Episode
 from processors.rules.base import Condition, Rule
+from processors.rules.bin.bin_fast_fill import BinFastFill
 from processors.rules.bin.bin_fire import BinFire
 from processors.rules.bin.bin_knocked_over import BinKnockedOver
 from processors.rules.bin.bin_overflow import BinOverflow
@@ -29,9 +32,12 @@ from processors.rules.dust.stuck_sensor import StuckSensor
 from processors.rules.solar import LocalClock
 from processors.rules.streak import NS, Streak, StreakParams
 from processors.rules.streetlight.circuit_outage import CircuitOutage
+from processors.rules.streetlight.lamp_degradation import LampDegradation
 from processors.rules.streetlight.lamp_out import LampOut
 from processors.rules.vehicle.idle_too_long import IdleTooLong
 from processors.rules.vehicle.overspeed import Overspeed
+
+R = TypeVar("R", bound=Rule)
 
 
 def after_restart(
@@ -149,6 +155,59 @@ def test_a_rule_that_learns_a_baseline_leaves_the_episode_open() -> None:
     # from one still smouldering, so the episode waits for the rule's own verdict.
     recs = [b(k, temperature_c=25.0) for k in range(1, 10)]
     assert cleared(after_restart(BinFire(), "bin_fire", "bin-1", T0, recs)) == []
+
+
+def relearnt(rule: R, device: str, other: Rule) -> R:
+    """``rule`` given what ``other`` learnt of ``device``, through JSON as in a checkpoint."""
+    rule.relearn(device, orjson.loads(orjson.dumps(other.learnt(device))))
+    return rule
+
+
+@pytest.mark.parametrize(("temp", "ends"), [(22.0, True), (45.0, False)])
+def test_a_checkpointed_bin_baseline_tells_a_cool_bin_from_a_smouldering_one(
+    temp: float, ends: bool
+) -> None:
+    before = BinFire()
+    before.on_reading(b(0, temperature_c=18.0), [])
+    for k in range(1, 9):
+        before.on_reading(b(k, temperature_c=18.0), [])
+    rule = relearnt(BinFire(), "bin-1", before)
+    events = after_restart(
+        rule, "bin_fire", "bin-1", T0, [b(k, temperature_c=temp) for k in (20, 21)]
+    )
+    assert cleared(events) == (["old-id"] if ends else [])
+    assert rule.bins["bin-1"].streak.on is not ends  # 45 C is +27 C over the old baseline
+
+
+def _lamp_night(watts: list[float], start: int = 0) -> list[dict[str, Any]]:
+    return [lamp("l1", NIGHT + (start + k) * 5 * MIN, w) for k, w in enumerate(watts)]
+
+
+def test_a_checkpointed_lamp_baseline_ends_a_degradation_repaired_while_no_processor_ran() -> None:
+    before = LampDegradation(schedule())
+    raised = feed(before, _lamp_night([100.0] * 12 + [70.0] * 3))
+    assert [c.active for c in raised] == [True]
+    repaired = _lamp_night([100.0] * 8, start=40)
+    rule = relearnt(LampDegradation(schedule()), "l1", before)
+    got = after_restart(rule, "lamp_degradation", "l1", raised[0].ts, repaired)
+    assert cleared(got) == ["old-id"]
+
+
+def test_a_baseline_learnt_afresh_does_not_end_a_degradation() -> None:
+    # Still 30 % low, but a new rule without the checkpoint learns 70 W as the lamp's draw.
+    still = _lamp_night([70.0] * 20, start=40)
+    got = after_restart(LampDegradation(schedule()), "lamp_degradation", "l1", NIGHT, still)
+    assert cleared(got) == []
+
+
+def test_a_checkpointed_usual_fill_rate_is_judged_in_the_first_hour() -> None:
+    before = BinFastFill()
+    feed(before, [b(4 * h, fill_ratio=0.05 * h) for h in range(6)])  # 0.05 per hour, learnt
+    hour = [b(40, fill_ratio=0.1), b(44, fill_ratio=0.5)]  # the next day: +0.4 in an hour
+    fresh = feed(BinFastFill(), hour)
+    assert not [c for c in fresh if c.active]  # without it: three hours to learn the rate
+    rule = relearnt(BinFastFill(), "bin-1", before)
+    assert [c.active for c in feed(rule, hour)] == [True]
 
 
 def test_a_lamp_lit_again_ends_its_lamp_out() -> None:

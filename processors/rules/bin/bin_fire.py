@@ -4,6 +4,11 @@
   slow EWMA of its temperature, i.e. roughly ambient); clears below 50 °C and 15 °C over
   baseline.
 
+The baseline is checkpointed (``learnt``): after a restart a bin is judged against it at once,
+and a new rule ends an episode its previous run left open on the first cool reading. Without
+a baseline from before, it cannot tell a cool bin from one still smouldering at the level it
+would learn, so such an episode waits for the rule's own verdict.
+
 Example:
     >>> from processors.rules.streak import NS
     >>> rule, out = BinFire(), []
@@ -27,11 +32,12 @@ from processors.rules.streak import Streak
 
 
 class _Temp:
-    __slots__ = ("base", "n", "streak")
+    __slots__ = ("base", "n", "prior", "streak")
 
     def __init__(self) -> None:
         self.base = 0.0
         self.n = 0
+        self.prior = False  # the baseline came from a checkpoint: learnt before this run
         self.streak = Streak()
 
 
@@ -42,6 +48,8 @@ class BinFire(BinRule):
     kind: ClassVar[str] = "bin_fire"
     severity: ClassVar[str] = "critical"
     description: ClassVar[str] = "temperature > 60 C or > 25 C over the bin's baseline"
+    fresh_clears: ClassVar[bool] = True
+    learns: ClassVar[bool] = True
 
     def __init__(
         self, cfg: BinRulesConfig | None = None, hold_s: float = 600.0, repeat_s: float = 60.0
@@ -69,7 +77,10 @@ class BinFire(BinRule):
             bad = False
         else:
             bad = True if b.streak.on else None  # hysteresis: still burning
-        r = b.streak.step(ts, bad, self.p)
+        verdict = bad
+        if bad is False and b.streak.fresh and not b.prior:
+            verdict = None  # no baseline from before this run: not evidence (see module)
+        r = b.streak.step(ts, verdict, self.p)
         # Learn ambient only from ordinary readings, so a fire does not become the baseline.
         if bad is False and not b.streak.on and (not learnt or over < c.fire_clear_rise_c):
             b.base = t if b.n == 0 else b.base + c.temp_baseline_alpha * (t - b.base)
@@ -79,6 +90,20 @@ class BinFire(BinRule):
                 f" ({over:+.1f} C over baseline {b.base:.1f} C)" if learnt else ""
             )
             self._emit(r, rec, out, msg, t)
+
+    def learnt(self, device: str) -> Any:
+        b = self.bins.get(device)
+        return None if b is None or b.n == 0 else [b.base, b.n]
+
+    def relearn(self, device: str, state: Any) -> None:
+        base, n = state
+        if not isinstance(base, float) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"not a bin_fire baseline: {state!r}")
+        b = self.bins.get(device)
+        if b is None:
+            b = self.bins[device] = _Temp()
+        b.base, b.n = base, n
+        b.prior = n >= self.cfg.temp_baseline_readings
 
 
 def build(cfg: RulesConfig, city: Any) -> Rule:

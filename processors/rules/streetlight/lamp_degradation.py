@@ -6,6 +6,11 @@
   to +-5 % of its start, so slow ageing cannot drag it along. Until a level has its own
   baseline, another level's, scaled by the level ratio, stands in.
 
+The baselines are checkpointed (``learnt``): a restarted processor judges a lamp against them
+at once, and ends an episode its previous run left open on its first readings near them. A
+baseline learnt afresh after a restart may be the degraded draw itself, so against one of
+those a new rule says nothing of an episode it did not raise.
+
 Example:
     >>> from processors.rules.solar import NS, LocalClock, SolarSchedule
     >>> from processors.rules.streetlight.schedule import LampSchedule
@@ -46,6 +51,8 @@ class LampDegradation(LampRule):
     name: ClassVar[str] = "lamp_degradation"
     kind: ClassVar[str] = "lamp_degradation"
     description: ClassVar[str] = "power >= 20% off the lamp's baseline at its level, >= 3 readings"
+    fresh_clears: ClassVar[bool] = True
+    learns: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -58,6 +65,7 @@ class LampDegradation(LampRule):
         self.schedule = schedule
         self.p = self._params(self.cfg.degradation_readings, self.cfg.degradation_readings)
         self.baselines: dict[str, dict[int, _Baseline]] = {}
+        self.prior: set[str] = set()  # lamps whose baselines came from a checkpoint
         lo, hi = self.cfg.voltage_band_v
         self.v_lo, self.v_hi = lo, hi
 
@@ -118,7 +126,8 @@ class LampDegradation(LampRule):
         if a >= c.degradation_frac:
             bad: bool | None = True
         elif a < c.degradation_clear_frac:
-            bad = False
+            # A fresh state judges an episode it did not raise only against an old baseline.
+            bad = False if not st.fresh or dev in self.prior else None
         else:
             bad = True if st.on else None  # between clear and raise levels: as before
         r = st.step(rec["ts"], bad, self.p)
@@ -136,6 +145,24 @@ class LampDegradation(LampRule):
             nb = b.base + c.baseline_alpha * (p - b.base)
             lim = c.baseline_max_shift * b.start
             b.base = b.start - lim if nb < b.start - lim else min(nb, b.start + lim)
+
+    def learnt(self, device: str) -> Any:
+        per = self.baselines.get(device)
+        if not per:
+            return None
+        return [[lvl, b.start, b.base, b.samples] for lvl, b in per.items()]
+
+    def relearn(self, device: str, state: Any) -> None:
+        per: dict[int, _Baseline] = {}
+        for lvl, start, base, samples in state:
+            if not isinstance(lvl, int) or not isinstance(start, float):
+                raise ValueError(f"not a lamp_degradation baseline: {state!r}")
+            b = per[lvl] = _Baseline()
+            b.start, b.base = start, float(base)
+            b.samples = None if samples is None else [float(x) for x in samples]
+        self.baselines[device] = per
+        if any(b.samples is None for b in per.values()):
+            self.prior.add(device)
 
 
 def build(cfg: RulesConfig, city: Any) -> Rule:
