@@ -1,10 +1,11 @@
-"""What detector checkpoints cost: bytes per device, CPU to write and restore, Kafka round trip.
+"""What checkpoints cost: bytes per device, CPU to write and restore, Kafka round trip.
 
 Feeds an Engine ``--readings`` (150) each from N devices of all families (every detector
 window full, as in bench.memory), then measures in one run:
-(1) serialising every device's detector states into its checkpoint record (what
+(1) serialising every device's detector states and rules' learning into its checkpoint record (what
 ``processors.checkpoints`` does each ``checkpoint_s``), as CPU per device and bytes per record;
-(2) restoring them: decoding and ``set_state`` into fresh detectors, CPU per device;
+(2) restoring them: decoding, ``set_state`` into fresh detectors and the rules' learning into
+a fresh engine, CPU per device;
 (3) the real thing on the local stack: ``Checkpoints.save`` of all devices to the checkpoint
 topic (wall and CPU time: serialising and producing) and ``Checkpoints.load`` back, under a
 group of its own; and relates the CPU of (3) to the processor's CPU per reading
@@ -48,20 +49,26 @@ def main() -> None:
     series = len(eng.detectors)
 
     t0 = time.process_time()
-    blobs = {
-        dev: encode(name, last[dev], {m: d.get_state() for m, d in dets})
-        for dev, dets in eng.series_of(last).items()
-    }
+    series_of = eng.series_of(last)
+    blobs = {}
+    for dev, ts in last.items():
+        states = {m: d.get_state() for m, d in series_of.get(dev, ())}
+        rules = eng.learnt(dev)
+        if states or rules:  # as Checkpoints.save: nothing learnt, no record
+            blobs[dev] = encode(name, ts, states, rules)
     write_s = time.process_time() - t0
     n = len(blobs)
     size = sum(map(len, blobs.values())) / n
+    learnt = sum(b'"rules"' in blob for blob in blobs.values())
 
     t0 = time.process_time()
-    for blob in blobs.values():
+    twin = Engine(RulesConfig())
+    for dev, blob in blobs.items():
         snap = decode(blob, name)
         assert snap is not None
         for state in snap[1].values():
             create(name).set_state(state)
+        twin.restore(dev, snap[0], {}, snap[2])
     read_s = time.process_time() - t0
 
     s = Settings()
@@ -74,6 +81,7 @@ def main() -> None:
     out = {
         "devices": n,
         "series": series,
+        "devices_with_rule_learning": learnt,
         "bytes_per_device": size,
         "write_us_per_device": write_us,
         "restore_us_per_device": read_s / n * 1e6,
@@ -82,7 +90,7 @@ def main() -> None:
         "kafka_load_s": load_s,
         "kafka_loaded": loaded,
     }
-    print(f"{n:,} devices with a detector ({series:,} series)")
+    print(f"{n:,} devices ({series:,} detector series; {learnt:,} with rules' learning too)")
     print(f"checkpoint record: {size:,.0f} bytes per device (JSON, before lz4)")
     print(f"write: {write_us:.1f} us CPU per device; restore: {read_s / n * 1e6:.1f} us")
     print(
