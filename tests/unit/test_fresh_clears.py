@@ -28,6 +28,7 @@ from processors.rules.common.device_silence import DeviceSilence
 from processors.rules.common.out_of_range import OutOfRange
 from processors.rules.dust.dust_exceedance import DustExceedance
 from processors.rules.dust.night_noise import NightNoise
+from processors.rules.dust.sensor_drift import SensorDrift
 from processors.rules.dust.stuck_sensor import StuckSensor
 from processors.rules.solar import LocalClock
 from processors.rules.streak import NS, Streak, StreakParams
@@ -326,3 +327,29 @@ def test_a_stuck_sensor_ends_when_its_values_move_again() -> None:
     moving = flat + [dust(5 + m, pm10_ugm3=30.0 + m) for m in range(12)]
     got = cleared(after_restart(StuckSensor(), "stuck_sensor", "d-1", T0 - 86_400 * NS, moving))
     assert got == ["old-id"]
+
+
+@pytest.mark.parametrize(("e_value", "ends_at"), [(52.0, 5), (200.0, None)])
+def test_a_sensor_in_line_for_five_minutes_ends_its_drift(
+    e_value: float, ends_at: int | None
+) -> None:
+    recs = [
+        {**dust(m, pm10_ugm3=(e_value if s == "e" else 50.0 + i) + m % 3), "device_id": s}
+        for m in range(20)
+        for i, s in enumerate("abcde")
+    ]
+    rule = SensorDrift()
+    am = AlertManager(AlertPolicy(clear_after_s=600))
+    am.adopt({("sensor_drift", "e"): Episode("old-id", recs[0]["ts"] - 3600 * NS, "warning", 0)})
+    out: list[Condition] = []
+    first = None
+    for r in recs:
+        rule.on_reading(r, out)
+        if first is None and any(c.target == "e" and not c.active for c in out):
+            first = (r["ts"] - recs[0]["ts"]) // (60 * NS)
+        for c in out:
+            am.apply(c)
+        out.clear()
+    # The first clear once e has been in line for 5 minutes; none while it is still off.
+    assert first == ends_at
+    assert (("sensor_drift", "e") in am.adopted) == (ends_at is None)

@@ -9,6 +9,9 @@
   at least) are off the same way, that is site dust (the exceedance rule's business), not
   drift; stuck sensors are neither judged nor used as reference.
 
+A new sensor state (a restarted processor) ends an episode its previous run left open once the
+sensor has been in line with its district for the 5 minutes that end an episode.
+
 Example:
     >>> rule, out = SensorDrift(), []
     >>> for m in range(40):  # four sensors near 50 µg/m³, "e" near 200 from the start
@@ -16,7 +19,7 @@ Example:
     ...         v = (200.0 if s == "e" else 50.0 + i) + m % 3
     ...         rule.on_reading({"device_id": s, "family": "dust", "district": "n",
     ...                          "ts": m * MINUTE_NS + i, "pm10_ugm3": v}, out)
-    >>> [(c.kind, c.target, c.active, c.ts // MINUTE_NS) for c in out[:1]]
+    >>> [(c.kind, c.target, c.active, c.ts // MINUTE_NS) for c in out if c.active][:1]
     [('sensor_drift', 'e', True, 31)]
 """
 
@@ -35,10 +38,21 @@ from processors.rules.streak import NOTHING, NS, Streak
 
 
 class _Sensor:
-    __slots__ = ("drift_since", "n_same", "near_since", "site", "smooth", "streak", "ts", "value")
+    __slots__ = (
+        "drift_since",
+        "n_same",
+        "near_since",
+        "since",
+        "site",
+        "smooth",
+        "streak",
+        "ts",
+        "value",
+    )
 
-    def __init__(self, site: str | None) -> None:
+    def __init__(self, site: str | None, since: int) -> None:
         self.site = site
+        self.since = since  # the first reading of this state
         self.ts = -(2**62)
         self.value = 0.0
         self.smooth = math.nan  # EWMA of value: drift is slow, the 5 % noise is not
@@ -86,6 +100,7 @@ class SensorDrift(DustRule):
     name: ClassVar[str] = "sensor_drift"
     kind: ClassVar[str] = "sensor_drift"
     description: ClassVar[str] = "> 3 robust sigmas from the district median for >= 30 min"
+    fresh_clears: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -113,7 +128,7 @@ class SensorDrift(DustRule):
             d = self.districts[district] = _District()
         s = d.sensors.get(dev)
         if s is None:
-            s = d.sensors[dev] = _Sensor(rec.get("site_id") or self.sensor_site.get(dev))
+            s = d.sensors[dev] = _Sensor(rec.get("site_id") or self.sensor_site.get(dev), ts)
         if ts <= s.ts:
             return
         s.n_same = s.n_same + 1 if v == s.value else 1
@@ -175,11 +190,15 @@ class SensorDrift(DustRule):
                 if now - s.near_since >= self.reset_ns:
                     s.drift_since = s.near_since = None
             # Raise only while actually off; an open episode rides out the tolerance.
-            bad = (
+            bad: bool | None = (
                 s.drift_since is not None
                 and now - s.drift_since >= self.after_ns
                 and (s.near_since is None or s.streak.on)
             )
+            if not bad and s.streak.fresh and (
+                s.drift_since is not None or now - s.since < self.reset_ns
+            ):
+                bad = None  # not yet in line for the minutes that end an episode
             r = s.streak.step(now, bad, self.p)
             if r != NOTHING:
                 z = abs(off) / sigma
