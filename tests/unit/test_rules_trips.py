@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 import shapely
 
@@ -138,3 +139,40 @@ def test_build_from_city_model() -> None:
     rule = trip_summary.build(RulesConfig(), city)
     assert isinstance(rule, TripSummaries) and set(rule.routes) == set(city.routes)
     assert rule.clock.minute_of_day(0) == city.utc_offset_minutes % 1440
+
+
+@pytest.mark.parametrize("odometer", [False, True])
+def test_a_restart_goes_on_from_the_checkpointed_day(odometer: bool) -> None:
+    """The morning in a checkpoint, a replay of fixes it holds, then the afternoon: the same
+    day as a processor that never stopped."""
+    odo = (lambda k: {"odometer_km": 1000.0 + 0.08 * k}) if odometer else (lambda k: {})
+    recs = [fix(10 * k, 80.0 * k, **odo(k)) for k in range(26)]
+    whole = summaries(recs)
+    before = summaries(recs[:15])
+    state = orjson.loads(orjson.dumps(before.learnt("truck-1")))
+    after = TripSummaries(PROJ, LocalClock("Asia/Shanghai"), {"r1": ROUTE})
+    after.relearn("truck-1", state)
+    for r in recs[10:]:  # the replay begins before the checkpoint's last fix
+        after.on_reading(r, [])
+    assert fields(after) == pytest.approx(fields(whole))
+    # Without the checkpoint the day begins at the replay: a third of it is missing.
+    assert fields(summaries(recs[10:]))["mileage_km"] < 0.7 * fields(whole)["mileage_km"]
+
+
+def test_a_checkpoint_restores_only_the_days_still_open() -> None:
+    late = 2 * 86_400  # two days on: the first day closed long before this fix
+    t = summaries([fix(0, 0.0), fix(10, 80.0), fix(late, 0.0), fix(late + 10, 80.0)])
+    state = orjson.loads(orjson.dumps(t.learnt("truck-1")))
+    assert [row[0] for row in state] == [t.clock.local_day(T0 + late * NS)]
+    back = TripSummaries(PROJ, LocalClock("Asia/Shanghai"), {"r1": ROUTE})
+    back.relearn("truck-1", [[state[0][0] - 2, *state[0][1:]], *state])
+    assert len(back.days) == 1  # the day closed before the vehicle's last fix is not revived
+    with pytest.raises((ValueError, TypeError)):
+        back.relearn("truck-1", [["a day", "garbage"]])
+
+
+def test_a_vehicle_given_to_another_processor_takes_its_days_along() -> None:
+    t = summaries([fix(0, 0.0), fix(10, 80.0), fix(0, 0.0, dev="truck-2")])
+    t.forget({"truck-1"})
+    assert [p["tags"]["vehicle"] for p in t.kpi_points(include_open=True)] == ["truck-2"]
+    assert t.learnt("truck-1") is None

@@ -195,8 +195,10 @@ class SensorDrift(DustRule):
                 and now - s.drift_since >= self.after_ns
                 and (s.near_since is None or s.streak.on)
             )
-            if not bad and s.streak.fresh and (
-                s.drift_since is not None or now - s.since < self.reset_ns
+            if (
+                not bad
+                and s.streak.fresh
+                and (s.drift_since is not None or now - s.since < self.reset_ns)
             ):
                 bad = None  # not yet in line for the minutes that end an episode
             r = s.streak.step(now, bad, self.p)

@@ -19,6 +19,12 @@ collects the results as KPI points with :meth:`TripSummaries.kpi_points`::
 A day is final ``trip_close_after_s`` after local midnight ends (late fixes still count until
 then); the point's time is the day's local midnight, so re-emitting a day overwrites it.
 
+The open days are checkpointed with each vehicle (``learnt``): a processor restarted at 15:00,
+or one that took the vehicle over in a rebalance, goes on from the morning's totals instead of
+writing the day as if it began at 14:45. A restored day's last fix time makes the replayed
+fixes it already holds no-ops. A processor that gives a vehicle up drops its days
+(``forget``): the new owner continues them, and two partial days do not overwrite each other.
+
 Example:
     >>> from processors.rules.solar import LocalClock
     >>> t = TripSummaries(LocalProjection(31.23, 121.47), LocalClock("UTC"))
@@ -34,7 +40,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Container, Mapping
 from datetime import date, timedelta
 from typing import Any, ClassVar
 
@@ -58,6 +64,7 @@ from processors.rules.vehicle.geo import (
 class _Day:
     __slots__ = (
         "covered",
+        "day",
         "fixes",
         "gps_m",
         "hi",
@@ -76,8 +83,15 @@ class _Day:
     )
 
     def __init__(
-        self, kind: str, route: str | None, sampler: RouteSampler | None, lo: int, hi: int
+        self,
+        day: int,
+        kind: str,
+        route: str | None,
+        sampler: RouteSampler | None,
+        lo: int,
+        hi: int,
     ) -> None:
+        self.day = day  # local days since 1970-01-01
         self.kind = kind
         self.route = route
         self.sampler = sampler
@@ -101,6 +115,7 @@ class TripSummaries(Rule):
     name: ClassVar[str] = "trip_summary"
     families: ClassVar[tuple[str, ...]] = ("vehicle",)
     description: ClassVar[str] = "daily mileage, operating hours, route coverage (KPIs)"
+    learns: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -134,13 +149,8 @@ class TripSummaries(Rule):
             d = self.days.get((dev, day))
             if d is None:
                 route = rec.get("route_id") or self.vehicle_route.get(dev)
-                lo = self.clock.day_start_ns(day)
-                d = self.days[(dev, day)] = _Day(
-                    rec.get("vehicle_kind", "unknown"),
-                    route,
-                    self.routes.get(route) if route is not None else None,
-                    lo,
-                    self.clock.day_start_ns(day + 1),
+                d = self.days[(dev, day)] = self._day(
+                    day, rec.get("vehicle_kind", "unknown"), route
                 )
             if self.current.get(dev) is None or d.lo >= self.current[dev].lo:
                 self.current[dev] = d
@@ -174,6 +184,79 @@ class TripSummaries(Rule):
             near = d.sampler.near(x, y)
             if near:
                 d.covered.update(near)
+
+    def _day(self, day: int, kind: str, route: str | None) -> _Day:
+        return _Day(
+            day,
+            kind,
+            route,
+            self.routes.get(route) if route is not None else None,
+            self.clock.day_start_ns(day),
+            self.clock.day_start_ns(day + 1),
+        )
+
+    def _open_days(self, dev: str) -> list[_Day]:
+        """The vehicle's days still held: its latest, and the one before while not closed."""
+        cur = self.current.get(dev)
+        if cur is None:
+            return []
+        before = self.days.get((dev, cur.day - 1))
+        return [cur] if before is None else [before, cur]
+
+    def learnt(self, device: str) -> Any:
+        out = []
+        for d in self._open_days(device):
+            fin = d.odo_max >= d.odo_min  # JSON holds no infinities: no odometer, None
+            out.append(
+                [
+                    d.day,
+                    d.kind,
+                    d.route,
+                    d.odo_min if fin else None,
+                    d.odo_max if fin else None,
+                    d.gps_m,
+                    d.op_ns,
+                    d.last_ts,
+                    d.last_ign,
+                    d.lat,
+                    d.lon,
+                    sorted(d.covered),
+                    d.fixes,
+                    d.jumps,
+                ]
+            )
+        return out or None
+
+    def relearn(self, device: str, state: Any) -> None:
+        days = []
+        for row in state:
+            day, kind, route, lo, hi, gps_m, op_ns, last_ts, last_ign, lat, lon, cov, n, j = row
+            if not isinstance(day, int) or not isinstance(kind, str):
+                raise ValueError(f"not a trip day: {row!r}")
+            d = self._day(day, kind, route)
+            if lo is not None:
+                d.odo_min, d.odo_max = float(lo), float(hi)
+            d.gps_m, d.op_ns, d.last_ts = float(gps_m), int(op_ns), int(last_ts)
+            d.last_ign = bool(last_ign)
+            d.lat, d.lon = (None, 0.0) if lat is None else (float(lat), float(lon))
+            d.covered = {int(i) for i in cov}
+            d.fixes, d.jumps = int(n), int(j)
+            days.append(d)
+        latest = max((d.last_ts for d in days), default=0)
+        for d in days:
+            # A day closed before the vehicle's last fix was written by the previous run.
+            if d.hi + self.close_ns > latest:
+                self.days[(device, d.day)] = d
+                cur = self.current.get(device)
+                if cur is None or d.lo >= cur.lo:
+                    self.current[device] = d
+
+    def forget(self, devices: Container[str]) -> Collection[str]:
+        for key in [k for k in self.days if k[0] in devices]:
+            del self.days[key]
+        for dev in [v for v in self.current if v in devices]:
+            del self.current[dev]
+        return ()
 
     def _point(self, dev: str, day: int, d: _Day) -> dict[str, Any]:
         odo = d.odo_max - d.odo_min if d.odo_max >= d.odo_min else None
