@@ -1,4 +1,5 @@
-"""What the bin rules share: the ``BinRule`` base, the overflow verdict and ``HOUR_NS``.
+"""What the bin rules share: the ``BinRule`` base, the overflow verdict, ``HOUR_NS``, and
+``learnt_pair``, which checks the (value, readings) a bin rule keeps in the checkpoints.
 
 ``overflow_verdict`` judges one reading for ``bin_overflow`` and ``bin_overflow_unserved``:
 False when the bin reports ``emptied``, None without a fill, else fill >= 0.9, or >= 0.8 while
@@ -18,7 +19,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from processors.config import BinRulesConfig
 from processors.rules.base import Record
@@ -44,6 +45,14 @@ class BinRule(DeviceRule):
         if st is None:
             st = self.state[dev] = Streak()
         return st
+
+
+def learnt_pair(state: Any, what: str) -> tuple[float, int]:
+    """A checkpointed (value, readings learnt from) of a bin rule; ValueError unless one."""
+    value, n = state
+    if not isinstance(value, float) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"not a {what}: {state!r}")
+    return value, n
 
 
 def overflow_verdict(rec: Record, on: bool | None, cfg: BinRulesConfig) -> bool | None:

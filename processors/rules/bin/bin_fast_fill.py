@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from processors.config import BinRulesConfig, RulesConfig
 from processors.rules.base import Condition, Record, Rule
-from processors.rules.bin.base import HOUR_NS, BinRule
+from processors.rules.bin.base import HOUR_NS, BinRule, learnt_pair
 from processors.rules.streak import NS, Streak
 
 
@@ -106,9 +106,7 @@ class BinFastFill(BinRule):
         return None if b.n == 0 else [b.rate, b.n]
 
     def relearn(self, device: str, state: Any) -> None:
-        rate, n = state
-        if not isinstance(rate, float) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"not a bin_fast_fill rate: {state!r}")
+        rate, n = learnt_pair(state, "bin_fast_fill rate")
         b = self.bins.get(device)
         if b is None:
             self.prior[device] = (rate, n)

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 from processors.config import BinRulesConfig, RulesConfig
 from processors.rules.base import Condition, Record, Rule
-from processors.rules.bin.base import BinRule
+from processors.rules.bin.base import BinRule, learnt_pair
 from processors.rules.streak import Streak
 
 
@@ -96,9 +96,7 @@ class BinFire(BinRule):
         return None if b is None or b.n == 0 else [b.base, b.n]
 
     def relearn(self, device: str, state: Any) -> None:
-        base, n = state
-        if not isinstance(base, float) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"not a bin_fire baseline: {state!r}")
+        base, n = learnt_pair(state, "bin_fire baseline")
         b = self.bins.get(device)
         if b is None:
             b = self.bins[device] = _Temp()
