@@ -169,9 +169,7 @@ def test_a_checkpointed_bin_baseline_tells_a_cool_bin_from_a_smouldering_one(
     temp: float, ends: bool
 ) -> None:
     before = BinFire()
-    before.on_reading(b(0, temperature_c=18.0), [])
-    for k in range(1, 9):
-        before.on_reading(b(k, temperature_c=18.0), [])
+    feed(before, [b(k, temperature_c=18.0) for k in range(9)])  # an ambient of 18 C, learnt
     rule = relearnt(BinFire(), "bin-1", before)
     events = after_restart(
         rule, "bin_fire", "bin-1", T0, [b(k, temperature_c=temp) for k in (20, 21)]
