@@ -56,6 +56,10 @@ class Rule(ABC):
     # Whether the rule learns something of each device over days (a baseline) that the
     # processor's checkpoints keep across restarts (``learnt`` and ``relearn``).
     learns: ClassVar[bool] = False
+    # Whether a new streak's first good verdicts end an episode the previous run left open
+    # (StreakParams.fresh_clears): only where a good verdict needs no history. Off by
+    # default, the safe side for a plug-in rule.
+    fresh_clears: ClassVar[bool] = False
 
     @abstractmethod
     def on_reading(self, rec: Record, out: list[Condition]) -> None:

@@ -161,9 +161,6 @@ class DeviceRule(Rule):
 
     kind: ClassVar[str]
     severity: ClassVar[str]
-    # Whether a new streak's first good verdicts end an episode the previous run left open
-    # (StreakParams.fresh_clears): only where a good verdict needs no history.
-    fresh_clears: ClassVar[bool] = False
 
     def _emit(
         self,

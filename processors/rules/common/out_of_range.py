@@ -40,7 +40,9 @@ class OutOfRange(DeviceRule):
         self, ranges: dict[str, tuple[float, float]], hold_s: float = 600.0, repeat_s: float = 60.0
     ) -> None:
         self.ranges = ranges
-        self.p = StreakParams(1, 1, int(hold_s * NS), int(repeat_s * NS), fresh_clears=True)
+        self.p = StreakParams(
+            1, 1, int(hold_s * NS), int(repeat_s * NS), fresh_clears=self.fresh_clears
+        )
         self.state: dict[str, Streak] = {}
 
     def on_reading(self, rec: Record, out: list[Condition]) -> None:

@@ -57,8 +57,6 @@ class DustRule(Rule):
     families: ClassVar[tuple[str, ...]] = ("dust",)
     kind: ClassVar[str]
     severity: ClassVar[str] = "warning"
-    # As DeviceRule.fresh_clears: a new streak's first good verdicts end an episode left open.
-    fresh_clears: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -87,9 +85,7 @@ class DustRule(Rule):
     def forget(self, devices: Container[str]) -> Collection[str]:
         # Dust readings are keyed by district, so a site's sensors leave together; if they
         # come back, the site starts anew (a new streak, and the adopted open episodes).
-        gone = {s.site for d, s in self.seen.items() if d in devices}
-        for dev in [d for d in self.seen if d in devices]:
-            del self.seen[dev]
+        gone = {self.seen.pop(d).site for d in [d for d in self.seen if d in devices]}
         self.drop_sites(gone)
         return gone
 

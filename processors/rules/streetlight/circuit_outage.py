@@ -45,6 +45,7 @@ class CircuitOutage(Rule, Scheduled):
     name: ClassVar[str] = "circuit_outage"
     families: ClassVar[tuple[str, ...]] = ("streetlight",)
     description: ClassVar[str] = ">= 80% of a circuit's lamps at zero current at night"
+    fresh_clears: ClassVar[bool] = True
 
     def use_overrides(self, overrides: Any) -> None:
         self.overrides = overrides
@@ -64,7 +65,9 @@ class CircuitOutage(Rule, Scheduled):
         self.lamp_circuit = {lamp: cid for cid, lamps in (circuits or {}).items() for lamp in lamps}
         self.cabinets = dict(cabinets or {})
         self.state: dict[str, Streak] = {}
-        self.p = StreakParams(1, 1, int(hold_s * NS), int(repeat_s * NS), fresh_clears=True)
+        self.p = StreakParams(
+            1, 1, int(hold_s * NS), int(repeat_s * NS), fresh_clears=self.fresh_clears
+        )
         # Circuits not yet known to be out or back since this rule began: lamps seen lit at
         # night, and the time of the circuit's first reading here.
         self.unsettled: dict[str, tuple[int, set[str]]] = {}
