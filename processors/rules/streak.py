@@ -122,6 +122,17 @@ class Streak:
         a verdict that keeps the state it had between a raise and a clear level."""
         return True if self.on else None if self.fresh else False
 
+    def resume(self, ts: int) -> None:
+        """Go on with a fault that was on at device time ``ts``, the last reading judged
+        before a restart (from a checkpoint): readings up to ``ts`` count as judged, the
+        next bad one repeats the condition and the next good ones clear it."""
+        self.on = True
+        self.fresh = False
+        self.last_ts = self.emitted = self.since = ts
+        self.n = 1
+        self.good = 0
+        self.off_since = None
+
     def force_off(self, ts: int) -> int:
         """End the fault now (e.g. another rule took it over); EMIT_OFF if it was on."""
         self.n = 0

@@ -200,7 +200,15 @@ def test_a_checkpoint_replaces_a_stale_detector_and_a_refused_one_starts_afresh(
 
 def test_rules_learning_is_restored_at_once_and_a_damaged_one_refused() -> None:
     eng = Engine(RulesConfig())
-    assert set(eng.learners) == {"bin_fire", "bin_fast_fill", "lamp_degradation", "trip_summary"}
+    assert set(eng.learners) == {
+        "bin_fire",
+        "bin_fast_fill",
+        "bin_knocked_over",
+        "bin_overflow",
+        "bin_overflow_unserved",
+        "lamp_degradation",
+        "trip_summary",
+    }
     eng.restore("bin-1", 5 * S, {}, {"bin_fire": [18.0, 9], "bin_fast_fill": "damaged"})
     eng.restore("bin-2", 5 * S, {}, {"a_rule_switched_off": [1]})
     assert eng.learnt("bin-1") == {"bin_fire": [18.0, 9]}

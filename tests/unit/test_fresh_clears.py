@@ -222,6 +222,64 @@ def test_a_checkpointed_usual_fill_rate_is_judged_in_the_first_hour() -> None:
     assert [c.active for c in feed(rule, hour)] == [True]
 
 
+@pytest.mark.parametrize(
+    ("rule_type", "field", "bad", "between"),
+    [(BinOverflow, "fill_ratio", 0.95, 0.85), (BinKnockedOver, "tilt_deg", 60.0, 40.0)],
+)
+def test_a_bin_on_before_a_restart_goes_on_between_the_levels(
+    rule_type: type[BinOverflow | BinKnockedOver], field: str, bad: float, between: float
+) -> None:
+    before = rule_type()
+    assert {c.active for c in feed(before, [b(k, **{field: bad}) for k in range(4)])} == {True}
+    kind = before.kind
+    # A replayed reading the checkpoint holds already (k=2), then four hours in the band.
+    later = [b(2, **{field: 0.0}), *(b(k, **{field: between}) for k in range(4, 20))]
+    events = after_restart(relearnt(rule_type(), "bin-1", before), kind, "bin-1", T0, later)
+    # The adopted episode gets its repeats, so the manager escalates it after 4 h (warning).
+    assert [(e.alert_id, e.state, e.ts) for e in events] == [("old-id", "escalated", T0 + 16 * Q)]
+    # Without the checkpoint nothing in the band can be judged: no repeat, no escalation.
+    assert after_restart(rule_type(), kind, "bin-1", T0, later[1:]) == []
+    rule = relearnt(rule_type(), "bin-1", before)
+    ended = [b(k, **{field: 0.0}) for k in (20, 21)]
+    assert cleared(after_restart(rule, kind, "bin-1", T0, ended)) == ["old-id"]
+
+
+def _first_unserved(rule: BinOverflowUnserved, recs: list[dict[str, Any]]) -> int | None:
+    raised = [c.ts for c in feed(rule, recs) if c.active]
+    return raised[0] if raised else None
+
+
+@pytest.mark.parametrize("fill", [0.95, 0.85])
+def test_an_overflow_checkpointed_6_h_in_is_unserved_12_h_after_it_began(fill: float) -> None:
+    before = BinOverflowUnserved()
+    feed(before, [b(k, fill_ratio=0.95) for k in range(25)])  # overflowing since T0, for 6 h
+    assert before.learnt("bin-1") == [T0, T0 + 24 * Q]
+    later = [b(k, fill_ratio=fill) for k in range(25, 80)]
+    restarted = relearnt(BinOverflowUnserved(), "bin-1", before)
+    assert _first_unserved(restarted, later) == T0 + 48 * Q
+    # Without: 12 h from the first overflowing reading it saw, or never in the band.
+    afresh = _first_unserved(BinOverflowUnserved(), later)
+    assert afresh == (T0 + 73 * Q if fill > 0.9 else None)
+
+
+def test_a_bins_checkpointed_fault_is_refused_when_damaged_and_dropped_when_forgotten() -> None:
+    for state in ("x", True, -5):
+        with pytest.raises(ValueError, match="not a bin_overflow time"):
+            BinOverflow().relearn("bin-1", state)
+    for pair in ([5, 3], ["x", 3]):
+        with pytest.raises(ValueError):
+            BinOverflowUnserved().relearn("bin-1", pair)
+    over, unserved = BinOverflow(), BinOverflowUnserved()
+    for rule in (over, unserved):
+        feed(rule, [b(k, fill_ratio=0.95) for k in range(2)])
+        assert rule.learnt("bin-1") is not None
+        assert rule.forget({"bin-2"}) == () and rule.learnt("bin-1") is not None
+        rule.forget({"bin-1"})
+        assert rule.learnt("bin-1") is None
+    feed(over, [b(k, fill_ratio=0.3) for k in range(2, 4)])
+    assert over.learnt("bin-1") is None  # nothing to keep while the bin is not overflowing
+
+
 def test_a_lamp_lit_again_ends_its_lamp_out() -> None:
     recs = [lamp("l1", NIGHT + k * 5 * MIN, 80.0) for k in range(4)]
     got = cleared(after_restart(LampOut(schedule()), "lamp_out", "l1", NIGHT - 60 * MIN, recs))

@@ -27,6 +27,7 @@ class BinKnockedOver(BinRule):
     kind: ClassVar[str] = "bin_knocked_over"
     description: ClassVar[str] = "tilt >= 45 degrees"
     fresh_clears: ClassVar[bool] = True
+    learns: ClassVar[bool] = True  # whether a bin is on, across restarts (bin.base)
 
     def __init__(
         self, cfg: BinRulesConfig | None = None, hold_s: float = 600.0, repeat_s: float = 60.0

@@ -29,6 +29,7 @@ class BinOverflow(BinRule):
     kind: ClassVar[str] = "bin_overflow"
     description: ClassVar[str] = "fill >= 0.9; clears when emptied or below 0.8"
     fresh_clears: ClassVar[bool] = True
+    learns: ClassVar[bool] = True  # whether a bin is on, across restarts (bin.base)
 
     def __init__(
         self, cfg: BinRulesConfig | None = None, hold_s: float = 600.0, repeat_s: float = 60.0

@@ -7,7 +7,9 @@
   ``bin_overflow`` alone, so the extra kind never counts against it.
 
 The unserved check runs on the bin's own readings, so it fires at most one reporting
-interval (15 min) after the deadline.
+interval (15 min) after the deadline. When the overflow began goes into the processor's
+checkpoints: a processor restarted 6 h into an overflow used to start the 12 h afresh, and
+told the crews 6 h late.
 
 Example:
     >>> rule, out = BinOverflowUnserved(), []
@@ -23,22 +25,24 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Collection, Container
 from typing import Any, ClassVar
 
 from processors.config import BinRulesConfig, RulesConfig
 from processors.rules.base import Condition, Record, Rule
-from processors.rules.bin.base import HOUR_NS, BinRule, overflow_verdict
+from processors.rules.bin.base import HOUR_NS, BinRule, learnt_ts, overflow_verdict
 from processors.rules.streak import Streak
 
 
 class _Unserved:
-    __slots__ = ("last_ts", "over", "since", "streak")
+    __slots__ = ("known", "last_ts", "over", "since", "streak")
 
     def __init__(self) -> None:
         self.last_ts = -(2**62)
         self.over = False
         self.since = 0
         self.streak = Streak()
+        self.known = False  # the overflow's start came from a checkpoint
 
 
 class BinOverflowUnserved(BinRule):
@@ -49,6 +53,7 @@ class BinOverflowUnserved(BinRule):
     severity: ClassVar[str] = "major"
     description: ClassVar[str] = "overflowing bin not emptied within 12 h"
     fresh_clears: ClassVar[bool] = True
+    learns: ClassVar[bool] = True  # when a bin's overflow began, across restarts
 
     def __init__(
         self, cfg: BinRulesConfig | None = None, hold_s: float = 600.0, repeat_s: float = 60.0
@@ -66,7 +71,7 @@ class BinOverflowUnserved(BinRule):
         if ts <= b.last_ts:
             return
         b.last_ts = ts
-        fresh = b.streak.fresh
+        fresh = b.streak.fresh and not b.known
         v = overflow_verdict(rec, b.over or (None if fresh else False), self.cfg)
         if v is True and not b.over:
             b.over, b.since = True, ts
@@ -85,6 +90,24 @@ class BinOverflowUnserved(BinRule):
             self._emit(
                 r, rec, out, f"overflowing for {hours:.1f} h, not emptied", hours, off_msg="emptied"
             )
+
+    def learnt(self, device: str) -> Any:
+        b = self.bins.get(device)
+        return [b.since, b.last_ts] if b is not None and b.over else None
+
+    def relearn(self, device: str, state: Any) -> None:
+        since, at = state
+        what = "bin_overflow_unserved time"
+        since, at = learnt_ts(since, what), learnt_ts(at, what)
+        if since > at:
+            raise ValueError(f"an overflow from after its last reading: {state!r}")
+        b = self.bins[device] = _Unserved()
+        b.over, b.since, b.last_ts, b.known = True, since, at, True
+
+    def forget(self, devices: Container[str]) -> Collection[str]:
+        for dev in [d for d in self.bins if d in devices]:
+            del self.bins[dev]
+        return ()
 
 
 def build(cfg: RulesConfig, city: Any) -> Rule:
