@@ -211,3 +211,90 @@ async def test_a_lamp_repaired_while_no_processor_ran_clears_against_its_checkpo
     for target, got in by_target.items():
         assert {state for _, state in got} == {"raised", "cleared"}, (target, got)
         assert len({aid for aid, _ in got}) == 1, (target, got)
+
+
+BINS = 4
+
+
+def _bins(rid: str, t0: int, hours: range, fill: float) -> list[dict[str, Any]]:
+    """Readings of ``BINS`` bins every 15 minutes over ``hours``, all at ``fill``."""
+    return [
+        {
+            "device_id": f"bin-{rid}-{d}",
+            "family": "bin",
+            "district": f"ck{rid}",
+            "ts": t0 + q * 900 * S + d * S,
+            "received_at": t0 + q * 900 * S,
+            "late": False,
+            "seq": q,
+            "fill_ratio": fill,
+        }
+        for q in range(4 * hours.start, 4 * hours.stop)
+        for d in range(BINS)
+    ]
+
+
+async def test_an_overflow_under_way_at_a_restart_is_overdue_12_h_after_it_began(
+    stack_settings: Settings, spawn: Any, rid: str
+) -> None:
+    """When the overflow began, and that the bins were overflowing, go through the
+    checkpoint: after a `kill -9` 6 h into the overflow, bins at 0.85 (between the clear and
+    raise levels) keep their episode, which is escalated, and are overdue 12 h after the
+    overflow began. Before, the restarted rules could not judge 0.85 at all: no escalation,
+    and never overdue; at 0.95, overdue 18 h after the overflow began."""
+    s = stack_settings
+    topic, on_topic = await own_readings_topic(s, rid)
+    env = {
+        "CITYWATCH_KAFKA__READINGS_TOPIC": topic,
+        "CITYWATCH_PROCESSOR__CHECKPOINT_S": "1",
+        "CITYWATCH_PROCESSOR__WARMUP_MAX_RECORDS": "0",
+    }
+    t0 = (time.time_ns() // S - 3 * 86_400) * S
+    prefix = f"bin-{rid}-"
+
+    def events() -> list[list[Any]]:
+        found = influxql.series(
+            s,
+            "SELECT alert_id, target, kind, state, episode_start FROM alerts "
+            f"WHERE target =~ /^{prefix}/",
+        )
+        return [v for ser in found for v in ser["values"]]
+
+    try:
+        p1 = spawn("process", "--instance", f"p-{rid}", env=env, name="processor")
+        await asyncio.to_thread(wait_log, p1, "processor p-")
+        before = _bins(rid, t0, range(0, 6), 0.95)
+        await produce_and_wait_stored(on_topic, before, "bin", "fill_ratio", prefix)
+        raised = await asyncio.to_thread(
+            wait_for, lambda: len({r[2] for r in events() if r[4] == "escalated"}) >= BINS
+        )
+        assert raised, events()
+        await asyncio.to_thread(wait_log, p1, "checkpointed the detectors of")
+        await asyncio.sleep(3)  # a checkpoint a second: the last readings are in one too
+        p1.kill9()
+        p2 = spawn("process", "--instance", f"p-{rid}", env=env, name="processor-restarted")
+        await asyncio.to_thread(wait_log, p2, "open alert episodes to continue")
+        after = _bins(rid, t0, range(6, 14), 0.85)
+        await produce_and_wait_stored(on_topic, after, "bin", "fill_ratio", prefix)
+
+        def overdue() -> list[list[Any]]:
+            got = events()
+            return got if sum(r[3] == "bin_overflow_unserved" for r in got) >= BINS else []
+
+        rows = await asyncio.to_thread(wait_for, overdue)
+    finally:
+        await delete_topic(s, topic)
+    assert rows, f"no bin overdue after the restart: {events()}"
+    for d in range(BINS):
+        mine = [r for r in rows if r[2] == f"{prefix}{d}"]
+        # Escalated once: the adopted episode carries its escalation (processors.open_alerts).
+        assert sorted((r[3], r[4]) for r in mine) == [
+            ("bin_overflow", "escalated"),
+            ("bin_overflow", "raised"),
+            ("bin_overflow_unserved", "raised"),
+        ], mine
+        overflow = {r[1] for r in mine if r[3] == "bin_overflow"}
+        assert len(overflow) == 1, mine  # one episode, not a second one after the restart
+        (unserved,) = [r for r in mine if r[3] == "bin_overflow_unserved"]
+        began = t0 + d * S
+        assert unserved[5] == began + 12 * 3600 * S, (unserved, began)
