@@ -110,6 +110,13 @@ class AlertManager:
         for key in [k for k in self.adopted if k[1] in targets]:
             del self.adopted[key]
 
+    def replayed(self, c: Condition) -> None:
+        """Apply a condition of the warm-up replay, whose events the run before sent: only to
+        an episode open or adopted (an adopted one ending meanwhile starts its clear's hold
+        at the right time); no episode opens, and nothing is sent."""
+        if c.key in self.open or c.key in self.adopted:
+            self.apply(c)
+
     def _event(self, c: Condition, ep: Episode, state: str, ts: int) -> AlertEvent:
         return AlertEvent(
             ep.alert_id,
@@ -131,9 +138,14 @@ class AlertManager:
         ep = self.open.get(c.key)
         if ep is None and self.adopted:
             taken = self.adopted.get(c.key)
-            # A condition from before the episode began (the replay reaching further back)
-            # says nothing about it.
-            if taken is not None and c.ts >= taken.start:
+            if taken is not None:
+                if c.ts < taken.start:
+                    # From before the episode began (the replay reaching further back): the
+                    # previous run judged that time with more history, and what it found is
+                    # sent. A raise here was a second alert for the episode under a new id
+                    # (a window refilled from 15 minutes of replay crosses its limit earlier),
+                    # and the crews' alert stayed open for good.
+                    return []
                 ep = self.open[c.key] = self.adopted.pop(c.key)
         if c.active:
             if ep is None:

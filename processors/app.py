@@ -40,6 +40,7 @@ from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
 from processors import open_alerts
 from processors.checkpoints import Checkpoints
+from processors.clock import progress
 from processors.commands_feed import CommandsFeed
 from processors.config import RulesConfig
 from processors.engine import Engine, Output
@@ -305,7 +306,7 @@ class Processor:
                 # ~250 ns a record instead of ~85 (20,000 records outgrow the cache).
                 seen[rec["device_id"]] = rec["ts"]
             if replay:
-                await self._feed(replay, warm)
+                await self._feed(replay, warm, replay=True)
                 self.stats["warmup"] += len(replay)
             if until is not None and msgs[-1].offset + 1 >= until:
                 del self.warm_until[tp]
@@ -314,7 +315,7 @@ class Processor:
                 self.stats["records"] += len(live)
                 self.m_records.inc(len(live))
             offsets[tp] = msgs[-1].offset + 1
-            low, front = _progress(live or replay)
+            low, front = progress(live or replay)
             self.part_wm[tp] = max(self.part_wm.get(tp, 0), low)
             self.part_front[tp] = max(self.part_front.get(tp, 0), front)
             self.part_seen[tp] = time.monotonic()
@@ -328,11 +329,13 @@ class Processor:
             self.engine.tick(self.watermark(), out)
         return out, offsets
 
-    async def _feed(self, records: list[dict[str, Any]], out: Output) -> None:
+    async def _feed(
+        self, records: list[dict[str, Any]], out: Output, *, replay: bool = False
+    ) -> None:
         """The engine over ``records``, in slices of ``yield_every`` with the loop run between."""
         step = self.s.processor.yield_every
         for i in range(0, len(records), step):
-            self.engine.process(records[i : i + step], out, tick=False)
+            self.engine.process(records[i : i + step], out, tick=False, replay=replay)
             await asyncio.sleep(0)
 
     async def _emit(self, out: Output, stop: asyncio.Event) -> None:
@@ -445,26 +448,6 @@ class Processor:
             await self.checkpoints.stop()
             await self.sink.close()
         return dict(self.stats)
-
-
-def _progress(recs: list[dict[str, Any]]) -> tuple[int, int]:
-    """How far a partition's event time got in one batch: (lower quartile, robust front).
-
-    The lower quartile of ts is the clock while records flow: one device whose clock runs
-    minutes ahead would otherwise drag the clock forward and make every 10-second vehicle on
-    the partition look silent; on a steady stream it lags the true front by a fraction of a
-    batch. The front (ts with the newest 1 %, at least 3, left out, so such a device is still
-    ignored) is the clock once the partition has gone quiet.
-
-    Example:
-        >>> _progress([{"ts": t} for t in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10**9)])
-        (3, 7)
-    """
-    if not recs:
-        return 0, 0
-    ts = sorted(r["ts"] for r in recs)
-    n = len(ts)
-    return int(ts[n // 4]), int(ts[n - 1 - min(n - 1, max(3, n // 100))])
 
 
 def _load_city(settings: Settings) -> Any:

@@ -98,12 +98,25 @@ class Engine:
             rule.use_overrides(self.overrides)
 
     def process(
-        self, records: list[Record], out: Output | None = None, *, tick: bool = True
+        self,
+        records: list[Record],
+        out: Output | None = None,
+        *,
+        tick: bool = True,
+        replay: bool = False,
     ) -> Output:
         """Run rules and detectors over records; ``tick=False`` leaves the clock to the caller
-        (the app advances it by a watermark that holds back for lagging partitions)."""
+        (the app advances it by a watermark that holds back for lagging partitions).
+
+        ``replay``: the warm-up replay after an assignment, which only rebuilds state. The run
+        before judged these readings, with more history, and sent what it found: their
+        conditions only bring the episodes it left open up to date, and send nothing
+        (``AlertManager.replayed``). Applied at the next tick like live ones, as they were,
+        they raised again an episode that run had raised and cleared (a truck off its
+        corridor 10 minutes before the restart), under another id: the crews got it twice."""
         out = out or Output()
         conds = self._conds
+        kept = len(conds)
         lines = out.lines
         resume = self.resume
         for rec in records:
@@ -145,6 +158,10 @@ class Engine:
                     fields = {"score": float(score), "value": float(v)}
                     lines.append(f"{series_prefix('anomalies', tags)}{encode_fields(fields)} {ts}")
             lines.append(reading_line(rec))
+        if replay:
+            for c in conds[kept:]:
+                self.alerts.replayed(c)
+            del conds[kept:]
         if tick:
             self.tick(self.watermark, out)
         return out

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import orjson
 
-from processors.alerts import AlertEvent, AlertManager, AlertPolicy
+from processors.alerts import AlertEvent, AlertManager, AlertPolicy, Episode
+from processors.config import RulesConfig
+from processors.engine import Engine
 from processors.open_alerts import episode, record
 from processors.rules.base import Condition
 
@@ -49,6 +51,38 @@ def test_a_cleared_episode_is_not_adopted_and_old_conditions_do_not_take_one() -
     am = _adopted_from(events[:1])
     assert am.apply(_cond(False, HOUR - 1)) == []  # from before the episode: left alone
     assert ("bin_overflow", "bin-1") in am.adopted
+
+
+def test_a_replayed_raise_from_before_an_adopted_episode_is_no_second_alert() -> None:
+    # A window refilled from the 15-minute replay may cross its limit before the episode the
+    # previous run raised with the whole window: that time was judged already.
+    first = AlertManager(AlertPolicy(clear_after_s=600))
+    raised = first.apply(_cond(True, HOUR))
+    am = _adopted_from(raised)
+    assert am.apply(_cond(True, HOUR - 300 * NS)) == []
+    assert am.apply(_cond(True, HOUR + 60 * NS)) == []  # continued, under its id
+    am.apply(_cond(False, 2 * HOUR))
+    cleared = am.apply(_cond(False, 2 * HOUR + 600 * NS))
+    assert [(e.state, e.alert_id) for e in cleared] == [("cleared", raised[0].alert_id)]
+
+
+def _bin(dev: str, q: int, fill: float) -> dict[str, object]:
+    return {"device_id": dev, "family": "bin", "district": "n", "ts": q * 900 * NS,
+            "fill_ratio": fill}  # fmt: skip
+
+
+def test_the_replay_brings_adopted_episodes_up_to_date_and_opens_none() -> None:
+    eng = Engine(RulesConfig())
+    eng.alerts.adopt({("bin_overflow", "bin-1"): Episode("old", 0, "warning", 0)})
+    # Replayed: bin-1 emptied at q=1 (its clear's hold starts there); bin-2 overflowing with
+    # no episode open at the kill: the run before raised and cleared it, or judged it with
+    # more history. Only a live reading can raise it now.
+    replay = [_bin("bin-1", 0, 0.95), _bin("bin-2", 0, 0.95), _bin("bin-1", 1, 0.3)]
+    assert eng.process(replay, tick=False, replay=True).events == []
+    live = eng.process([_bin("bin-1", 2, 0.3), _bin("bin-2", 2, 0.5)])
+    # The hold (600 s) ran from q=1: cleared at q=2, where a hold started at the first live
+    # reading never ended (the rule's last clear had gone out in the replay).
+    assert [(e.alert_id, e.state, e.ts) for e in live.events] == [("old", "cleared", 1800 * NS)]
 
 
 def test_unreadable_or_cleared_events_are_no_episode() -> None:

@@ -14,7 +14,9 @@ class _Engine:
     def __init__(self) -> None:
         self.slices: list[list[int]] = []
 
-    def process(self, records: list[dict[str, Any]], out: Output, *, tick: bool) -> Output:
+    def process(
+        self, records: list[dict[str, Any]], out: Output, *, tick: bool, replay: bool = False
+    ) -> Output:
         assert tick is False  # the app owns the clock
         self.slices.append([r["i"] for r in records])
         return out
