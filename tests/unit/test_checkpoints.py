@@ -206,6 +206,8 @@ def test_rules_learning_is_restored_at_once_and_a_damaged_one_refused() -> None:
         "bin_knocked_over",
         "bin_overflow",
         "bin_overflow_unserved",
+        "device_silence",
+        "dust_exceedance",
         "lamp_degradation",
         "trip_summary",
     }

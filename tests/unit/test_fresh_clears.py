@@ -99,6 +99,33 @@ def test_a_silence_that_ended_while_no_processor_ran_clears_on_the_next_reading(
     assert cleared(after_restart(rule, "device_silence", "bin-1", start, [b(5)])) == ["old-id"]
 
 
+def _silence_after_restart(learnt: bool) -> list[Condition]:
+    before = DeviceSilence({"bin": 900.0}, k=3.0)
+    feed(before, [b(0)])
+    rule = relearnt(DeviceSilence({"bin": 900.0}, k=3.0), "bin-1", before) if learnt else None
+    rule = rule or DeviceSilence({"bin": 900.0}, k=3.0)
+    out: list[Condition] = []
+    rule.on_tick(T0 + 3 * Q + NS, out)  # the bin fell silent before the replay's window
+    return out
+
+
+def test_a_bin_silent_since_before_the_replay_is_raised_from_its_checkpoint() -> None:
+    got = _silence_after_restart(learnt=True)
+    # The time, hence the id, the uninterrupted rule gives it.
+    assert [(c.active, c.ts, c.district) for c in got] == [(True, T0 + 3 * Q, "north")]
+    assert _silence_after_restart(learnt=False) == []  # without: never seen, never silent
+    silent = DeviceSilence({"bin": 900.0}, k=3.0)
+    silent.relearn("bin-1", [T0, "bin", "north", True])  # raised before the checkpoint
+    out: list[Condition] = []
+    silent.on_tick(T0 + 9 * Q, out)
+    assert out == []  # not raised twice; its next reading clears it
+    silent.on_reading(b(10), out)
+    assert [(c.active, c.ts) for c in out] == [(False, T0 + 10 * Q)]
+    for damaged in ([T0, "bin", "north"], ["x", "bin", "north", False], [T0, 1, "n", False]):
+        with pytest.raises((ValueError, TypeError)):
+            DeviceSilence({"bin": 900.0}).relearn("bin-1", damaged)
+
+
 def test_out_of_range_clears_after_the_hold() -> None:
     rule, am = OutOfRange({"temperature_c": (-40.0, 70.0)}), AlertManager(AlertPolicy(600))
     out: list[Condition] = []

@@ -5,6 +5,10 @@ first reading since the processor started, and a reading after a silence that no
 (the warm-up replay runs no clock): a silence the previous run raised may have ended while
 no processor ran, and the alert manager ignores a clear when nothing is open.
 
+Each device's last reading goes into the processor's checkpoints (``learns``): a device that
+fell silent shortly before a restart sends nothing for the replay to find, and a restarted
+rule that had not seen it never raised its silence.
+
 Example:
     >>> r = DeviceSilence({"bin": 900.0}, k=3.0)
     >>> out = []
@@ -38,6 +42,7 @@ class DeviceSilence(Rule):
 
     name: ClassVar[str] = "device_silence"
     description: ClassVar[str] = "no reading for k x the expected interval"
+    learns: ClassVar[bool] = True  # each device's last reading, across restarts
 
     def __init__(self, intervals_s: dict[str, float], k: float = 3.0) -> None:
         self.limit_ns = {fam: int(k * s * _NS) for fam, s in intervals_s.items()}
@@ -77,6 +82,19 @@ class DeviceSilence(Rule):
                     clear_after_s=0,
                 )
             )
+
+    def learnt(self, device: str) -> Any:
+        st = self.seen.get(device)
+        return None if st is None else [st.last, st.family, st.district, st.silent]
+
+    def relearn(self, device: str, state: Any) -> None:
+        last, family, district, silent = state
+        if not isinstance(last, int) or not isinstance(family, str):
+            raise ValueError(f"not a device_silence state: {state!r}")
+        if not isinstance(district, str) or not isinstance(silent, bool):
+            raise ValueError(f"not a device_silence state: {state!r}")
+        st = self.seen[device] = _Seen(last, family, district, self.limit_ns.get(family, 2**62))
+        st.silent = silent
 
     def forget(self, devices: Container[str]) -> Collection[str]:
         # Left here, their readings gone to another processor, they would all turn silent.

@@ -82,6 +82,12 @@ class DustRule(Rule):
             seen = self.seen[dev] = _Seen(site)
         return site if seen.fresh(ts) else None
 
+    def _sensor_of(self, dev: str, site: str) -> None:
+        """Know ``dev`` as a sensor of ``site`` before its first reading (from a checkpoint),
+        so that ``forget`` drops the site with it."""
+        if dev not in self.seen:
+            self.seen[dev] = _Seen(site)
+
     def forget(self, devices: Container[str]) -> Collection[str]:
         # Dust readings are keyed by district, so a site's sensors leave together; if they
         # come back, the site starts anew (a new streak, and the adopted open episodes).

@@ -32,12 +32,14 @@ HOUR_NS = 60 * MINUTE_NS
 
 
 class _Site:
-    __slots__ = ("since", "streak", "win")
+    __slots__ = ("last", "since", "streak", "upto", "win")
 
     def __init__(self, size: int, short: int, since: int) -> None:
         self.win = MinuteWindow(size, short)
         self.streak = Streak()
         self.since = since  # the first reading: before an hour of them, no 1-h mean
+        self.last = since  # the newest reading in the window
+        self.upto = -(2**62)  # readings up to then are in a window from a checkpoint
 
 
 class DustExceedance(DustRule):
@@ -48,6 +50,9 @@ class DustExceedance(DustRule):
     severity: ClassVar[str] = "major"
     description: ClassVar[str] = "site's rolling 15-min mean PM10 above its limit (or 1-h)"
     fresh_clears: ClassVar[bool] = True
+    # Each sensor's site window, across restarts: the replay's 15 minutes made a new "1-h"
+    # mean, so an episode cleared up to 40 minutes early, or late, and missed its escalation.
+    learns: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -78,6 +83,10 @@ class DustExceedance(DustRule):
         st = self.sites.get(site)
         if st is None:
             st = self.sites[site] = _Site(60, 15, ts)
+        elif ts <= st.upto:
+            return  # the checkpointed window holds it (a replayed reading)
+        if ts > st.last:
+            st.last = ts
         w = st.win
         w.add(ts // MINUTE_NS, v)
         c = self.cfg
@@ -99,6 +108,31 @@ class DustExceedance(DustRule):
         if r != NOTHING:
             msg = f"PM10 15-min mean {m15:.0f}, 1-h mean {m60:.0f} µg/m³ (limit {lim:.0f})"
             self._site_cond(r, site, rec, ts, msg, m15, out)
+
+    def learnt(self, device: str) -> Any:
+        seen = self.seen.get(device)
+        st = None if seen is None else self.sites.get(seen.site)
+        if seen is None or st is None:
+            return None
+        return [seen.site, st.last, st.since, st.streak.on, st.win.state()]
+
+    def relearn(self, device: str, state: Any) -> None:
+        """Every sensor's record carries its site's window: the newest one is kept."""
+        site, last, since, on, win = state
+        if not isinstance(site, str) or not isinstance(on, bool):
+            raise ValueError(f"not a dust_exceedance state: {state!r}")
+        if not isinstance(last, int) or not isinstance(since, int):
+            raise ValueError(f"not a dust_exceedance state: {state!r}")
+        self._sensor_of(device, site)
+        had = self.sites.get(site)
+        if had is not None and had.upto >= last:
+            return
+        st = _Site(60, 15, since)
+        st.win.load(win)
+        st.last = st.upto = last
+        if on:
+            st.streak.resume(last)
+        self.sites[site] = st
 
 
 def build(cfg: RulesConfig, city: Any) -> Rule:

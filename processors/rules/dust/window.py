@@ -10,11 +10,16 @@ Example:
     (True, True, False)
     >>> w.mean_short(), w.mean_long(), MINUTE_NS // NS
     (60.0, 60.0, 60)
+    >>> again = MinuteWindow(60, 15)
+    >>> again.load(w.state())  # as in a checkpoint
+    >>> again.mean_short(), again.cnt_long
+    (60.0, 2)
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from processors.rules.streak import NS
 
@@ -74,19 +79,7 @@ class MinuteWindow:
         size, short, mins, sums, cnts = self.size, self.short, self.mins, self.sums, self.cnts
         if new - self.head >= size or new % size == 0:
             # Long jump, or once per lap to shed float drift: rebuild from the kept minutes.
-            self.head = new
-            self.sum_short = self.sum_long = 0.0
-            self.cnt_short = self.cnt_long = 0
-            for i in range(size):
-                m = mins[i]
-                if m <= new - size:
-                    mins[i], sums[i], cnts[i] = -1, 0.0, 0
-                elif m >= 0:
-                    self.sum_long += sums[i]
-                    self.cnt_long += cnts[i]
-                    if m > new - short:
-                        self.sum_short += sums[i]
-                        self.cnt_short += cnts[i]
+            self._rebuild(new)
             return
         for m in range(self.head + 1, new + 1):
             j = (m - short) % size
@@ -99,6 +92,41 @@ class MinuteWindow:
                 self.cnt_long -= cnts[i]
             mins[i], sums[i], cnts[i] = -1, 0.0, 0
         self.head = new
+
+    def _rebuild(self, new: int) -> None:
+        size, short, mins, sums, cnts = self.size, self.short, self.mins, self.sums, self.cnts
+        self.head = new
+        self.sum_short = self.sum_long = 0.0
+        self.cnt_short = self.cnt_long = 0
+        for i in range(size):
+            m = mins[i]
+            if m <= new - size:
+                mins[i], sums[i], cnts[i] = -1, 0.0, 0
+            elif m >= 0:
+                self.sum_long += sums[i]
+                self.cnt_long += cnts[i]
+                if m > new - short:
+                    self.sum_short += sums[i]
+                    self.cnt_short += cnts[i]
+
+    def state(self) -> list[Any]:
+        """The window as JSON, for the processor's checkpoints: [head, [[minute, sum, count]]]."""
+        kept = [[m, self.sums[i], self.cnts[i]] for i, m in enumerate(self.mins) if m >= 0]
+        return [self.head, kept]
+
+    def load(self, state: Any) -> None:
+        """Take back what ``state`` gave; ValueError for anything else (another version)."""
+        head, kept = state
+        if not isinstance(head, int) or not isinstance(kept, list):
+            raise ValueError(f"not a minute window: {state!r}")
+        size = self.size
+        mins, sums, cnts = [-1] * size, [0.0] * size, [0] * size
+        for m, total, n in kept:
+            if not isinstance(m, int) or not isinstance(n, int) or not head - size < m <= head:
+                raise ValueError(f"not a minute of the window: {m!r}")
+            mins[m % size], sums[m % size], cnts[m % size] = m, float(total), n
+        self.mins, self.sums, self.cnts = mins, sums, cnts
+        self._rebuild(head)
 
     def mean_short(self) -> float:
         return self.sum_short / self.cnt_short if self.cnt_short else math.nan
