@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -137,6 +138,63 @@ async def test_a_joining_processor_takes_over_partitions_with_their_detectors(
 LAMPS = 6
 
 
+def _alert_rows(s: Settings, fields: str, where: str) -> list[list[Any]]:
+    """The rows (time first) of the ``alerts`` points ``where`` selects."""
+    found = influxql.series(s, f"SELECT {fields} FROM alerts WHERE {where}")
+    return [v for ser in found for v in ser["values"]]
+
+
+async def _across_a_kill(
+    s: Settings,
+    spawn: Any,
+    rid: str,
+    topic: str,
+    stored: tuple[Any, str, str, str],
+    before: list[dict[str, Any]],
+    raised: Callable[[], object],
+    after: list[dict[str, Any]],
+    done: Callable[[], list[list[Any]]],
+) -> list[list[Any]]:
+    """``before`` through a processor until ``raised()`` (its alerts are in), a checkpoint
+    of it all, ``kill -9``, then ``after`` through the restarted processor, which replays
+    nothing: what it knows of the time before comes from the checkpoints and open episodes.
+    Returns ``done()`` once it has rows (or its last, empty, answer); deletes ``topic``.
+    ``stored``: (producer, family, metric, device prefix) for ``produce_and_wait_stored``."""
+    try:
+        await _kill_between(spawn, rid, topic, stored, before, raised, after)
+        rows: list[list[Any]] = await asyncio.to_thread(wait_for, done)
+    finally:
+        await delete_topic(s, topic)
+    return rows
+
+
+async def _kill_between(
+    spawn: Any,
+    rid: str,
+    topic: str,
+    stored: tuple[Any, str, str, str],
+    before: list[dict[str, Any]],
+    raised: Callable[[], object],
+    after: list[dict[str, Any]],
+) -> None:
+    env = {
+        "CITYWATCH_KAFKA__READINGS_TOPIC": topic,
+        "CITYWATCH_PROCESSOR__CHECKPOINT_S": "1",
+        "CITYWATCH_PROCESSOR__WARMUP_MAX_RECORDS": "0",
+    }
+    on_topic, family, metric, prefix = stored
+    p1 = spawn("process", "--instance", f"p-{rid}", env=env, name="processor")
+    await asyncio.to_thread(wait_log, p1, "processor p-")
+    await produce_and_wait_stored(on_topic, before, family, metric, prefix)
+    assert await asyncio.to_thread(wait_for, raised), "the alerts before the kill never came"
+    await asyncio.to_thread(wait_log, p1, "checkpointed the detectors of")
+    await asyncio.sleep(3)  # a checkpoint a second: the last readings are in one too
+    p1.kill9()
+    p2 = spawn("process", "--instance", f"p-{rid}", env=env, name="processor-restarted")
+    await asyncio.to_thread(wait_log, p2, "open alert episodes to continue")
+    await produce_and_wait_stored(on_topic, after, family, metric, prefix)
+
+
 def _lamps(rid: str, t0: int, start: int, watts: list[float]) -> list[dict[str, Any]]:
     return [
         {
@@ -165,44 +223,33 @@ async def test_a_lamp_repaired_while_no_processor_ran_clears_against_its_checkpo
     (without them it learnt the lamps anew, and the episodes stayed open for good)."""
     s = stack_settings
     topic, on_topic = await own_readings_topic(s, rid)
-    env = {
-        "CITYWATCH_KAFKA__READINGS_TOPIC": topic,
-        "CITYWATCH_PROCESSOR__CHECKPOINT_S": "1",
-        "CITYWATCH_PROCESSOR__WARMUP_MAX_RECORDS": "0",  # the fault ended before any replay
-    }
     t0 = (time.time_ns() // S - 2 * 86_400) * S
     prefix = f"lamp-{rid}-"
 
     def events() -> list[list[Any]]:
-        found = influxql.series(
-            s,
-            "SELECT alert_id, target, state FROM alerts WHERE kind = 'lamp_degradation' "
-            f"AND target =~ /^{prefix}/",
-        )
-        return [v for ser in found for v in ser["values"]]
+        where = f"kind = 'lamp_degradation' AND target =~ /^{prefix}/"
+        return _alert_rows(s, "alert_id, target, state", where)
 
-    try:
-        p1 = spawn("process", "--instance", f"p-{rid}", env=env, name="processor")
-        await asyncio.to_thread(wait_log, p1, "processor p-")
-        before = _lamps(rid, t0, 0, [100.0] * 14 + [70.0] * 4)  # learnt, then 30 % low
-        await produce_and_wait_stored(on_topic, before, "streetlight", "power_w", prefix)
-        raised = await asyncio.to_thread(wait_for, lambda: len(events()) >= LAMPS and events())
-        assert {r[3] for r in raised} == {"raised"}, raised
-        await asyncio.to_thread(wait_log, p1, "checkpointed the detectors of")
-        await asyncio.sleep(3)  # a checkpoint a second: the last readings are in one too
-        p1.kill9()
-        p2 = spawn("process", "--instance", f"p-{rid}", env=env, name="processor-restarted")
-        await asyncio.to_thread(wait_log, p2, "open alert episodes to continue")
-        repaired = _lamps(rid, t0, 30, [100.0] * 8)
-        await produce_and_wait_stored(on_topic, repaired, "streetlight", "power_w", prefix)
+    def raised() -> list[list[Any]]:
+        got = events()
+        assert {r[3] for r in got} <= {"raised"}, got
+        return got if len(got) >= LAMPS else []
 
-        def all_cleared() -> list[list[Any]]:
-            got = events()
-            return got if sum(r[3] == "cleared" for r in got) >= LAMPS else []
+    def all_cleared() -> list[list[Any]]:
+        got = events()
+        return got if sum(r[3] == "cleared" for r in got) >= LAMPS else []
 
-        rows = await asyncio.to_thread(wait_for, all_cleared)
-    finally:
-        await delete_topic(s, topic)
+    rows = await _across_a_kill(
+        s,
+        spawn,
+        rid,
+        topic,
+        (on_topic, "streetlight", "power_w", prefix),
+        _lamps(rid, t0, 0, [100.0] * 14 + [70.0] * 4),  # learnt, then 30 % low
+        raised,
+        _lamps(rid, t0, 30, [100.0] * 8),  # repaired
+        all_cleared,
+    )
     assert rows, f"no degradation cleared after the restart: {events()}"
     by_target: dict[str, set[tuple[str, str]]] = {}
     for _, aid, target, state in rows:
@@ -244,46 +291,29 @@ async def test_an_overflow_under_way_at_a_restart_is_overdue_12_h_after_it_began
     and never overdue; at 0.95, overdue 18 h after the overflow began."""
     s = stack_settings
     topic, on_topic = await own_readings_topic(s, rid)
-    env = {
-        "CITYWATCH_KAFKA__READINGS_TOPIC": topic,
-        "CITYWATCH_PROCESSOR__CHECKPOINT_S": "1",
-        "CITYWATCH_PROCESSOR__WARMUP_MAX_RECORDS": "0",
-    }
     t0 = (time.time_ns() // S - 3 * 86_400) * S
     prefix = f"bin-{rid}-"
 
     def events() -> list[list[Any]]:
-        found = influxql.series(
-            s,
-            "SELECT alert_id, target, kind, state, episode_start FROM alerts "
-            f"WHERE target =~ /^{prefix}/",
+        return _alert_rows(
+            s, "alert_id, target, kind, state, episode_start", f"target =~ /^{prefix}/"
         )
-        return [v for ser in found for v in ser["values"]]
 
-    try:
-        p1 = spawn("process", "--instance", f"p-{rid}", env=env, name="processor")
-        await asyncio.to_thread(wait_log, p1, "processor p-")
-        before = _bins(rid, t0, range(0, 6), 0.95)
-        await produce_and_wait_stored(on_topic, before, "bin", "fill_ratio", prefix)
-        raised = await asyncio.to_thread(
-            wait_for, lambda: len({r[2] for r in events() if r[4] == "escalated"}) >= BINS
-        )
-        assert raised, events()
-        await asyncio.to_thread(wait_log, p1, "checkpointed the detectors of")
-        await asyncio.sleep(3)  # a checkpoint a second: the last readings are in one too
-        p1.kill9()
-        p2 = spawn("process", "--instance", f"p-{rid}", env=env, name="processor-restarted")
-        await asyncio.to_thread(wait_log, p2, "open alert episodes to continue")
-        after = _bins(rid, t0, range(6, 14), 0.85)
-        await produce_and_wait_stored(on_topic, after, "bin", "fill_ratio", prefix)
+    def overdue() -> list[list[Any]]:
+        got = events()
+        return got if sum(r[3] == "bin_overflow_unserved" for r in got) >= BINS else []
 
-        def overdue() -> list[list[Any]]:
-            got = events()
-            return got if sum(r[3] == "bin_overflow_unserved" for r in got) >= BINS else []
-
-        rows = await asyncio.to_thread(wait_for, overdue)
-    finally:
-        await delete_topic(s, topic)
+    rows = await _across_a_kill(
+        s,
+        spawn,
+        rid,
+        topic,
+        (on_topic, "bin", "fill_ratio", prefix),
+        _bins(rid, t0, range(0, 6), 0.95),
+        lambda: len({r[2] for r in events() if r[4] == "escalated"}) >= BINS,
+        _bins(rid, t0, range(6, 14), 0.85),
+        overdue,
+    )
     assert rows, f"no bin overdue after the restart: {events()}"
     for d in range(BINS):
         mine = [r for r in rows if r[2] == f"{prefix}{d}"]
