@@ -12,10 +12,13 @@ matching partitions; the engine restores each series on its first reading and sk
 replayed readings the checkpoint already holds. A checkpoint from another detector or format
 is ignored: the series learns afresh, as it did before checkpoints.
 
-The same record carries what the rules learn per device over hours or days (``Rule.learns``:
-a lamp's power baselines, a bin's ambient temperature and usual fill rate), by rule name;
-without it a restarted processor judged those devices only once it had learnt them again, and
-learnt a degraded lamp's draw as its baseline.
+The same record carries, by rule name, what the rules keep of each device beyond the replay's
+15 minutes (``Rule.learns``): what they learn over hours or days (a lamp's power baselines, a
+bin's ambient temperature and usual fill rate, a vehicle's day so far), and state older than
+the replay that a fault depends on (a device's last reading for the silence rule, when a bin's
+overflow began, a dust site's hour of readings). Without it a restarted processor judged those
+devices only once it had learnt them again, learnt a degraded lamp's draw as its baseline, and
+never saw a device that had fallen silent before the replay's window.
 
 Example:
     >>> blob = encode("sentinel", 10**18, {"pm10_ugm3": [1, 2]}, {"bin_fire": [18.5, 9]})
@@ -30,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -58,6 +62,18 @@ def encode(
     if learnt:
         doc["rules"] = learnt
     return orjson.dumps(doc)
+
+
+def device_record(
+    engine: Engine, device: str, ts: int, dets: Iterable[tuple[str, Detector]]
+) -> bytes | None:
+    """``device``'s checkpoint record: its detectors ``dets`` (metric, detector) and what the
+    engine's rules have learnt of it, up to device time ``ts``; None when there is neither."""
+    states = {m: st for m, d in dets if (st := d.get_state()) is not None}
+    learnt = engine.learnt(device) if engine.learners else None
+    if not states and not learnt:
+        return None
+    return encode(engine.detector_name, ts, states, learnt)
 
 
 def decode(value: bytes | None, detector: str) -> tuple[int, dict[str, Any], dict[str, Any]] | None:
@@ -199,18 +215,13 @@ class Checkpoints:
     ) -> int:
         """One chunk of devices, in as few record batches as fit: a send per record cost
         ~110 us of CPU per device (3.5 kB records in aiokafka's default 16 kB batches)."""
-        eng = self.engine
-        name = eng.detector_name
         sent = []
         batch = self.producer.create_batch()
         n = 0
         for device in chunk:
-            dets = series.get(device, ())
-            states = {m: st for m, d in dets if (st := d.get_state()) is not None}
-            learnt = eng.learnt(device) if eng.learners else None
-            if not states and not learnt:
+            value = device_record(self.engine, device, devices[device], series.get(device, ()))
+            if value is None:
                 continue
-            value = encode(name, devices[device], states, learnt)
             key = (self.prefix + device).encode()
             if batch.append(key=key, value=value, timestamp=None) is None:
                 sent.append(await self.producer.send_batch(batch, self.topic, partition=part))

@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -63,6 +64,16 @@ def episode(value: bytes) -> tuple[tuple[str, str], Episode] | None:
         return None
 
 
+def open_episodes(values: Iterable[bytes | None]) -> dict[tuple[str, str], Episode]:
+    """The open episodes among the latest record of each key (a tombstone is None)."""
+    found = {}
+    for value in values:
+        got = episode(value) if value else None
+        if got is not None:
+            found[got[0]] = got[1]
+    return found
+
+
 async def exists(s: Settings) -> bool:
     """Whether the open-alerts topic is there; logs how to create it when not."""
     c = AIOKafkaConsumer(**client_kwargs(s), enable_auto_commit=False, group_id=None)
@@ -101,10 +112,7 @@ async def load(s: Settings, group: str, timeout_s: float) -> dict[tuple[str, str
 
         if not await read_to_end(c, take, timeout_s):
             log.warning("open alerts: read for %.0f s, the rest is skipped", timeout_s)
-        for value in latest.values():
-            got = episode(value) if value else None
-            if got is not None:
-                found[got[0]] = got[1]
+        found.update(open_episodes(latest.values()))
     except Exception as exc:
         log.warning("open alerts not loaded (%r): old episodes may open again", exc)
     finally:

@@ -37,11 +37,11 @@ from itertools import pairwise
 from typing import Any
 
 from processors.alerts import AlertEvent, Episode
-from processors.checkpoints import decode, encode
+from processors.checkpoints import decode, device_record
 from processors.clock import progress
 from processors.config import RulesConfig
 from processors.engine import Engine
-from processors.open_alerts import episode
+from processors.open_alerts import open_episodes
 
 NS = 1_000_000_000
 Arrival = tuple[float, dict[str, Any]]  # (arrival time, epoch s; canonical record)
@@ -123,24 +123,14 @@ class _Clocked:
 def _checkpoint(eng: Engine, last_ts: dict[str, int]) -> dict[str, bytes]:
     """Every device's record as ``Checkpoints`` writes it (encoded: the state is copied)."""
     series = eng.series_of(last_ts)
-    out = {}
-    for dev, ts in last_ts.items():
-        states = {m: s for m, d in series.get(dev, ()) if (s := d.get_state()) is not None}
-        learnt = eng.learnt(dev) if eng.learners else None
-        if states or learnt:
-            out[dev] = encode(eng.detector_name, ts, states, learnt)
-    return out
+    records = {dev: device_record(eng, dev, ts, series.get(dev, ())) for dev, ts in last_ts.items()}
+    return {dev: rec for dev, rec in records.items() if rec is not None}
 
 
 def _open_episodes(events: Iterable[AlertEvent]) -> dict[tuple[str, str], Episode]:
     """What the open-alerts topic holds after ``events``: the latest event per (kind, target)."""
-    latest = {(e.kind, e.target): e for e in events}
-    found = {}
-    for e in latest.values():
-        got = episode(e.to_json())
-        if got is not None:
-            found[got[0]] = got[1]
-    return found
+    latest = {(e.kind, e.target): e.to_json() for e in events}
+    return open_episodes(latest.values())
 
 
 def cut_runs(
