@@ -88,7 +88,7 @@ class Engine:
         self.resume: dict[tuple[str, str], int] = {}
         self.restored = 0
         self.restore_refused = 0
-        # Rules that learn per device over days: their learning is checkpointed too.
+        # Rules that keep something of each device in the checkpoints (Rule.learns).
         self.learners: dict[str, Rule] = {r.name: r for r in self.rules if r.learns}
         self.watermark = 0
         self._conds: list[Condition] = []
@@ -201,9 +201,11 @@ class Engine:
         either what this engine wrote when its partitions were revoked, or newer (another
         processor's, while that one held the partition).
 
-        The rules' learning is not held back for the replayed readings the checkpoint
-        already holds, as the detectors' is: the replay must rebuild their streaks, and a
-        reading learnt twice moves a baseline by one small EWMA step."""
+        The engine does not hold the rules back from replayed readings the checkpoint already
+        holds, as it does the detectors: most rules need the replay to rebuild their streaks
+        (a reading learnt twice moves a baseline by one small EWMA step). A rule that restores
+        a fault's state with its time (the bin rules, dust_exceedance) skips those readings
+        itself."""
         for name, state in (learnt or {}).items():
             rule = self.learners.get(name)
             if rule is None:

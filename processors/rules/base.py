@@ -53,8 +53,9 @@ class Rule(ABC):
     name: ClassVar[str]
     families: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
-    # Whether the rule learns something of each device over days (a baseline) that the
-    # processor's checkpoints keep across restarts (``learnt`` and ``relearn``).
+    # Whether the processor's checkpoints keep something of each device for this rule across
+    # restarts (``learnt`` and ``relearn``): what it learns over days (a baseline), or state
+    # older than the replay's 15 minutes that a fault depends on (when an overflow began).
     learns: ClassVar[bool] = False
     # Whether a new streak's first good verdicts end an episode the previous run left open
     # (StreakParams.fresh_clears): only where a good verdict needs no history. Off by
