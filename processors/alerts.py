@@ -90,6 +90,8 @@ class AlertManager:
         # the partition's previous owner) and not cleared: the next condition for the same
         # (kind, target) continues one instead of opening an episode with a new id.
         self.adopted: dict[tuple[str, str], Episode] = {}
+        # When the faults of adopted episodes ended, from the rules' checkpoints (quiet).
+        self.quiet_since: dict[tuple[str, str], int] = {}
 
     def adopt(self, episodes: dict[tuple[str, str], Episode]) -> None:
         """Take over open episodes published earlier (processors.open_alerts).
@@ -103,12 +105,22 @@ class AlertManager:
             if mine is not None and mine.alert_id != ep.alert_id:
                 del self.open[key]
 
+    def quiet(self, key: tuple[str, str], since: int) -> None:
+        """The fault of (kind, target) ended at event time ``since`` and its rule is holding
+        the clear, as a checkpoint says: an episode adopted for it starts its hysteresis there.
+        The open-alerts topic keeps only raises, and the rule's next inactive conditions,
+        at the hold's end, came too soon after the first one this manager saw: the episode
+        never cleared."""
+        self.quiet_since[key] = since
+
     def forget(self, targets: Container[str]) -> None:
         """Drop the episodes of ``targets``: another processor continues them now."""
         for key in [k for k in self.open if k[1] in targets]:
             del self.open[key]
         for key in [k for k in self.adopted if k[1] in targets]:
             del self.adopted[key]
+        for key in [k for k in self.quiet_since if k[1] in targets]:
+            del self.quiet_since[key]
 
     def replayed(self, c: Condition) -> None:
         """Apply a condition of the warm-up replay, whose events the run before sent: only to
@@ -147,6 +159,10 @@ class AlertManager:
                     # and the crews' alert stayed open for good.
                     return []
                 ep = self.open[c.key] = self.adopted.pop(c.key)
+                if self.quiet_since:
+                    since = self.quiet_since.pop(c.key, None)
+                    if since is not None and since >= ep.start and ep.inactive_since is None:
+                        ep.inactive_since = since
         if c.active:
             if ep is None:
                 ep = Episode(alert_id(c.target, c.kind, c.ts), c.ts, c.severity, c.ts)

@@ -216,6 +216,8 @@ class Engine:
                 self.restore_refused += 1
             else:
                 self.restored += 1
+                for kind, target, since in rule.clearing(device_id):
+                    self.alerts.quiet((kind, target), since)
         for metric in states:
             self.detectors.pop((device_id, metric), None)
             self.resume.pop((device_id, metric), None)

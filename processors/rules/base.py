@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Container
+from collections.abc import Collection, Container, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -89,6 +89,14 @@ class Rule(ABC):
         """Take back what ``learnt`` gave, read from a checkpoint after a restart. Raises
         ValueError or TypeError for a state it cannot use (another version, damage)."""
         return None
+
+    def clearing(self, device: str) -> Iterable[tuple[str, str, int]]:
+        """(kind, target, event time the fault ended) of each fault whose clear ``device``'s
+        relearnt state is holding: the alert manager, which adopts the episode from the
+        open-alerts topic without that time, starts its hysteresis there (AlertManager.quiet).
+        Only rules that skip the replayed readings their checkpoint holds need it: for the
+        others the replay sends the inactive conditions again."""
+        return ()
 
     def use_overrides(self, overrides: Any) -> None:
         """Rules that judge lamps against their schedule take the operators' overrides

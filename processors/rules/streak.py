@@ -33,7 +33,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from mypy_extensions import mypyc_attr
 
@@ -132,6 +132,48 @@ class Streak:
         self.n = 1
         self.good = 0
         self.off_since = None
+
+    def state(self) -> int | list[Any]:
+        """The streak for a checkpoint (JSON-ready): all of it, or only ``last_ts`` while it
+        is settled (off, no bad run, no clear being held, not fresh), as most are.
+
+        ``resume`` rebuilds a fault from its time alone; this keeps the counts and the time of
+        the last condition too, so a restarted rule clears after the same good reading and
+        repeats (escalates) at the same time as it would have without the restart."""
+        if not self.on and not self.fresh and self.n == 0 and self.off_since is None:
+            return self.last_ts
+        return [
+            self.last_ts,
+            self.n,
+            self.good,
+            self.since,
+            self.on,
+            self.emitted,
+            self.off_since,
+            self.fresh,
+        ]
+
+    def load(self, state: Any) -> None:
+        """Take back what ``state`` gave; ValueError for anything else."""
+        if isinstance(state, int) and not isinstance(state, bool):
+            self.last_ts, self.n, self.good, self.since = state, 0, 0, 0
+            self.on, self.emitted, self.off_since, self.fresh = False, 0, None, False
+            return
+        if not isinstance(state, list) or len(state) != 8:
+            raise ValueError(f"not a streak: {state!r}")
+        last_ts, n, good, since, on, emitted, off_since, fresh = state
+        ints = (last_ts, n, good, since, emitted)
+        if not all(type(x) is int for x in ints) or type(on) is not bool:
+            raise ValueError(f"not a streak: {state!r}")
+        if type(fresh) is not bool or not (off_since is None or type(off_since) is int):
+            raise ValueError(f"not a streak: {state!r}")
+        self.last_ts, self.n, self.good, self.since = last_ts, n, good, since
+        self.on, self.emitted, self.off_since, self.fresh = on, emitted, off_since, fresh
+
+    def clearing(self, kind: str, target: str) -> list[tuple[str, str, int]]:
+        """[(kind, target, when the fault ended)] while a clear is held, else [] (Rule.clearing)."""
+        off = self.off_since
+        return [] if off is None or self.on else [(kind, target, off)]
 
     def force_off(self, ts: int) -> int:
         """End the fault now (e.g. another rule took it over); EMIT_OFF if it was on."""

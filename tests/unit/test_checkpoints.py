@@ -209,6 +209,8 @@ def test_rules_learning_is_restored_at_once_and_a_damaged_one_refused() -> None:
         "device_silence",
         "dust_exceedance",
         "lamp_degradation",
+        "night_noise",
+        "sensor_drift",
         "trip_summary",
     }
     eng.restore("bin-1", 5 * S, {}, {"bin_fire": [18.0, 9], "bin_fast_fill": "damaged"})

@@ -59,23 +59,14 @@ def diffs() -> list[RestartDiff]:
     return [compare(run) for run in cut_runs(recs, city, RulesConfig(), cuts)]
 
 
-def test_a_restart_misses_no_episode_and_raises_none_twice(diffs: list[RestartDiff]) -> None:
+def test_a_restart_sends_what_the_uninterrupted_run_sends(diffs: list[RestartDiff]) -> None:
     # On the code before 2026-12-07 these cuts missed two bins' silences (a bin silent since
     # before the replay's 15 minutes was never seen again) and raised a dust episode twice;
     # over bench.restarts' 32 restarts, 118 silences missed, a truck's corridor alert sent
-    # twice, dust episodes ended up to 37 minutes early or 24 late.
+    # twice, dust episodes ended up to 37 minutes early or 24 late. Until the rules'
+    # streaks were checkpointed too, sensor drift moved by up to 10 minutes (it needs 30 of
+    # history, the replay holds 15), a lamp's degradation cleared a reading late and dust
+    # escalations came up to 50 s late.
     assert len(diffs) == 5
     for d in diffs:
-        assert d.missing == [] and d.extra == [], d.by_kind()
-
-
-def test_what_a_restart_sends_at_another_time_is_within_the_replay(
-    diffs: list[RestartDiff],
-) -> None:
-    for d in diffs:
-        for e, lag in d.moved + d.late:
-            # sensor_drift needs 30 minutes of history, the replay holds 15; the others
-            # differ by at most a repeat (escalations) or a reading (clears).
-            limit = 900 if e.kind == "sensor_drift" else 300
-            assert abs(lag) <= limit, (e.kind, e.target, e.state, lag)
-            assert e.kind == "sensor_drift" or (e, lag) in d.late, (e.kind, e.state)
+        assert d.ok, d.by_kind()

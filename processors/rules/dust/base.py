@@ -1,9 +1,11 @@
-"""What the dust rules share: duplicate filtering, the rule base class, the factories' wiring.
+"""What the dust rules share: duplicate filtering, the rule base classes, the factories' wiring.
 
 ``DustRule`` drops exact duplicates (same device and ts) per device, builds the family's
-conditions and holds the streak parameters; ``now`` is the event time at which a site is
-judged (a late reading is judged just after the latest one); ``common_kwargs``, ``sites``
-and ``model_sensor_site`` turn the rules file and the city model into constructor arguments.
+conditions and holds the streak parameters; ``SiteRule`` is one that judges a site's minute
+window, and keeps each site's window and streak in its sensors' checkpoints; ``now`` is the
+event time at which a site is judged (a late reading is judged just after the latest one);
+``common_kwargs``, ``sites`` and ``model_sensor_site`` turn the rules file and the city model
+into constructor arguments.
 
 Example:
     >>> from types import SimpleNamespace
@@ -25,6 +27,7 @@ from typing import Any, ClassVar
 
 from processors.config import DustRulesConfig, RulesConfig
 from processors.rules.base import Condition, Record, Rule
+from processors.rules.dust.window import MinuteWindow
 from processors.rules.streak import EMIT_ON, NS, Streak, StreakParams
 
 
@@ -132,6 +135,95 @@ class DustRule(Rule):
 
 
 # --- wiring (registry factories) ----------------------------------------------------------
+
+
+class SiteState:
+    """A site's minute window (``size`` minutes, the last ``short`` apart) and streak."""
+
+    __slots__ = ("last", "night", "since", "streak", "upto", "win")
+
+    def __init__(self, size: int, short: int, since: int) -> None:
+        self.win = MinuteWindow(size, short)
+        self.streak = Streak()
+        self.since = since  # the first reading: before the window's span of them, no mean
+        self.last = since  # the newest reading in the window
+        self.upto = -(2**62)  # readings up to then are in a window from a checkpoint
+        self.night = False  # night_noise: whether the window holds this night's readings
+
+
+class SiteRule(DustRule):
+    """A dust rule judging each site's minute window of ``window`` = (size, short) minutes.
+
+    Each sensor's checkpoint carries its site's window and streak (``learnt``); the newest is
+    kept, and readings it holds are skipped (``SiteState.upto``): rebuilt from the replay's
+    15 minutes, a "1-h" mean ended a dust episode up to 40 minutes early, and a night's
+    new 15-min mean was not trusted for its first 15 minutes, so a clear came 5 minutes late.
+    """
+
+    learns: ClassVar[bool] = True
+    window: ClassVar[tuple[int, int]]
+
+    def __init__(
+        self,
+        cfg: DustRulesConfig | None,
+        sensor_site: Mapping[str, str] | None,
+        hold_s: float,
+        repeat_s: float,
+    ) -> None:
+        super().__init__(cfg, sensor_site, hold_s, repeat_s)
+        self.sites: dict[str, SiteState] = {}
+
+    def _site(self, site: str, ts: int) -> SiteState | None:
+        """The site's state for a reading at ``ts``; None when a checkpoint holds it."""
+        st = self.sites.get(site)
+        if st is None:
+            st = self.sites[site] = SiteState(*self.window, ts)
+        elif ts <= st.upto:
+            return None
+        if ts > st.last:
+            st.last = ts
+        return st
+
+    def drop_sites(self, sites: Collection[str]) -> None:
+        for site in sites:
+            self.sites.pop(site, None)
+
+    def learnt(self, device: str) -> Any:
+        seen = self.seen.get(device)
+        st = None if seen is None else self.sites.get(seen.site)
+        if seen is None or st is None:
+            return None
+        return [seen.site, st.last, st.since, st.streak.state(), st.win.state(), st.night]
+
+    def relearn(self, device: str, state: Any) -> None:
+        # Before 2026-12-07 a state had no night flag, and its streak was whether it was on.
+        site, last, since, streak, win, *more = state
+        night = more[0] if more else False
+        if not isinstance(site, str) or not isinstance(night, bool) or len(more) > 1:
+            raise ValueError(f"not a {self.name} state: {state!r}")
+        if not isinstance(last, int) or not isinstance(since, int):
+            raise ValueError(f"not a {self.name} state: {state!r}")
+        self._sensor_of(device, site)
+        had = self.sites.get(site)
+        if had is not None and had.upto >= last:
+            return
+        st = SiteState(*self.window, since)
+        st.win.load(win)
+        st.last = st.upto = last
+        st.night = night
+        if isinstance(streak, bool):
+            if streak:
+                st.streak.resume(last)
+        else:
+            # The whole streak: its repeats, which the manager escalates on, keep their times
+            # (resumed from `on` alone they came up to 50 s late).
+            st.streak.load(streak)
+        self.sites[site] = st
+
+    def clearing(self, device: str) -> Iterable[tuple[str, str, int]]:
+        seen = self.seen.get(device)
+        st = None if seen is None else self.sites.get(seen.site)
+        return () if seen is None or st is None else st.streak.clearing(self.kind, seen.site)
 
 
 def common_kwargs(cfg: RulesConfig) -> dict[str, Any]:

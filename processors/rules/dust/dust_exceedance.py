@@ -19,30 +19,19 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from processors.config import DustRulesConfig, RulesConfig
 from processors.rules.base import Condition, Record, Rule
-from processors.rules.dust.base import DustRule, common_kwargs, model_sensor_site, now, sites
-from processors.rules.dust.window import MINUTE_NS, MinuteWindow
-from processors.rules.streak import NOTHING, Streak
+from processors.rules.dust.base import SiteRule, common_kwargs, model_sensor_site, now, sites
+from processors.rules.dust.window import MINUTE_NS
+from processors.rules.streak import NOTHING
 
 HOUR_NS = 60 * MINUTE_NS
 
 
-class _Site:
-    __slots__ = ("last", "since", "streak", "upto", "win")
-
-    def __init__(self, size: int, short: int, since: int) -> None:
-        self.win = MinuteWindow(size, short)
-        self.streak = Streak()
-        self.since = since  # the first reading: before an hour of them, no 1-h mean
-        self.last = since  # the newest reading in the window
-        self.upto = -(2**62)  # readings up to then are in a window from a checkpoint
-
-
-class DustExceedance(DustRule):
+class DustExceedance(SiteRule):
     """Rolling 15-min (and 1-h) mean PM10 over a site's sensors above the site's limit."""
 
     name: ClassVar[str] = "dust_exceedance"
@@ -50,9 +39,7 @@ class DustExceedance(DustRule):
     severity: ClassVar[str] = "major"
     description: ClassVar[str] = "site's rolling 15-min mean PM10 above its limit (or 1-h)"
     fresh_clears: ClassVar[bool] = True
-    # Each sensor's site window, across restarts: the replay's 15 minutes made a new "1-h"
-    # mean, so an episode cleared up to 40 minutes early, or late, and missed its escalation.
-    learns: ClassVar[bool] = True
+    window: ClassVar[tuple[int, int]] = (60, 15)  # the 1-h mean and the 15-min one
 
     def __init__(
         self,
@@ -65,11 +52,6 @@ class DustExceedance(DustRule):
         super().__init__(cfg, sensor_site, hold_s, repeat_s)
         self.limits = {**(site_limits or {}), **self.cfg.site_limits_ugm3}
         self.ratio_1h = self.cfg.pm10_limit_1h_ugm3 / self.cfg.pm10_limit_ugm3
-        self.sites: dict[str, _Site] = {}
-
-    def drop_sites(self, sites: Collection[str]) -> None:
-        for site in sites:
-            self.sites.pop(site, None)
 
     def on_reading(self, rec: Record, out: list[Condition]) -> None:
         v = rec.get("pm10_ugm3")
@@ -80,13 +62,9 @@ class DustExceedance(DustRule):
         site = self._fresh_site(rec, dev, ts)
         if site is None:
             return
-        st = self.sites.get(site)
+        st = self._site(site, ts)
         if st is None:
-            st = self.sites[site] = _Site(60, 15, ts)
-        elif ts <= st.upto:
             return  # the checkpointed window holds it (a replayed reading)
-        if ts > st.last:
-            st.last = ts
         w = st.win
         w.add(ts // MINUTE_NS, v)
         c = self.cfg
@@ -108,31 +86,6 @@ class DustExceedance(DustRule):
         if r != NOTHING:
             msg = f"PM10 15-min mean {m15:.0f}, 1-h mean {m60:.0f} µg/m³ (limit {lim:.0f})"
             self._site_cond(r, site, rec, ts, msg, m15, out)
-
-    def learnt(self, device: str) -> Any:
-        seen = self.seen.get(device)
-        st = None if seen is None else self.sites.get(seen.site)
-        if seen is None or st is None:
-            return None
-        return [seen.site, st.last, st.since, st.streak.on, st.win.state()]
-
-    def relearn(self, device: str, state: Any) -> None:
-        """Every sensor's record carries its site's window: the newest one is kept."""
-        site, last, since, on, win = state
-        if not isinstance(site, str) or not isinstance(on, bool):
-            raise ValueError(f"not a dust_exceedance state: {state!r}")
-        if not isinstance(last, int) or not isinstance(since, int):
-            raise ValueError(f"not a dust_exceedance state: {state!r}")
-        self._sensor_of(device, site)
-        had = self.sites.get(site)
-        if had is not None and had.upto >= last:
-            return
-        st = _Site(60, 15, since)
-        st.win.load(win)
-        st.last = st.upto = last
-        if on:
-            st.streak.resume(last)
-        self.sites[site] = st
 
 
 def build(cfg: RulesConfig, city: Any) -> Rule:

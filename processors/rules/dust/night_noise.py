@@ -5,6 +5,8 @@
   the window, so a loud evening does not spill into the night. The mean is energetic (Leq:
   10·log10 of the mean of 10^(L/10)), as noise limits are defined; clears 2 dB below.
 
+Each site's window and streak are checkpointed (``SiteRule``).
+
 Example:
     >>> rule, out = NightNoise(LocalClock("UTC")), []
     >>> for m in range(21 * 60 + 50, 22 * 60 + 20):  # 70 dBA from 21:50 UTC on
@@ -18,36 +20,27 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from processors.config import DustRulesConfig, RulesConfig
 from processors.rules.base import Condition, Record, Rule
-from processors.rules.dust.base import DustRule, common_kwargs, model_sensor_site, now, sites
+from processors.rules.dust.base import SiteRule, common_kwargs, model_sensor_site, now, sites
 from processors.rules.dust.window import MINUTE_NS, MinuteWindow
 from processors.rules.solar import LocalClock, city_timezone, in_window, parse_hhmm
-from processors.rules.streak import NOTHING, Streak
+from processors.rules.streak import NOTHING
 
 QUARTER_NS = 15 * MINUTE_NS
 
 
-class _Night:
-    __slots__ = ("night", "since", "streak", "win")
-
-    def __init__(self, since: int) -> None:
-        self.win = MinuteWindow(15, 15)
-        self.streak = Streak()
-        self.night = False
-        self.since = since  # the first reading: before 15 minutes of them, no 15-min mean
-
-
-class NightNoise(DustRule):
+class NightNoise(SiteRule):
     """15-min mean noise at a site above its night limit, at night only."""
 
     name: ClassVar[str] = "night_noise"
     kind: ClassVar[str] = "night_noise"
     description: ClassVar[str] = "site's 15-min mean noise above the night limit, 22:00-06:00"
     fresh_clears: ClassVar[bool] = True
+    window: ClassVar[tuple[int, int]] = (15, 15)
 
     def __init__(
         self,
@@ -67,11 +60,6 @@ class NightNoise(DustRule):
         self.nights = {
             s: (parse_hhmm(a), parse_hhmm(b)) for s, (a, b) in (site_nights or {}).items()
         }
-        self.sites: dict[str, _Night] = {}
-
-    def drop_sites(self, sites: Collection[str]) -> None:
-        for site in sites:
-            self.sites.pop(site, None)
 
     def on_reading(self, rec: Record, out: list[Condition]) -> None:
         v = rec.get("noise_dba")
@@ -82,9 +70,9 @@ class NightNoise(DustRule):
         site = self._fresh_site(rec, dev, ts)
         if site is None:
             return
-        st = self.sites.get(site)
+        st = self._site(site, ts)
         if st is None:
-            st = self.sites[site] = _Night(ts)
+            return  # the checkpointed window holds it (a replayed reading)
         a, b = self.nights.get(site, self.default_night)
         c = self.cfg
         lim = self.limits.get(site, c.noise_night_dba)

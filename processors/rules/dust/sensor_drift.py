@@ -9,8 +9,11 @@
   at least) are off the same way, that is site dust (the exceedance rule's business), not
   drift; stuck sensors are neither judged nor used as reference.
 
-A new sensor state (a restarted processor) ends an episode its previous run left open once the
-sensor has been in line with its district for the 5 minutes that end an episode.
+Each sensor's state (its smoothed value, how long it has read the same, its drift's start and
+streak) is checkpointed (``learnt``): the 30 minutes a drift needs, and the stuck count, are
+longer than a restart's replay. A sensor with no checkpoint starts anew, and ends an episode
+its previous run left open once it has been in line with its district for the 5 minutes that
+end an episode.
 
 Example:
     >>> rule, out = SensorDrift(), []
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Container, Iterable, Mapping
 from typing import Any, ClassVar
 
 from processors.config import DustRulesConfig, RulesConfig
@@ -101,6 +104,7 @@ class SensorDrift(DustRule):
     kind: ClassVar[str] = "sensor_drift"
     description: ClassVar[str] = "> 3 robust sigmas from the district median for >= 30 min"
     fresh_clears: ClassVar[bool] = True
+    learns: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -112,6 +116,7 @@ class SensorDrift(DustRule):
         super().__init__(cfg, sensor_site, hold_s, repeat_s)
         c = self.cfg
         self.districts: dict[str, _District] = {}
+        self.district_of: dict[str, str] = {}  # by sensor, for its checkpoint
         self.after_ns = int(c.drift_after_min * 60 * NS)
         self.reset_ns = int(c.drift_reset_min * 60 * NS)
         self.alpha = c.drift_smooth_alpha
@@ -129,6 +134,7 @@ class SensorDrift(DustRule):
         s = d.sensors.get(dev)
         if s is None:
             s = d.sensors[dev] = _Sensor(rec.get("site_id") or self.sensor_site.get(dev), ts)
+            self.district_of[dev] = district
         if ts <= s.ts:
             return
         s.n_same = s.n_same + 1 if v == s.value else 1
@@ -139,6 +145,65 @@ class SensorDrift(DustRule):
         if minute > d.minute:
             d.minute = minute
             self._evaluate(d, district, ts, out)
+
+    def learnt(self, device: str) -> Any:
+        district = self.district_of.get(device)
+        d = None if district is None else self.districts.get(district)
+        s = None if d is None else d.sensors.get(device)
+        if d is None or s is None:
+            return None
+        return [
+            district,
+            s.site,
+            d.minute,
+            s.since,
+            s.ts,
+            s.value,
+            s.smooth,
+            s.n_same,
+            s.drift_since,
+            s.near_since,
+            s.streak.state(),
+        ]
+
+    def relearn(self, device: str, state: Any) -> None:
+        """A sensor's checkpointed state, unless this rule has seen a newer reading of it."""
+        district, site, minute, since, ts, value, smooth, n_same, drift, near, streak = state
+        ints = (minute, since, ts, n_same)
+        if not isinstance(district, str) or not all(type(x) is int for x in ints):
+            raise ValueError(f"not a sensor_drift state: {state!r}")
+        if not all(x is None or type(x) is int for x in (drift, near)):
+            raise ValueError(f"not a sensor_drift state: {state!r}")
+        d = self.districts.get(district)
+        if d is None:
+            d = self.districts[district] = _District()
+        had = d.sensors.get(device)
+        if had is not None and had.ts >= ts:
+            return
+        s = _Sensor(site if isinstance(site, str) else None, since)
+        s.streak.load(streak)
+        s.ts, s.value, s.n_same = ts, float(value), n_same
+        s.smooth = math.nan if smooth is None else float(smooth)
+        s.drift_since, s.near_since = drift, near
+        d.sensors[device] = s
+        self.district_of[device] = district
+        # The district was judged up to that minute when the checkpoint was taken: its
+        # replayed readings must not judge the minute again.
+        if minute > d.minute:
+            d.minute = minute
+
+    def clearing(self, device: str) -> Iterable[tuple[str, str, int]]:
+        district = self.district_of.get(device)
+        d = None if district is None else self.districts.get(district)
+        s = None if d is None else d.sensors.get(device)
+        return () if s is None else s.streak.clearing(self.kind, device)
+
+    def forget(self, devices: Container[str]) -> Collection[str]:
+        for dev in [k for k in self.district_of if k in devices]:
+            d = self.districts.get(self.district_of.pop(dev))
+            if d is not None:
+                d.sensors.pop(dev, None)
+        return ()
 
     def _evaluate(self, d: _District, district: str, now: int, out: list[Condition]) -> None:
         c = self.cfg

@@ -6,10 +6,11 @@
   to +-5 % of its start, so slow ageing cannot drag it along. Until a level has its own
   baseline, another level's, scaled by the level ratio, stands in.
 
-The baselines are checkpointed (``learnt``): a restarted processor judges a lamp against them
-at once, and ends an episode its previous run left open on its first readings near them. A
-baseline learnt afresh after a restart may be the degraded draw itself, so against one of
-those a new rule says nothing of an episode it did not raise.
+The baselines and each lamp's streak are checkpointed (``learnt``): a restarted processor
+judges a lamp against them at once, skips the replayed readings its streak has judged, and
+clears or repeats an episode on the reading the previous run would have. A baseline learnt
+afresh (no checkpoint) may be the degraded draw itself, so against one of those a new rule
+says nothing of an episode it did not raise.
 
 Example:
     >>> from processors.rules.solar import NS, LocalClock, SolarSchedule
@@ -27,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from processors.config import RulesConfig, StreetlightRulesConfig
@@ -100,6 +102,8 @@ class LampDegradation(LampRule):
         st = self.state.get(dev)
         if st is None:
             st = self.state[dev] = Streak()
+        elif rec["ts"] <= st.last_ts:
+            return  # a repeat, or a replayed reading its checkpointed streak has judged
         ref = b.base
         if b.samples is not None:
             # This level is still learning; meanwhile judge against another learnt level
@@ -110,9 +114,7 @@ class LampDegradation(LampRule):
                 if ob.samples is None:
                     ref = ob.base * bucket / lvl_b
                     break
-            if rec["ts"] > st.last_ts and (
-                ref == 0.0 or abs(p / ref - 1.0) < c.degradation_clear_frac
-            ):
+            if ref == 0.0 or abs(p / ref - 1.0) < c.degradation_clear_frac:
                 b.samples.append(p)
                 if len(b.samples) >= c.baseline_samples:
                     srt = sorted(b.samples)
@@ -150,19 +152,39 @@ class LampDegradation(LampRule):
         per = self.baselines.get(device)
         if not per:
             return None
-        return [[lvl, b.start, b.base, b.samples] for lvl, b in per.items()]
+        st = self.state.get(device)
+        return {
+            "levels": [[lvl, b.start, b.base, b.samples] for lvl, b in per.items()],
+            "streak": None if st is None else st.state(),
+        }
 
     def relearn(self, device: str, state: Any) -> None:
+        # Before 2026-12-07 the state was the list of levels alone.
+        levels, streak = (state, None) if isinstance(state, list) else _parts(state)
         per: dict[int, _Baseline] = {}
-        for lvl, start, base, samples in state:
+        for lvl, start, base, samples in levels:
             if not isinstance(lvl, int) or not isinstance(start, float):
                 raise ValueError(f"not a lamp_degradation baseline: {state!r}")
             b = per[lvl] = _Baseline()
             b.start, b.base = start, float(base)
             b.samples = None if samples is None else [float(x) for x in samples]
+        if streak is not None:
+            st = Streak()
+            st.load(streak)
+            self.state[device] = st
         self.baselines[device] = per
         if any(b.samples is None for b in per.values()):
             self.prior.add(device)
+
+    def clearing(self, device: str) -> Iterable[tuple[str, str, int]]:
+        st = self.state.get(device)
+        return () if st is None else st.clearing(self.kind, device)
+
+
+def _parts(state: Any) -> tuple[Any, Any]:
+    if not isinstance(state, dict) or not isinstance(state.get("levels"), list):
+        raise ValueError(f"not a lamp_degradation state: {state!r}")
+    return state["levels"], state.get("streak")
 
 
 def build(cfg: RulesConfig, city: Any) -> Rule:
