@@ -74,6 +74,8 @@ class DustRule(Rule):
             1, 1, int(hold_s * NS), int(repeat_s * NS), fresh_clears=self.fresh_clears
         )
         self.seen: dict[str, _Seen] = {}
+        # A SiteRule's sites; the rules judging sensors alone leave it empty.
+        self.sites: dict[str, SiteState] = {}
 
     def _fresh_site(self, rec: Record, dev: str, ts: int) -> str | None:
         """The reading's site; None when it has none, or repeats a reading already seen."""
@@ -99,8 +101,9 @@ class DustRule(Rule):
         return gone
 
     def drop_sites(self, sites: Collection[str]) -> None:
-        """Forget the per-site state of ``sites`` (rules that keep some)."""
-        return None
+        """Forget the per-site state of ``sites``."""
+        for site in sites:
+            self.sites.pop(site, None)
 
     def _cond(
         self,
@@ -163,16 +166,6 @@ class SiteRule(DustRule):
     learns: ClassVar[bool] = True
     window: ClassVar[tuple[int, int]]
 
-    def __init__(
-        self,
-        cfg: DustRulesConfig | None,
-        sensor_site: Mapping[str, str] | None,
-        hold_s: float,
-        repeat_s: float,
-    ) -> None:
-        super().__init__(cfg, sensor_site, hold_s, repeat_s)
-        self.sites: dict[str, SiteState] = {}
-
     def _site(self, site: str, ts: int) -> SiteState | None:
         """The site's state for a reading at ``ts``; None when a checkpoint holds it."""
         st = self.sites.get(site)
@@ -183,10 +176,6 @@ class SiteRule(DustRule):
         if ts > st.last:
             st.last = ts
         return st
-
-    def drop_sites(self, sites: Collection[str]) -> None:
-        for site in sites:
-            self.sites.pop(site, None)
 
     def learnt(self, device: str) -> Any:
         seen = self.seen.get(device)
