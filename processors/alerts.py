@@ -108,9 +108,10 @@ class AlertManager:
     def quiet(self, key: tuple[str, str], since: int) -> None:
         """The fault of (kind, target) ended at event time ``since`` and its rule is holding
         the clear, as a checkpoint says: an episode adopted for it starts its hysteresis there.
-        The open-alerts topic keeps only raises, and the rule's next inactive conditions,
-        at the hold's end, came too soon after the first one this manager saw: the episode
-        never cleared."""
+        The open-alerts topic holds the episode, not when its fault ended; counted from the
+        first inactive condition this manager saw, the rule's last one (at its hold's end)
+        came too soon, and the episode never cleared. A hint from before the episode began
+        is ignored."""
         self.quiet_since[key] = since
 
     def forget(self, targets: Container[str]) -> None:

@@ -137,11 +137,9 @@ class DustRule(Rule):
         out.append(self._cond(r, site, "site", ts, rec["district"], msg, value))
 
 
-# --- wiring (registry factories) ----------------------------------------------------------
-
-
 class SiteState:
-    """A site's minute window (``size`` minutes, the last ``short`` apart) and streak."""
+    """A site's minute window (``size`` minutes, and a mean of the last ``short`` of them
+    besides the whole) and its streak, with what a restart needs of them."""
 
     __slots__ = ("last", "night", "since", "streak", "upto", "win")
 
@@ -213,6 +211,9 @@ class SiteRule(DustRule):
         seen = self.seen.get(device)
         st = None if seen is None else self.sites.get(seen.site)
         return () if seen is None or st is None else st.streak.clearing(self.kind, seen.site)
+
+
+# --- wiring (registry factories) ----------------------------------------------------------
 
 
 def common_kwargs(cfg: RulesConfig) -> dict[str, Any]:
