@@ -16,9 +16,9 @@ The same record carries, by rule name, what the rules keep of each device beyond
 15 minutes (``Rule.learns``): what they learn over hours or days (a lamp's power baselines, a
 bin's ambient temperature and usual fill rate, a vehicle's day so far), and state older than
 the replay that a fault depends on (a device's last reading for the silence rule, when a bin's
-overflow began, a dust site's hour of readings). Without it a restarted processor judged those
-devices only once it had learnt them again, learnt a degraded lamp's draw as its baseline, and
-never saw a device that had fallen silent before the replay's window.
+overflow began, a dust site's hour of readings, a fault's streak). Without it a restarted
+processor judged those devices only once it had learnt them again, learnt a degraded lamp's
+draw as its baseline, and never saw a device that had fallen silent before the replay's window.
 
 Example:
     >>> blob = encode("sentinel", 10**18, {"pm10_ugm3": [1, 2]}, {"bin_fire": [18.5, 9]})

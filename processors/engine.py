@@ -204,8 +204,9 @@ class Engine:
         The engine does not hold the rules back from replayed readings the checkpoint already
         holds, as it does the detectors: most rules need the replay to rebuild their streaks
         (a reading learnt twice moves a baseline by one small EWMA step). A rule that restores
-        a fault's state with its time (the bin rules, dust_exceedance) skips those readings
-        itself."""
+        a fault's state with its time (the bin rules, and those that keep their whole streak:
+        lamp_degradation and the dust rules but stuck_sensor) skips those readings itself, and
+        says which clears it is holding (``Rule.clearing``), which the alert manager takes."""
         for name, state in (learnt or {}).items():
             rule = self.learners.get(name)
             if rule is None:

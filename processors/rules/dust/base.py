@@ -175,12 +175,18 @@ class SiteRule(DustRule):
             st.last = ts
         return st
 
-    def learnt(self, device: str) -> Any:
+    def _site_of(self, device: str) -> tuple[str, SiteState] | None:
+        """The sensor's site and its state; None when unknown."""
         seen = self.seen.get(device)
         st = None if seen is None else self.sites.get(seen.site)
-        if seen is None or st is None:
+        return None if seen is None or st is None else (seen.site, st)
+
+    def learnt(self, device: str) -> Any:
+        found = self._site_of(device)
+        if found is None:
             return None
-        return [seen.site, st.last, st.since, st.streak.state(), st.win.state(), st.night]
+        site, st = found
+        return [site, st.last, st.since, st.streak.state(), st.win.state(), st.night]
 
     def relearn(self, device: str, state: Any) -> None:
         # Before 2026-12-07 a state had no night flag, and its streak was whether it was on.
@@ -208,9 +214,8 @@ class SiteRule(DustRule):
         self.sites[site] = st
 
     def clearing(self, device: str) -> Iterable[tuple[str, str, int]]:
-        seen = self.seen.get(device)
-        st = None if seen is None else self.sites.get(seen.site)
-        return () if seen is None or st is None else st.streak.clearing(self.kind, seen.site)
+        found = self._site_of(device)
+        return () if found is None else found[1].streak.clearing(self.kind, found[0])
 
 
 # --- wiring (registry factories) ----------------------------------------------------------

@@ -146,12 +146,18 @@ class SensorDrift(DustRule):
             d.minute = minute
             self._evaluate(d, district, ts, out)
 
-    def learnt(self, device: str) -> Any:
+    def _located(self, device: str) -> tuple[str, _District, _Sensor] | None:
+        """The sensor's district (name and state) and its own state; None when unknown."""
         district = self.district_of.get(device)
         d = None if district is None else self.districts.get(district)
         s = None if d is None else d.sensors.get(device)
-        if d is None or s is None:
+        return None if district is None or d is None or s is None else (district, d, s)
+
+    def learnt(self, device: str) -> Any:
+        found = self._located(device)
+        if found is None:
             return None
+        district, d, s = found
         return [
             district,
             s.site,
@@ -193,10 +199,8 @@ class SensorDrift(DustRule):
             d.minute = minute
 
     def clearing(self, device: str) -> Iterable[tuple[str, str, int]]:
-        district = self.district_of.get(device)
-        d = None if district is None else self.districts.get(district)
-        s = None if d is None else d.sensors.get(device)
-        return () if s is None else s.streak.clearing(self.kind, device)
+        found = self._located(device)
+        return () if found is None else found[2].streak.clearing(self.kind, device)
 
     def forget(self, devices: Container[str]) -> Collection[str]:
         for dev in [k for k in self.district_of if k in devices]:
