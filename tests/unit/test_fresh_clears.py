@@ -8,6 +8,7 @@ restart, then feeds a new rule the readings that follow.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -42,12 +43,20 @@ R = TypeVar("R", bound=Rule)
 
 
 def restart_run(
-    rule: Rule, kind: str, target: str, start: int, recs: list[dict[str, Any]]
+    rule: Rule,
+    kind: str,
+    target: str,
+    start: int,
+    recs: list[dict[str, Any]],
+    quiet: Sequence[tuple[str, str, int]] = (),
 ) -> tuple[int | None, list[AlertEvent]]:
-    """Events of an alert manager that adopted an open (kind, target) episode from ``start``,
-    and how many readings the rule took to send its first clear of ``target`` (None: never)."""
+    """Events of an alert manager that adopted an open (kind, target) episode from ``start``
+    (and took ``quiet``'s (kind, target, since) hints, ``AlertManager.quiet``), and how many
+    readings the rule took to send its first clear of ``target`` (None: never)."""
     am = AlertManager(AlertPolicy(clear_after_s=600))
     am.adopt({(kind, target): Episode("old-id", start, "warning", start)})
+    for quiet_kind, quiet_target, since in quiet:
+        am.quiet((quiet_kind, quiet_target), since)
     out: list[Condition] = []
     first, events = None, []
     for k, r in enumerate(recs):
@@ -60,10 +69,15 @@ def restart_run(
 
 
 def after_restart(
-    rule: Rule, kind: str, target: str, start: int, recs: list[dict[str, Any]]
+    rule: Rule,
+    kind: str,
+    target: str,
+    start: int,
+    recs: list[dict[str, Any]],
+    quiet: Sequence[tuple[str, str, int]] = (),
 ) -> list[AlertEvent]:
     """The events of ``restart_run``."""
-    return restart_run(rule, kind, target, start, recs)[1]
+    return restart_run(rule, kind, target, start, recs, quiet)[1]
 
 
 def cleared(events: list[AlertEvent]) -> list[str]:

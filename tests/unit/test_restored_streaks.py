@@ -10,13 +10,14 @@ from typing import Any
 import orjson
 import pytest
 from rulefeed import feed
+from test_fresh_clears import after_restart
 from test_rules_dust import MIN, T_DAY, T_NIGHT, clock, district, noise
 from test_rules_streetlight import NIGHT, lamp, schedule
 
-from processors.alerts import AlertEvent, AlertManager, AlertPolicy, Episode
+from processors.alerts import AlertEvent, AlertManager, AlertPolicy
 from processors.config import RulesConfig
 from processors.engine import Engine
-from processors.rules.base import Condition, Rule
+from processors.rules.base import Rule
 from processors.rules.dust.dust_exceedance import DustExceedance
 from processors.rules.dust.night_noise import NightNoise
 from processors.rules.dust.sensor_drift import SensorDrift
@@ -94,14 +95,10 @@ def _lamp(watts: list[float], start: int = 0) -> list[dict[str, Any]]:
     return [lamp("l1", NIGHT + (start + k) * 5 * MIN, w) for k, w in enumerate(watts)]
 
 
-def _events(rule: Rule, am: AlertManager, recs: list[dict[str, Any]]) -> list[AlertEvent]:
-    out: list[Condition] = []
-    events = []
-    for r in recs:
-        rule.on_reading(r, out)
-        events += [e for c in out for e in am.apply(c)]
-        out.clear()
-    return events
+def _whole(rule: Rule, recs: list[dict[str, Any]]) -> list[AlertEvent]:
+    """The alert events of an uninterrupted run."""
+    am = AlertManager(AlertPolicy(clear_after_s=600))
+    return [e for c in feed(rule, recs) for e in am.apply(c)]
 
 
 def _restarted_clears(
@@ -114,16 +111,14 @@ def _restarted_clears(
     """Clears of ``raised``'s episode by ``rule``, adopting it as a restarted processor does,
     given what ``before`` learnt of the devices of ``recs`` (None: no checkpoint), and
     ``told`` the manager when the faults its checkpoint is clearing ended, as the engine does."""
-    am = AlertManager(AlertPolicy(clear_after_s=600))
-    episode = Episode(raised.alert_id, raised.episode_start, raised.severity, raised.ts)
-    am.adopt({(raised.kind, raised.target): episode})
+    quiet: list[tuple[str, str, int]] = []
     for dev in sorted({r["device_id"] for r in recs}):
         if before is None:
             break
         rule.relearn(dev, orjson.loads(orjson.dumps(before.learnt(dev))))
-        for kind, target, since in rule.clearing(dev) if told else ():
-            am.quiet((kind, target), since)
-    return [e.ts for e in _events(rule, am, recs) if e.state == "cleared"]
+        quiet += rule.clearing(dev) if told else ()
+    events = after_restart(rule, raised.kind, raised.target, raised.ts, recs, quiet)
+    return [e.ts for e in events if e.state == "cleared"]
 
 
 @pytest.mark.parametrize("told", [True, False])
@@ -131,7 +126,7 @@ def test_a_lamp_clear_held_at_the_checkpoint_ends_the_episode_on_time(told: bool
     # Learnt at 100 W, 30 % low for 3 readings (raised), then repaired: cleared after 3 good
     # readings, and the episode once the condition stayed inactive for 600 s.
     recs = _lamp([100.0] * 12 + [70.0] * 3 + [100.0] * 12)
-    events = _events(LampDegradation(schedule()), AlertManager(AlertPolicy(600)), recs)
+    events = _whole(LampDegradation(schedule()), recs)
     raised = next(e for e in events if e.state == "raised")
     want = [e.ts for e in events if e.state == "cleared"]
     kill = 19  # the 4th good reading: the clear is being held
@@ -148,7 +143,7 @@ def test_a_lamp_clear_held_at_the_checkpoint_ends_the_episode_on_time(told: bool
 def test_a_night_noise_clear_held_at_the_checkpoint_ends_the_episode_on_time() -> None:
     # Loud until 23:30, then quiet: the 15-min mean is back below 53 dBA at about 23:45.
     recs = noise(range(0, 30), 70.0) + noise(range(30, 80), 45.0)
-    events = _events(NightNoise(clock()), AlertManager(AlertPolicy(clear_after_s=600)), recs)
+    events = _whole(NightNoise(clock()), recs)
     raised = next(e for e in events if e.state == "raised")
     want = [e.ts for e in events if e.state == "cleared"]
     kill = T_NIGHT + 50 * MIN
