@@ -69,15 +69,10 @@ def restart_run(
 
 
 def after_restart(
-    rule: Rule,
-    kind: str,
-    target: str,
-    start: int,
-    recs: list[dict[str, Any]],
-    quiet: Sequence[tuple[str, str, int]] = (),
+    rule: Rule, kind: str, target: str, start: int, recs: list[dict[str, Any]]
 ) -> list[AlertEvent]:
     """The events of ``restart_run``."""
-    return restart_run(rule, kind, target, start, recs, quiet)[1]
+    return restart_run(rule, kind, target, start, recs)[1]
 
 
 def cleared(events: list[AlertEvent]) -> list[str]:

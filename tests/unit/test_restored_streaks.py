@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 from rulefeed import feed
-from test_fresh_clears import after_restart
+from test_fresh_clears import restart_run
 from test_rules_dust import MIN, T_DAY, T_NIGHT, clock, district, noise
 from test_rules_streetlight import NIGHT, lamp, schedule
 
@@ -117,7 +117,7 @@ def _restarted_clears(
             break
         rule.relearn(dev, orjson.loads(orjson.dumps(before.learnt(dev))))
         quiet += rule.clearing(dev) if told else ()
-    events = after_restart(rule, raised.kind, raised.target, raised.ts, recs, quiet)
+    events = restart_run(rule, raised.kind, raised.target, raised.ts, recs, quiet)[1]
     return [e.ts for e in events if e.state == "cleared"]
 
 
