@@ -126,6 +126,33 @@ def test_late_fix_lands_in_its_own_day() -> None:
     assert set(days) == {"2024-06-01", "2024-06-02"} and days["2024-06-01"]["fixes"] == 1
 
 
+def test_a_day_found_after_an_empty_look_is_still_closed_on_time() -> None:
+    # The first look finds nothing due and remembers when the next day closes; days that
+    # arrive later (a late fix of the day before, a restored checkpoint) may close sooner.
+    june1 = fix(15 * 3600, 0.0)  # 23:00 local on June 1
+    t = summaries([fix(16 * 3600 + 60, 80.0, dev="truck-2")])  # June 2
+    assert t.kpi_points(june1["ts"]) == []
+    t.on_reading(june1, [])
+    restored = summaries([])
+    restored.relearn("truck-1", t.learnt("truck-1"))
+    closes = june1["ts"] + 2 * 3600 * NS  # June 1 ends at 00:00 local, final at 01:00
+    for s in (t, restored):
+        assert s.kpi_points(closes - 1) == []
+        assert [p["tags"]["vehicle"] for p in s.kpi_points(closes)] == ["truck-1"]
+        assert s.kpi_points(closes + 3600 * NS) == []  # each day once
+
+
+def test_a_23_hour_day_closes_at_its_own_midnight() -> None:
+    # Berlin's 2024-03-31 lasts 23 hours (the clocks go forward at 02:00): it ends at
+    # 22:00 UTC and is final an hour later, not at start + 24 h + 1 h.
+    t = TripSummaries(PROJ, LocalClock("Europe/Berlin"))
+    noon = 1_711_886_400 * NS  # 2024-03-31 12:00 UTC, 14:00 local
+    t.on_reading({**fix(0, 0.0), "ts": noon}, [])
+    final = 1_711_926_000 * NS  # 2024-03-31 23:00 UTC
+    assert t.kpi_points(final - 1) == []
+    assert [p["tags"]["day"] for p in t.kpi_points(final)] == ["2024-03-31"]
+
+
 def test_route_sampler_near() -> None:
     s = RouteSampler(PROJ.geom(ROUTE), 50.0)
     assert s.n == 81

@@ -49,7 +49,7 @@ from shapely.geometry.base import BaseGeometry
 
 from processors.config import RulesConfig, VehicleRulesConfig
 from processors.rules.base import Condition, Record, Rule
-from processors.rules.solar import DAY_NS, LocalClock, city_timezone
+from processors.rules.solar import LocalClock, city_timezone
 from processors.rules.streak import NS
 from processors.rules.vehicle.coverage import RouteSampler
 from processors.rules.vehicle.fixes import OK, FixFilter
@@ -59,6 +59,8 @@ from processors.rules.vehicle.geo import (
     model_vehicle_routes,
     projection_for,
 )
+
+_NEVER = 2**62
 
 
 class _Day:
@@ -138,6 +140,10 @@ class TripSummaries(Rule):
         self.max_gap_ns = int(c.max_gap_s * NS)
         self.close_ns = int(c.trip_close_after_s * NS)
         self.watermark = 0
+        # No held day closes before this (a lower bound): the app asks for finished days
+        # after every batch, and scanning every vehicle's days (a timezone conversion each)
+        # every time is wasted until one can close.
+        self._next_close = _NEVER
 
     def on_reading(self, rec: Record, out: list[Condition]) -> None:
         dev, ts = rec["device_id"], rec["ts"]
@@ -186,7 +192,7 @@ class TripSummaries(Rule):
                 d.covered.update(near)
 
     def _day(self, day: int, kind: str, route: str | None) -> _Day:
-        return _Day(
+        d = _Day(
             day,
             kind,
             route,
@@ -194,6 +200,8 @@ class TripSummaries(Rule):
             self.clock.day_start_ns(day),
             self.clock.day_start_ns(day + 1),
         )
+        self._next_close = min(self._next_close, d.hi + self.close_ns)
+        return d
 
     def _open_days(self, dev: str) -> list[_Day]:
         """The vehicle's days still held: its latest, and the one before while not closed."""
@@ -289,13 +297,21 @@ class TripSummaries(Rule):
         values of the days still open (kept)."""
         now = self.watermark if now_ns is None else now_ns
         out: list[dict[str, Any]] = []
+        if now < self._next_close and not include_open:
+            return out
         done: list[tuple[str, int]] = []
+        next_close = _NEVER
         for (dev, day), d in self.days.items():
-            closed = now >= self.clock.day_start_ns(day) + DAY_NS + self.close_ns
+            # d.hi, the next local midnight, not day start + 24 h: a DST day is 23 or 25 h.
+            close = d.hi + self.close_ns
+            closed = now >= close
             if closed or include_open:
                 out.append(self._point(dev, day, d))
             if closed:
                 done.append((dev, day))
+            elif close < next_close:
+                next_close = close
+        self._next_close = next_close
         for k in done:
             d = self.days.pop(k)
             if self.current.get(k[0]) is d:
@@ -307,6 +323,7 @@ class TripSummaries(Rule):
         out = [self._point(dev, day, d) for (dev, day), d in self.days.items()]
         self.days.clear()
         self.current.clear()
+        self._next_close = _NEVER
         return out
 
 
