@@ -299,6 +299,28 @@ async def committed_total(s: Settings, group: str) -> int:
         await admin.close()
 
 
+def spawn(
+    topic: str, group: str, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """One ``citywatch process`` reading ``topic`` in consumer group ``group``, with no
+    warm-up replay and no metrics port."""
+    env = {
+        **os.environ,
+        "CITYWATCH_KAFKA__READINGS_TOPIC": topic,
+        "CITYWATCH_PROCESSOR__GROUP_ID": group,
+        "CITYWATCH_PROCESSOR__METRICS_PORT": "0",
+        "CITYWATCH_PROCESSOR__WARMUP_S": "0",
+        **(extra_env or {}),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "citywatch", "process"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def processor(
     s: Settings,
     topic: str,
@@ -310,22 +332,8 @@ def processor(
 
     ``rules_file`` replaces the settings' rules (``floor_rules`` for the floor)."""
     group = f"bench-proc-{uuid.uuid4().hex[:6]}"
-    env = {
-        **os.environ,
-        "CITYWATCH_KAFKA__READINGS_TOPIC": topic,
-        "CITYWATCH_PROCESSOR__GROUP_ID": group,
-        "CITYWATCH_PROCESSOR__METRICS_PORT": "0",
-        "CITYWATCH_PROCESSOR__WARMUP_S": "0",
-    }
-    if rules_file is not None:
-        env["CITYWATCH_PROCESSOR__RULES_FILE"] = str(rules_file)
-    p = subprocess.Popen(
-        [sys.executable, "-m", "citywatch", "process"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    extra = {} if rules_file is None else {"CITYWATCH_PROCESSOR__RULES_FILE": str(rules_file)}
+    p = spawn(topic, group, extra)
     end = sum(asyncio.run(end_offsets(s, topic)).values())
     t0 = None
     done = 0

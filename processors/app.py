@@ -171,6 +171,8 @@ class Processor:
             auto_offset_reset="earliest",
             max_poll_interval_ms=ps.max_poll_interval_ms,
             fetch_max_bytes=16 * 1024 * 1024,
+            fetch_min_bytes=ps.fetch_min_bytes,
+            fetch_max_wait_ms=ps.fetch_max_wait_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         self.kafka_sink = KafkaSink(settings, self.instance)
