@@ -34,6 +34,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import DefaultPartitioner
 
 from bench.common import cpu_s
 from citywatch import influxql
@@ -109,13 +110,20 @@ def devices_for(n: int) -> int:
 
 
 async def fill(
-    s: Settings, topic: str, n: int, recs: list[tuple[bytes, bytes]] | None = None
+    s: Settings,
+    topic: str,
+    n: int,
+    recs: list[tuple[bytes, bytes]] | None = None,
+    *,
+    create: bool = True,
 ) -> None:
-    """Create ``topic`` and produce ``recs`` (by default ``records(n)``) into it."""
-    admin = AIOKafkaAdminClient(**client_kwargs(s))
-    await admin.start()
-    await admin.create_topics([NewTopic(topic, s.kafka.readings_partitions, 1)])
-    await admin.close()
+    """Create ``topic`` (unless ``create`` is False) and produce ``recs`` (by default
+    ``records(n)``) into it."""
+    if create:
+        admin = AIOKafkaAdminClient(**client_kwargs(s))
+        await admin.start()
+        await admin.create_topics([NewTopic(topic, s.kafka.readings_partitions, 1)])
+        await admin.close()
     p = AIOKafkaProducer(
         **client_kwargs(s),
         linger_ms=50,
@@ -125,8 +133,28 @@ async def fill(
     )
     await p.start()
     recs = recs if recs is not None else records(n, devices_for(n))
-    futs = [await p.send(topic, v, key=k) for k, v in recs]
-    await asyncio.gather(*futs)
+    # Whole batches per partition (as the gateway sends them): aiokafka's per-record send
+    # made the fill as slow as the processor, so readings written while processors run
+    # (bench.scaling) arrived no faster than they were consumed.
+    parts = sorted(await p.partitions_for(topic))
+    choose = DefaultPartitioner()
+    where: dict[bytes, int] = {}
+    open_: dict[int, Any] = {}
+    sent = []
+    for k, v in recs:
+        part = where.get(k)
+        if part is None:
+            part = where[k] = choose(k, parts, parts)
+        b = open_.get(part)
+        if b is None:
+            b = open_[part] = p.create_batch()
+        if b.append(key=k, value=v, timestamp=None) is None:  # full
+            sent.append(await p.send_batch(b, topic, partition=part))
+            b = open_[part] = p.create_batch()
+            b.append(key=k, value=v, timestamp=None)
+    for part, b in open_.items():
+        sent.append(await p.send_batch(b, topic, partition=part))
+    await asyncio.gather(*sent)
     await p.stop()
 
 
