@@ -161,19 +161,20 @@ class ProcessorSettings(BaseModel):
     # clock tick, the write, the commit); under light load batch_ms bounds the wait anyway.
     max_batch: int = 20_000
     batch_ms: int = 200  # longest wait for the first record of a batch
+    # Once a batch has its first record, keep polling this long (or to max_batch). Without
+    # it each poll returned what had arrived since the last one: at 7,000 readings/s, 66
+    # batches of ~100 a second, each paying the rules' clock tick, an InfluxDB request (a
+    # WAL write) and an offset commit. Adds up to this much to alert and storage latency.
+    linger_ms: int = Field(default=100, ge=0)
     # The broker answers a fetch once it holds fetch_min_bytes for us, or after
-    # fetch_max_wait_ms. With Kafka's default of 1 byte, each poll returned what had arrived
-    # since the last: at 7,000 readings/s, 66 batches of ~100 a second, each paying the
-    # rules' clock tick, an InfluxDB request (a WAL write) and an offset commit; and the
-    # fetches themselves, hundreds a second built, sent and decoded in Python, cost a tenth
-    # of a core at 1,000 readings/s. Under light load a batch now holds up to 100 ms of
-    # readings, which adds up to that much to alert and storage latency.
-    fetch_min_bytes: int = Field(default=256 * 1024, ge=1)
-    fetch_max_wait_ms: int = Field(default=100, ge=0)
-    # Once a batch has its first record, keep polling this long (or to max_batch). Before
-    # the fetch wait above it did the batching (100 ms); on top of it, it only added its
-    # time to the latency (bench.latency: alert p99 157 -> 259 ms at 1,000 readings/s).
-    linger_ms: int = Field(default=0, ge=0)
+    # fetch_max_wait_ms (Kafka's defaults: 1 byte, 500 ms). Under light load the defaults
+    # make aiokafka send hundreds of fetch requests a second, built and decoded in Python:
+    # a tenth of a core at 1,000 readings/s. 262144 and 100 with linger_ms 0 halve the CPU
+    # per reading at 1,000/s at the same latency (bench.paced, README), but are not the
+    # default: with them a two-processor rebalance test hung in offsets_for_times five
+    # times running (docs/reliability.md), and the cause is not found yet.
+    fetch_min_bytes: int = Field(default=1, ge=1)
+    fetch_max_wait_ms: int = Field(default=500, ge=0)
     # Readings processed between two turns of the event loop (so the previous batch's write
     # and the next fetch go on meanwhile; see processors.app).
     yield_every: int = Field(default=1000, ge=1)
