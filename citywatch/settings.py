@@ -161,7 +161,7 @@ class ProcessorSettings(BaseModel):
     # clock tick, the write, the commit); under light load batch_ms bounds the wait anyway.
     max_batch: int = 20_000
     batch_ms: int = 200  # longest wait for the first record of a batch
-    # Once a batch has its first record, keep polling this long (or to max_batch). Without
+    # Once a batch has its first record, keep collecting this long (or to max_batch). Without
     # it each poll returned what had arrived since the last one: at 7,000 readings/s, 66
     # batches of ~100 a second, each paying the rules' clock tick, an InfluxDB request (a
     # WAL write) and an offset commit. Adds up to this much to alert and storage latency.
@@ -171,8 +171,9 @@ class ProcessorSettings(BaseModel):
     # make aiokafka send hundreds of fetch requests a second, built and decoded in Python:
     # a tenth of a core at 1,000 readings/s. 262144 and 100 with linger_ms 0 halve the CPU
     # per reading at 1,000/s at the same latency (bench.paced, README), but are not the
-    # default: with them a two-processor rebalance test hung in offsets_for_times five
-    # times running (docs/reliability.md), and the cause is not found yet.
+    # default: with them a two-processor rebalance test stalled in the assignment callback,
+    # after loading the checkpoints, five times running (docs/reliability.md), and the
+    # cause is not found yet.
     fetch_min_bytes: int = Field(default=1, ge=1)
     fetch_max_wait_ms: int = Field(default=500, ge=0)
     # Readings processed between two turns of the event loop (so the previous batch's write
