@@ -22,23 +22,13 @@ import uuid
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.common import cpu_s
-from bench.processor import _delete, committed_total, records, spawn
+from bench.processor import _delete, committed_total, create_topic, records, spawn
 from citywatch.kafkautil import client_kwargs
 from citywatch.settings import Settings
 
 TICK_S = 0.01
-
-
-async def _create(s: Settings, topic: str) -> None:
-    admin = AIOKafkaAdminClient(**client_kwargs(s))
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, s.kafka.readings_partitions, 1)])
-    finally:
-        await admin.close()
 
 
 async def pace(
@@ -75,7 +65,7 @@ def run(s: Settings, rates: list[int], seconds: float, idle_s: float = 10.0) -> 
     """Idle CPU, then CPU per reading at each rate, of one ``citywatch process``."""
     topic = f"citywatch.bench.{uuid.uuid4().hex[:6]}"
     group = f"bench-paced-{uuid.uuid4().hex[:6]}"
-    asyncio.run(_create(s, topic))
+    asyncio.run(create_topic(s, topic))
     # Enough for every rate: wrapping round would replay old timestamps (no-ops for the rules).
     recs = records(int(sum(rates) * seconds) + 1, 5_000)
     proc = spawn(topic, group)

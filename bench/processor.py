@@ -34,12 +34,12 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.partitioner import DefaultPartitioner
 
 from bench.common import cpu_s
 from citywatch import influxql
 from citywatch.kafkautil import client_kwargs, end_offsets
 from citywatch.settings import Settings
+from ingest.kafka_sink import PartitionBatches
 
 REPO = Path(__file__).resolve().parents[1]
 S = 1_000_000_000
@@ -109,6 +109,16 @@ def devices_for(n: int) -> int:
     return max(1, min(10_000, n // 100))
 
 
+async def create_topic(s: Settings, topic: str) -> None:
+    """An empty benchmark readings topic, with as many partitions as the real one."""
+    admin = AIOKafkaAdminClient(**client_kwargs(s))
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, s.kafka.readings_partitions, 1)])
+    finally:
+        await admin.close()
+
+
 async def fill(
     s: Settings,
     topic: str,
@@ -120,10 +130,7 @@ async def fill(
     """Create ``topic`` (unless ``create`` is False) and produce ``recs`` (by default
     ``records(n)``) into it."""
     if create:
-        admin = AIOKafkaAdminClient(**client_kwargs(s))
-        await admin.start()
-        await admin.create_topics([NewTopic(topic, s.kafka.readings_partitions, 1)])
-        await admin.close()
+        await create_topic(s, topic)
     p = AIOKafkaProducer(
         **client_kwargs(s),
         linger_ms=50,
@@ -133,28 +140,15 @@ async def fill(
     )
     await p.start()
     recs = recs if recs is not None else records(n, devices_for(n))
-    # Whole batches per partition (as the gateway sends them): aiokafka's per-record send
-    # made the fill as slow as the processor, so readings written while processors run
-    # (bench.scaling) arrived no faster than they were consumed.
-    parts = sorted(await p.partitions_for(topic))
-    choose = DefaultPartitioner()
-    where: dict[bytes, int] = {}
-    open_: dict[int, Any] = {}
-    sent = []
-    for k, v in recs:
-        part = where.get(k)
-        if part is None:
-            part = where[k] = choose(k, parts, parts)
-        b = open_.get(part)
-        if b is None:
-            b = open_[part] = p.create_batch()
-        if b.append(key=k, value=v, timestamp=None) is None:  # full
-            sent.append(await p.send_batch(b, topic, partition=part))
-            b = open_[part] = p.create_batch()
-            b.append(key=k, value=v, timestamp=None)
-    for part, b in open_.items():
-        sent.append(await p.send_batch(b, topic, partition=part))
-    await asyncio.gather(*sent)
+    # Whole batches per partition, as the gateway sends them (ingest.kafka_sink): aiokafka's
+    # per-record send made the fill as slow as the processor, so readings written while
+    # processors run (bench.scaling) arrived no faster than they were consumed.
+    batches = PartitionBatches(p, linger_s=0.05)
+    await batches.start([topic])
+    acks = {batches.append(topic, k, v, []) for k, v in recs}  # one future per batch
+    await batches.flush()
+    await asyncio.gather(*acks)
+    await batches.close(ConnectionError("fill done"))
     await p.stop()
 
 

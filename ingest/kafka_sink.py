@@ -54,7 +54,7 @@ def partition_key(reading: ReadingBase) -> bytes:
     return reading_key(reading)
 
 
-class _Batches:
+class PartitionBatches:
     """Open record batches per (topic, partition), sealed on linger and sent in order."""
 
     def __init__(self, producer: AIOKafkaProducer, linger_s: float) -> None:
@@ -177,7 +177,7 @@ class KafkaSink:
             request_timeout_ms=g.request_timeout_ms,
             retry_backoff_ms=200,
         )
-        self.batches = _Batches(self.producer, g.linger_ms / 1000)
+        self.batches = PartitionBatches(self.producer, g.linger_ms / 1000)
 
     async def start(self) -> None:
         await self.producer.start()
