@@ -170,10 +170,9 @@ class ProcessorSettings(BaseModel):
     # fetch_max_wait_ms (Kafka's defaults: 1 byte, 500 ms). Under light load the defaults
     # make aiokafka send hundreds of fetch requests a second, built and decoded in Python:
     # a tenth of a core at 1,000 readings/s. 262144 and 100 with linger_ms 0 halve the CPU
-    # per reading at 1,000/s at the same latency (bench.paced, README), but are not the
-    # default: with them a two-processor rebalance test stalled in the assignment callback,
-    # after loading the checkpoints, five times running (docs/reliability.md), and the
-    # cause is not found yet.
+    # per reading at 1,000/s at the same latency (bench.paced, README). Not the default yet:
+    # a rebalance test that failed with them failed with Kafka's defaults too (slow
+    # checkpoint loads, docs/reliability.md), and they have not had a clean CI run since.
     fetch_min_bytes: int = Field(default=1, ge=1)
     fetch_max_wait_ms: int = Field(default=500, ge=0)
     # Readings processed between two turns of the event loop (so the previous batch's write
